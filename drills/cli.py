@@ -1,0 +1,315 @@
+"""The `drills` command: run drills, manage the local twin, roll back faults, read reports."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from drills.errors import ConfigError, DrillError
+
+EPILOG = """examples:
+  drills twin up                 start the local twin (moto, NATS cluster, enclave workers)
+  eval "$(drills twin env)"      point the aws CLI and boto3 at it
+  drills run monthly             run the monthly drills, write reports/<run-id>/
+  drills rollback                revert any fault a killed run left behind
+"""
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _state_dir(args: argparse.Namespace) -> Path | None:
+    return Path(args.state_dir) if args.state_dir else None
+
+
+def cmd_twin(args: argparse.Namespace) -> int:
+    from drills.twin import manager
+
+    if args.twin_command == "up":
+        twin = manager.up(
+            _state_dir(args),
+            timing=args.timing,
+            backend=args.nats,
+            vaults=args.vaults,
+            desired=args.desired,
+            progress=_say,
+        )
+        _say(f'twin ready in {twin.state.state_dir}; `eval "$(drills twin env)"` to use it')
+        if args.attach:
+            return _attach(twin.state.state_dir)
+        return 0
+    if args.twin_command == "down":
+        if not manager.down(_state_dir(args), progress=_say):
+            _say("no twin is running there; nothing to stop")
+        return 0
+    if args.twin_command == "status":
+        rows = manager.status(_state_dir(args))
+        width = max(len(r.name) for r in rows)
+        for row in rows:
+            print(f"{'ok  ' if row.healthy else 'FAIL'}  {row.name:<{width}}  {row.detail}")
+        return 0 if all(r.healthy for r in rows) else 1
+    if args.twin_command == "env":
+        for key, value in manager.env(_state_dir(args), args.region).items():
+            print(f"export {key}={shlex.quote(value)}")
+        return 0
+    raise AssertionError(args.twin_command)
+
+
+def _attach(state_dir: str) -> int:
+    """Stay in the foreground until Ctrl-C, then take the twin down."""
+    import signal
+
+    from drills.twin import manager
+
+    _say("attached; press Ctrl-C to stop the twin")
+    try:
+        signal.pause()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        manager.down(Path(state_dir), progress=_say)
+    return 0
+
+
+CADENCES = ("monthly", "quarterly", "annual")
+STATE_DIR_HELP = "twin state directory (default: $DRILLS_STATE_DIR or .drills/twin)"
+
+
+def _pytest_args(args: argparse.Namespace, run_id: str, exercise: str) -> list[str]:
+    """Translate `drills run` arguments into one pytest invocation of the feature suite."""
+    project = Path(args.project).resolve()
+    binder = project / "steps" / "test_drills.py"
+    if not binder.exists():
+        raise ConfigError(
+            f"{binder} not found; run from the project root (the folder with "
+            "features/ and steps/) or pass --project DIR"
+        )
+    report_dir = Path(args.reports) / run_id
+    out = [
+        str(binder),
+        "--rootdir",
+        str(project),
+        "-q",
+        "--no-header",
+        "-p",
+        "no:cacheprovider",
+        f"--drills-run-id={run_id}",
+        f"--drills-exercise={exercise}",
+        f"--drills-reports={args.reports}",
+        f"--drills-target={args.target}",
+        f"--drills-nats={args.nats}",
+        f"--drills-timing={args.timing}",
+        f"--junitxml={report_dir / 'junit.xml'}",
+        f"--cucumberjson={report_dir / 'cucumber.json'}",
+    ]
+    if args.state_dir:
+        out.append(f"--drills-state-dir={args.state_dir}")
+    if args.objectives:
+        out.append(f"--drills-objectives={args.objectives}")
+    for participant in args.participant or []:
+        out.append(f"--drills-participant={participant}")
+    paths = [sel for sel in args.selection if sel.endswith(".feature") or Path(sel).is_dir()]
+    tags = [sel for sel in args.selection if sel not in paths]
+    for path in paths:
+        if not Path(path).exists():
+            raise ConfigError(
+                f"feature path {path} does not exist; give a .feature file, a "
+                "folder of them, or a tag such as monthly"
+            )
+        out.append(f"--drills-feature={Path(path).resolve()}")
+    if tags:
+        out += ["-m", " or ".join(f"({t})" for t in tags)]
+    return out + list(args.pytest_args or [])
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import pytest
+
+    from drills.plugin import new_run_id
+
+    if not args.selection:
+        raise ConfigError(
+            "say what to run: monthly, quarterly, annual, a tag expression such "
+            "as 'enclave and not monthly', or feature paths"
+        )
+    exercise = (
+        args.selection[0]
+        if args.selection[0] in CADENCES and len(args.selection) == 1
+        else "ad-hoc"
+    )
+    run_id = args.run_id or new_run_id(exercise)
+    (Path(args.reports) / run_id).mkdir(parents=True, exist_ok=True)  # junit/cucumber need it
+    code = int(pytest.main(_pytest_args(args, run_id, exercise)))
+    report = Path(args.reports) / run_id / "report.json"
+    if code == pytest.ExitCode.NO_TESTS_COLLECTED:
+        raise ConfigError(
+            f"no drill matches {' '.join(args.selection)!r}; tags are "
+            "monthly, quarterly, annual, scenario and the component tags"
+        )
+    if code == pytest.ExitCode.USAGE_ERROR:
+        return 2
+    if report.exists():
+        print(report.resolve())
+    return code
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from drills.faults import rollback
+    from drills.journal import Journal
+    from drills.target import target_for_rollback
+
+    journal = Journal(Path(args.journal))
+    pending = journal.pending()
+    if not pending:
+        _say(f"nothing to roll back: no pending fault in {journal.path}")
+        return 0
+    target = target_for_rollback(args.target, args.region, args.state_dir)
+    if target is None:
+        _say("no twin is running: faults on twins that are gone will be marked abandoned")
+    ctx, env = (target.fault_context(), target.env_id) if target else (None, "")
+    failed = 0
+    for result in rollback(journal, ctx, env):
+        entry = result.entry
+        if result.reverted:
+            _say(f"reverted {entry.fault_id}: {entry.kind} on {entry.target} (run {entry.run_id})")
+        elif result.abandoned:
+            _say(f"abandoned {entry.fault_id}: {result.error}")
+        else:
+            failed += 1
+            _say(
+                f"FAILED to revert {entry.fault_id}: {entry.kind} on {entry.target}: {result.error}"
+            )
+    return 1 if failed else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="drills",
+        description="Executable disaster-recovery drills with measured RTO/RPO.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--state-dir", help=STATE_DIR_HELP)
+    # Also accepted after any subcommand (`drills twin down --state-dir X`).
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--state-dir", default=argparse.SUPPRESS, help=STATE_DIR_HELP)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    twin = sub.add_parser("twin", help="manage the local twin of the vault stack")
+    tsub = twin.add_subparsers(dest="twin_command", required=True)
+    t_up = tsub.add_parser(
+        "up", parents=[common], help="start the twin; returns once every component is healthy"
+    )
+    t_up.add_argument(
+        "--nats",
+        choices=["process", "container"],
+        default="process",
+        help="NATS backend: real nats-server processes (default) or Docker containers",
+    )
+    t_up.add_argument(
+        "--timing",
+        choices=["fast", "realistic"],
+        default="fast",
+        help="delays of AWS behaviours (boot, health checks); see README",
+    )
+    t_up.add_argument("--vaults", type=int, default=24, help="vaults to enroll (default 24)")
+    t_up.add_argument(
+        "--desired",
+        type=int,
+        default=2,
+        help="enclave ASG desired capacity (default 2, as the runbook)",
+    )
+    t_up.add_argument(
+        "--attach", action="store_true", help="stay in the foreground; Ctrl-C stops the twin"
+    )
+    tsub.add_parser("down", parents=[common], help="stop every process of the twin")
+    tsub.add_parser(
+        "status", parents=[common], help="show every component and its health (exit 1 if unhealthy)"
+    )
+    t_env = tsub.add_parser(
+        "env", parents=[common], help="print shell exports that point aws/boto3 at the twin"
+    )
+    t_env.add_argument("--region", default="us-east-1")
+    twin.set_defaults(func=cmd_twin)
+
+    run = sub.add_parser(
+        "run",
+        parents=[common],
+        help="run drills (monthly, quarterly, annual, a tag expression, feature paths)",
+        description="Run matching drills through pytest-bdd on the twin (started if none is "
+        "running, stopped after) or an account; writes reports/<run-id>/. Exit 0 when every "
+        "objective is met, 1 when one is breached or a drill fails, 2 on bad input.",
+    )
+    run.add_argument(
+        "selection",
+        nargs="*",
+        help="monthly | quarterly | annual | tag expression | features/... paths",
+    )
+    run.add_argument("--objectives", help="TOML file overriding the runbook objectives")
+    run.add_argument("--reports", default="reports", help="report root (default reports/)")
+    run.add_argument("--run-id", help="run id (default: UTC time, exercise, random suffix)")
+    run.add_argument(
+        "--target",
+        choices=["twin", "aws"],
+        default="twin",
+        help="the local twin (default) or the AWS account of your credentials",
+    )
+    run.add_argument(
+        "--nats",
+        choices=["process", "container"],
+        default="process",
+        help="NATS backend if a twin is started (default process)",
+    )
+    run.add_argument(
+        "--timing",
+        choices=["fast", "realistic"],
+        default="fast",
+        help="twin timing profile if a twin is started (default fast)",
+    )
+    run.add_argument(
+        "--participant",
+        action="append",
+        metavar="NAME:ROLE",
+        help="record a participant in the report (repeatable)",
+    )
+    run.add_argument("--project", default=".", help="folder holding features/ and steps/")
+    run.add_argument(
+        "pytest_args", nargs=argparse.REMAINDER, help="after --, extra arguments passed to pytest"
+    )
+    run.set_defaults(func=cmd_run)
+
+    rb = sub.add_parser(
+        "rollback",
+        parents=[common],
+        help="revert every fault a killed or failed run left pending in the journal",
+    )
+    rb.add_argument(
+        "--journal",
+        default=".drills/journal.jsonl",
+        help="fault journal (default .drills/journal.jsonl)",
+    )
+    rb.add_argument("--target", choices=["twin", "aws"], default="twin")
+    rb.add_argument("--region", default="us-east-1")
+    rb.set_defaults(func=cmd_rollback)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except DrillError as exc:
+        _say(f"drills: error: {exc}")
+        return 2
+    except KeyboardInterrupt:
+        _say("drills: interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,47 @@
+"""boto3 clients for the twin or a real account, built in one place and passed in.
+
+Faults, probes and recovery procedures take clients; they never build their own, so the
+same code drives the local twin (endpoint set) and a real account (endpoint unset).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+_CONFIG = Config(retries={"max_attempts": 2, "mode": "standard"}, connect_timeout=3,
+                 read_timeout=10)
+
+
+class Clients:
+    """A cache of boto3 clients keyed by (service, region)."""
+
+    __slots__ = ("_cache", "_lock", "credentials", "default_region", "endpoint_url")
+
+    def __init__(self, endpoint_url: str | None = None, default_region: str = "us-east-1",
+                 credentials: dict[str, str] | None = None) -> None:
+        self.endpoint_url = endpoint_url
+        self.default_region = default_region
+        self.credentials = credentials or {}
+        self._cache: dict[tuple[str, str], Any] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, service: str, region: str | None = None) -> Any:
+        """The client for `service` in `region` (default region when omitted)."""
+        key = (service, region or self.default_region)
+        with self._lock:
+            if key not in self._cache:
+                # A session per client: boto3's default session is not thread-safe.
+                session = boto3.session.Session(**self.credentials)
+                self._cache[key] = session.client(service, region_name=key[1],
+                                                  endpoint_url=self.endpoint_url, config=_CONFIG)
+            return self._cache[key]
+
+    @classmethod
+    def for_twin(cls, endpoint_url: str, region: str = "us-east-1") -> Clients:
+        """Clients aimed at the local twin's AWS endpoint with its fake credentials."""
+        return cls(endpoint_url, region, {"aws_access_key_id": "testing",
+                                          "aws_secret_access_key": "testing"})

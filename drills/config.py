@@ -1,0 +1,191 @@
+"""Objectives and settings: the runbook's table by default, overridable from a TOML file.
+
+Features name objectives by component ("Nitro Enclave ASG"), never by a number, so the
+figure an auditor reads in the report is the one the team wrote in its config.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from drills.errors import ConfigError
+
+#: Runbook section 1, "Critical Components Priority": component -> RTO in seconds.
+RUNBOOK_COMPONENT_RTO: dict[str, float] = {
+    "Nitro Enclave ASG": 5 * 60,
+    "NATS Cluster": 5 * 60,
+    "KMS Sealing Key": 15 * 60,
+    "S3 Vault Data": 15 * 60,
+    "CloudWatch Monitoring": 30 * 60,
+}
+RUNBOOK_PRIORITY: dict[str, str] = {
+    "Nitro Enclave ASG": "P1",
+    "NATS Cluster": "P1",
+    "KMS Sealing Key": "P2",
+    "S3 Vault Data": "P2",
+    "CloudWatch Monitoring": "P3",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Objective:
+    """What one component must meet: RTO in seconds and RPO in acknowledged writes lost."""
+
+    component: str
+    rto: float
+    rpo_writes: int = 0
+    priority: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Objectives:
+    """Service-level and per-component objectives (runbook section 1)."""
+
+    rto: float = 15 * 60
+    rpo_writes: int = 0
+    mttr: float = 30 * 60
+    components: Mapping[str, Objective] = field(default_factory=dict)
+
+    def for_component(self, name: str) -> Objective:
+        """The objective for `name`, or a ConfigError listing the names that exist."""
+        try:
+            return self.components[name]
+        except KeyError:
+            known = ", ".join(f'"{c}"' for c in self.components)
+            raise ConfigError(
+                f'no objective for component "{name}"; known components: {known} '
+                "(add it under [components] in your objectives file)"
+            ) from None
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeSettings:
+    """How probes run: interval and timeout in seconds, K successes that mean recovered."""
+
+    interval: float = 0.05
+    timeout: float = 0.5
+    consecutive: int = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything a drill run is configured with."""
+
+    objectives: Objectives
+    probes: ProbeSettings = ProbeSettings()
+    #: Targets destructive steps may act on, by kind ("asg", "bucket", "key", ...).
+    allow: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    source: str = "built-in runbook defaults"
+
+
+def runbook_objectives() -> Objectives:
+    """The objectives the runbook states, as the defaults."""
+    return Objectives(
+        components={
+            name: Objective(name, rto, 0, RUNBOOK_PRIORITY[name])
+            for name, rto in RUNBOOK_COMPONENT_RTO.items()
+        }
+    )
+
+
+def _duration(value: Any, where: str) -> float:
+    """Seconds from a number or a string like '90s', '5m', '1h'."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ConfigError(f"{where}: expected a duration like 300, '90s', '5m' or '1h', "
+                          f"got {value!r}")
+    if isinstance(value, str):
+        units = {"s": 1, "m": 60, "h": 3600}
+        text = value.strip()
+        try:
+            seconds = float(text[:-1]) * units[text[-1]] if text[-1:] in units else float(text)
+        except (ValueError, IndexError):
+            raise ConfigError(f"{where}: cannot read duration {value!r}; write e.g. 300, "
+                              "'90s', '5m' or '1h'") from None
+    else:
+        seconds = float(value)
+    if seconds <= 0:
+        raise ConfigError(f"{where}: duration must be positive, got {value!r}")
+    return seconds
+
+
+def _table(data: Mapping[str, Any], key: str, where: str) -> Mapping[str, Any]:
+    value = data.get(key, {})
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{where}: [{key}] must be a table")
+    return value
+
+
+def load_settings(path: Path | None) -> Settings:
+    """Load settings from a TOML file; None gives the runbook defaults.
+
+    Unknown keys are errors: a typo must not silently keep a default objective.
+    """
+    base = Settings(objectives=runbook_objectives())
+    if path is None:
+        return base
+    where = str(path)
+    try:
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"objectives file {where} does not exist; pass an existing file "
+                          "or omit --objectives for the runbook defaults") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{where}: not valid TOML ({exc})") from None
+    _reject_unknown(data, {"service", "components", "probes", "allow"}, where)
+    objectives = base.objectives
+    service = _table(data, "service", where)
+    _reject_unknown(service, {"rto", "rpo_writes", "mttr"}, f"{where} [service]")
+    if "rto" in service:
+        objectives = replace(objectives, rto=_duration(service["rto"], f"{where} service.rto"))
+    if "mttr" in service:
+        objectives = replace(objectives, mttr=_duration(service["mttr"], f"{where} service.mttr"))
+    if "rpo_writes" in service:
+        objectives = replace(objectives, rpo_writes=_count(service["rpo_writes"],
+                                                           f"{where} service.rpo_writes"))
+    components = dict(objectives.components)
+    for name, spec in _table(data, "components", where).items():
+        at = f'{where} [components."{name}"]'
+        if not isinstance(spec, Mapping):
+            raise ConfigError(f"{at} must be a table with rto (and optionally rpo_writes)")
+        _reject_unknown(spec, {"rto", "rpo_writes", "priority"}, at)
+        old = components.get(name)
+        if "rto" not in spec and old is None:
+            raise ConfigError(f"{at}: a new component needs an rto")
+        components[name] = Objective(
+            component=name,
+            rto=_duration(spec["rto"], f"{at}.rto") if "rto" in spec else old.rto,  # type: ignore[union-attr]
+            rpo_writes=_count(spec.get("rpo_writes", old.rpo_writes if old else 0), f"{at}.rpo_writes"),
+            priority=str(spec.get("priority", old.priority if old else "")),
+        )
+    objectives = replace(objectives, components=components)
+    probes = _table(data, "probes", where)
+    _reject_unknown(probes, {"interval", "timeout", "consecutive"}, f"{where} [probes]")
+    probe_settings = ProbeSettings(
+        interval=_duration(probes.get("interval", base.probes.interval), f"{where} probes.interval"),
+        timeout=_duration(probes.get("timeout", base.probes.timeout), f"{where} probes.timeout"),
+        consecutive=_count(probes.get("consecutive", base.probes.consecutive),
+                           f"{where} probes.consecutive", minimum=1),
+    )
+    allow = {}
+    for kind, names in _table(data, "allow", where).items():
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise ConfigError(f"{where} allow.{kind} must be a list of names")
+        allow[kind] = tuple(names)
+    return Settings(objectives, probe_settings, allow, source=where)
+
+
+def _count(value: Any, where: str, minimum: int = 0) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{where}: expected a whole number >= {minimum}, got {value!r}")
+    return value
+
+
+def _reject_unknown(data: Mapping[str, Any], known: set[str], where: str) -> None:
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; "
+                          f"allowed: {', '.join(sorted(known))}")

@@ -1,0 +1,211 @@
+"""Faults: small objects with `inject()` and `revert()`, journaled before they act.
+
+A fault's `prepare()` reads what it will need to undo itself (the capacity before, the
+instance ids chosen) into `params`; the injector then checks the target against the
+allow-list, writes `params` to the journal with fsync, and only then calls `inject()`.
+Any process can rebuild a fault from its journal entry (`from_params`) and revert it, which
+is how `drills rollback` and the next run finish what a killed run left behind.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from drills.clients import Clients
+from drills.errors import FaultError, TargetNotAllowed
+from drills.journal import FaultEntry, FaultState, Journal, utc_now
+
+
+@dataclass(frozen=True, slots=True)
+class FaultContext:
+    """What a fault needs to act: AWS clients, and the twin's handle when on the twin."""
+
+    clients: Clients
+    twin: Any = None  # drills.twin.manager.Twin; Any keeps faults importable without it
+
+
+class Fault(ABC):
+    """One injectable failure; subclasses set `kind` and `target_kind`."""
+
+    kind: ClassVar[str]
+    target_kind: ClassVar[str]
+    twin_only: ClassVar[bool] = False
+    registry: ClassVar[dict[str, type[Fault]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "kind" in cls.__dict__:
+            Fault.registry[cls.kind] = cls
+
+    def __init__(self, ctx: FaultContext, params: Mapping[str, Any]) -> None:
+        self.ctx = ctx
+        self.params: dict[str, Any] = dict(params)
+
+    @property
+    @abstractmethod
+    def target(self) -> str:
+        """The name of what this fault acts on, checked against the allow-list."""
+
+    @abstractmethod
+    def describe(self) -> str:
+        """One line for humans: what this fault does."""
+
+    def prepare(self) -> None:  # noqa: B027 - optional hook
+        """Read into `params` what `revert()` will need; runs before journaling."""
+
+    @abstractmethod
+    def inject(self) -> None:
+        """Make the failure happen."""
+
+    @abstractmethod
+    def revert(self) -> None:
+        """Undo the failure (idempotent: it may run again after a crash)."""
+
+    @classmethod
+    def from_entry(cls, entry: FaultEntry, ctx: FaultContext) -> Fault:
+        """Rebuild the fault a journal entry describes."""
+        try:
+            kind = Fault.registry[entry.kind]
+        except KeyError:
+            raise FaultError(f"journal entry {entry.fault_id} has unknown fault kind "
+                             f"{entry.kind!r}; upgrade drills or revert it by hand") from None
+        return kind(ctx, entry.params)
+
+
+@dataclass(frozen=True, slots=True)
+class AllowList:
+    """Targets destructive steps may act on, by kind ('asg', 'bucket', 'key', ...)."""
+
+    allowed: Mapping[str, tuple[str, ...]]
+
+    def check(self, fault: Fault) -> None:
+        names = self.allowed.get(fault.target_kind, ())
+        if fault.target not in names and "*" not in names:
+            raise TargetNotAllowed(
+                f"refusing to {fault.describe()}: {fault.target_kind} {fault.target!r} is not "
+                f"allowed; add it to [allow] {fault.target_kind} = [...] in your drills config")
+
+
+@dataclass(slots=True)
+class ActiveFault:
+    """A fault this run injected, with the moments it acted."""
+
+    fault_id: str
+    fault: Fault
+    injected_utc: str
+    injected_at: float  # time.monotonic() right after inject() returned
+    reverted_utc: str | None = None
+    revert_error: str | None = None
+
+    @property
+    def kind(self) -> str:
+        return self.fault.kind
+
+
+@dataclass(slots=True)
+class FaultInjector:
+    """Injects and reverts faults for one run, journaling every step."""
+
+    journal: Journal
+    run_id: str
+    env: str
+    allow: AllowList
+    on_change: list[Callable[[ActiveFault], None]] = field(default_factory=list)
+    active: list[ActiveFault] = field(default_factory=list)
+
+    def inject(self, fault: Fault) -> ActiveFault:
+        """Check, prepare, journal, then inject `fault`."""
+        if fault.twin_only and fault.ctx.twin is None:
+            raise TargetNotAllowed(f"refusing to {fault.describe()}: this fault only runs on "
+                                   "the local twin")
+        self.allow.check(fault)
+        fault.prepare()
+        fault_id = self.journal.record_injecting(fault.kind, fault.target, fault.params,
+                                                 self.run_id, self.env)
+        injected_utc = utc_now()
+        try:
+            fault.inject()
+        except Exception as exc:
+            # It may have half-acted: revert what can be, and say so in the journal.
+            self._revert_quietly(fault_id, fault)
+            raise FaultError(f"could not {fault.describe()}: {exc}") from exc
+        active = ActiveFault(fault_id, fault, injected_utc, time.monotonic())
+        self.journal.record(fault_id, FaultState.INJECTED)
+        self.active.append(active)
+        for callback in self.on_change:
+            callback(active)
+        return active
+
+    def revert(self, active: ActiveFault) -> None:
+        """Revert one fault; errors are journaled and raised as FaultError."""
+        if active.reverted_utc is not None:
+            return
+        try:
+            active.fault.revert()
+        except Exception as exc:
+            active.revert_error = str(exc)
+            self.journal.record(active.fault_id, FaultState.REVERT_FAILED, str(exc))
+            raise FaultError(f"could not revert ({active.fault.describe()}): {exc}; run "
+                             "`drills rollback` once the cause is fixed") from exc
+        active.reverted_utc = utc_now()
+        self.journal.record(active.fault_id, FaultState.REVERTED)
+        for callback in self.on_change:
+            callback(active)
+
+    def revert_all(self) -> list[str]:
+        """Revert every active fault, newest first; returns the errors (never raises)."""
+        errors = []
+        for active in reversed(self.active):
+            try:
+                self.revert(active)
+            except FaultError as exc:
+                errors.append(str(exc))
+        return errors
+
+    def _revert_quietly(self, fault_id: str, fault: Fault) -> None:
+        try:
+            fault.revert()
+            self.journal.record(fault_id, FaultState.REVERTED)
+        except Exception as exc:
+            self.journal.record(fault_id, FaultState.REVERT_FAILED, str(exc))
+
+
+@dataclass(frozen=True, slots=True)
+class RollbackResult:
+    """What `rollback` did with one pending journal entry."""
+
+    entry: FaultEntry
+    reverted: bool
+    error: str | None
+    abandoned: bool = False
+
+
+def rollback(journal: Journal, ctx: FaultContext | None, env: str) -> list[RollbackResult]:
+    """Revert every pending fault that acted on `env`, newest first.
+
+    Faults of a twin other than `env` (a twin since taken down) died with it: they are
+    journaled as abandoned. Faults of other accounts are left for a rollback aimed there.
+    """
+    results = []
+    for entry in journal.pending():
+        if entry.env != env:
+            if entry.env.startswith("twin:") or not entry.env:
+                why = f"the twin it acted on ({entry.env or 'unknown'}) is no longer running"
+                journal.record(entry.fault_id, FaultState.ABANDONED, why)
+                results.append(RollbackResult(entry, False, why, abandoned=True))
+            continue
+        if ctx is None:
+            continue
+        try:
+            Fault.from_entry(entry, ctx).revert()
+        except Exception as exc:  # report every failure; one bad entry must not stop the rest
+            journal.record(entry.fault_id, FaultState.REVERT_FAILED, str(exc))
+            results.append(RollbackResult(entry, False, str(exc)))
+            continue
+        journal.record(entry.fault_id, FaultState.REVERTED)
+        results.append(RollbackResult(entry, True, None))
+    return results

@@ -1,0 +1,143 @@
+"""Faults of the Nitro Enclave ASG (runbook 3.1, 3.2, 4.1).
+
+The AWS calls are the runbook's own, so they act the same on the twin and on an account.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from typing import Any
+
+from drills.errors import FaultError
+from drills.faults.base import Fault, FaultContext
+
+
+def _group(ctx: FaultContext, asg: str, region: str) -> dict[str, Any]:
+    groups = ctx.clients("autoscaling", region).describe_auto_scaling_groups(
+        AutoScalingGroupNames=[asg])["AutoScalingGroups"]
+    if not groups:
+        raise FaultError(f"Auto Scaling group {asg!r} does not exist in {region}; check the "
+                         "stack output EnclaveASGName")
+    return groups[0]
+
+
+class _AsgFault(Fault):
+    target_kind = "asg"
+
+    @property
+    def target(self) -> str:
+        return str(self.params["asg"])
+
+    @property
+    def region(self) -> str:
+        return str(self.params.get("region", "us-east-1"))
+
+    def _restore_capacity(self) -> None:
+        """Bring desired capacity back to what it was before the fault, if it is lower."""
+        group = _group(self.ctx, self.target, self.region)
+        if group["DesiredCapacity"] < self.params["desired"]:
+            self.ctx.clients("autoscaling", self.region).set_desired_capacity(
+                AutoScalingGroupName=self.target, DesiredCapacity=self.params["desired"])
+
+
+class TerminateInstances(_AsgFault):
+    """Terminate N InService instances of the group, as runbook 3.1's manual command does."""
+
+    kind = "enclave.terminate-instances"
+
+    def describe(self) -> str:
+        return f"terminate {self.params['count']} instance(s) of Auto Scaling group {self.target}"
+
+    def prepare(self) -> None:
+        group = _group(self.ctx, self.target, self.region)
+        live = [i["InstanceId"] for i in group["Instances"] if i["LifecycleState"] == "InService"]
+        count = int(self.params["count"])
+        if count < 1 or count > len(live):
+            raise FaultError(f"cannot terminate {count} instance(s) of {self.target}: it has "
+                             f"{len(live)} InService; ask for 1..{len(live)}")
+        self.params["instance_ids"] = sorted(live)[:count]
+        self.params["desired"] = group["DesiredCapacity"]
+
+    def inject(self) -> None:
+        asg = self.ctx.clients("autoscaling", self.region)
+        for iid in self.params["instance_ids"]:
+            asg.terminate_instance_in_auto_scaling_group(InstanceId=iid,
+                                                         ShouldDecrementDesiredCapacity=False)
+
+    def revert(self) -> None:
+        # A terminated instance cannot come back; the group's capacity can.
+        self._restore_capacity()
+
+
+class SetDesiredCapacity(_AsgFault):
+    """Set the group's desired capacity (0 takes every enclave down, runbook 3.2/4.1)."""
+
+    kind = "enclave.set-desired-capacity"
+
+    def describe(self) -> str:
+        return f"set desired capacity of {self.target} to {self.params['to']}"
+
+    def prepare(self) -> None:
+        self.params["desired"] = _group(self.ctx, self.target, self.region)["DesiredCapacity"]
+
+    def inject(self) -> None:
+        self.ctx.clients("autoscaling", self.region).set_desired_capacity(
+            AutoScalingGroupName=self.target, DesiredCapacity=int(self.params["to"]))
+
+    def revert(self) -> None:
+        self._restore_capacity()
+
+
+class _WorkerFault(_AsgFault):
+    """Signals enclave worker processes of the twin (an enclave crash or freeze)."""
+
+    twin_only = True
+    signal: signal.Signals
+
+    def _pick(self) -> None:
+        pids = self.ctx.twin.worker_pids(self.region)
+        count = int(self.params["count"])
+        if count < 1 or count > len(pids):
+            raise FaultError(f"cannot act on {count} enclave process(es): {len(pids)} are "
+                             f"running in {self.target}")
+        chosen = sorted(pids)[:count]
+        self.params["workers"] = {iid: pids[iid] for iid in chosen}
+        self.params["desired"] = _group(self.ctx, self.target, self.region)["DesiredCapacity"]
+
+    def prepare(self) -> None:
+        self._pick()
+
+    def inject(self) -> None:
+        for pid in self.params["workers"].values():
+            os.kill(pid, self.signal)
+
+
+class KillWorker(_WorkerFault):
+    """SIGKILL the enclave process of N instances; the ASG health check must replace them."""
+
+    kind = "enclave.kill-worker"
+    signal = signal.SIGKILL
+
+    def describe(self) -> str:
+        return f"kill the enclave process on {self.params['count']} instance(s) of {self.target}"
+
+    def revert(self) -> None:
+        self._restore_capacity()
+
+
+class FreezeWorkers(_WorkerFault):
+    """SIGSTOP the enclave process of N instances (hung enclave); revert thaws them."""
+
+    kind = "enclave.freeze-workers"
+    signal = signal.SIGSTOP
+
+    def describe(self) -> str:
+        return f"freeze the enclave process on {self.params['count']} instance(s) of {self.target}"
+
+    def revert(self) -> None:
+        for pid in self.params.get("workers", {}).values():
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass  # replaced meanwhile: nothing left to thaw

@@ -1,0 +1,141 @@
+"""Synthetic vault transactions on a fixed schedule, each outcome timestamped.
+
+Probes are sent every `interval` whether or not earlier ones have answered (a slow service
+must not slow the sampling), each with its own timeout, through the full path: NATS ->
+enclave worker -> KMS -> S3 -> back, and the content is checked against its known hash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from drills.config import ProbeSettings
+from drills.errors import ProbeError
+from drills.loop import LoopThread
+from drills.measure import Outcome, ProbeResult
+from drills.vault import VaultClient, VaultUnavailable, digest
+
+
+@dataclass(frozen=True, slots=True)
+class KnownVault:
+    """A vault whose content hash the probes know."""
+
+    vault_id: str
+    sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeSummary:
+    """What the probes have seen so far, for progress lines."""
+
+    sent: int
+    ok: int
+    failed: int
+    last: Outcome | None
+    last_detail: str
+
+
+class ProbeRunner:
+    """Runs probes on `loop` until stopped; results are read from any thread."""
+
+    def __init__(self, loop: LoopThread, client: VaultClient, vaults: Sequence[KnownVault],
+                 settings: ProbeSettings) -> None:
+        if not vaults:
+            raise ProbeError("no known vaults to probe; the twin enrolls a population at start "
+                             "(`drills twin up --vaults N`), on an account pass --probe-vault")
+        self.loop, self.client, self.settings = loop, client, settings
+        self.vaults = list(vaults)
+        self._results: list[ProbeResult] = []
+        self._lock = threading.Lock()
+        self._task: asyncio.Future[None] | None = None
+        self._running = False
+
+    def start(self) -> None:
+        """Start sampling in the background."""
+        if self._running:
+            return
+        self._running = True
+        self._task = self.loop.submit(self._schedule())
+
+    def stop(self) -> None:
+        """Stop sampling and wait for probes in flight to finish."""
+        if not self._running:
+            return
+        self._running = False
+        if self._task is not None:
+            self._task.result(timeout=self.settings.timeout + 5)
+
+    @property
+    def running(self) -> bool:
+        return self._running
+
+    def results(self) -> list[ProbeResult]:
+        """A snapshot of every completed probe, in completion order."""
+        with self._lock:
+            return list(self._results)
+
+    def summary(self, since: float = 0.0) -> ProbeSummary:
+        """Counts of probes completed after monotonic time `since`."""
+        done = [r for r in self.results() if r.done >= since]
+        ok = sum(r.ok for r in done)
+        last = done[-1] if done else None
+        return ProbeSummary(len(done), ok, len(done) - ok, last.outcome if last else None,
+                            last.detail if last else "")
+
+    def wait_for(self, condition: Callable[[list[ProbeResult]], bool], timeout: float,
+                 on_tick: Callable[[ProbeSummary, float], None] | None = None,
+                 since: float = 0.0) -> bool:
+        """Block until `condition(results)` holds or `timeout` passes; True if it held."""
+        start = time.monotonic()
+        deadline = start + timeout
+        while True:
+            if condition(self.results()):
+                return True
+            now = time.monotonic()
+            if now >= deadline:
+                return False
+            if on_tick is not None:
+                on_tick(self.summary(since), now - start)
+            time.sleep(min(self.settings.interval, deadline - now))
+
+    async def _schedule(self) -> None:
+        interval = self.settings.interval
+        next_at = time.monotonic()
+        inflight: set[asyncio.Task[None]] = set()
+        for seq in itertools.count():
+            if not self._running:
+                break
+            vault = self.vaults[seq % len(self.vaults)]
+            task = asyncio.ensure_future(self._probe(seq, vault))
+            inflight.add(task)
+            task.add_done_callback(inflight.discard)
+            next_at += interval
+            delay = next_at - time.monotonic()
+            if delay < 0:  # fell behind (e.g. machine stalled): skip, don't burst
+                next_at = time.monotonic()
+                delay = 0
+            await asyncio.sleep(delay)
+        if inflight:
+            await asyncio.gather(*inflight, return_exceptions=True)
+
+    async def _probe(self, seq: int, vault: KnownVault) -> None:
+        sent_utc = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        sent = time.monotonic()
+        try:
+            data = await self.client.get(vault.vault_id, timeout=self.settings.timeout)
+            if digest(data) == vault.sha256:
+                outcome, detail = Outcome.OK, ""
+            else:
+                outcome, detail = Outcome.ERROR, f"content of {vault.vault_id} does not match"
+        except VaultUnavailable as exc:
+            outcome = Outcome.TIMEOUT if exc.kind == "timeout" else Outcome.ERROR
+            detail = str(exc)
+        result = ProbeResult(seq, sent, time.monotonic(), sent_utc, outcome, detail)
+        with self._lock:
+            self._results.append(result)

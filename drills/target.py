@@ -1,0 +1,198 @@
+"""The system a drill acts on: the local twin, or a real AWS account through boto3.
+
+Both give the same things to steps: AWS clients, the enclave ASG's name (read from the
+CloudFormation stack output, as the runbook does), a NATS connection to the vault service,
+the vaults probes may read, and what counts as "back at desired capacity".
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from dataclasses import dataclass
+from typing import Any
+
+from drills.clients import Clients
+from drills.errors import ConfigError
+from drills.faults import AllowList, FaultContext
+from drills.loop import LoopThread
+from drills.probes import KnownVault
+from drills.twin.state import PRIMARY_REGION, Names
+from drills.vault import VaultClient, VaultUnavailable, connect
+
+
+@dataclass(frozen=True, slots=True)
+class Capacity:
+    """The enclave ASG as observed: desired, InService+Healthy, and actually serving."""
+
+    desired: int
+    in_service: int
+    serving: int
+
+    @property
+    def restored(self) -> bool:
+        return self.desired > 0 and self.serving >= self.desired
+
+
+class Target:
+    """Common behaviour of the twin and an account."""
+
+    kind = "abstract"
+
+    def __init__(self, clients: Clients, names: Names, region: str = PRIMARY_REGION) -> None:
+        self.clients, self.names, self.region = clients, names, region
+
+    def asg_name(self, region: str | None = None) -> str:
+        """The enclave ASG, from stack output EnclaveASGName (runbook 4.1 diagnosis)."""
+        stacks = self.clients("cloudformation", region or self.region).describe_stacks(
+            StackName=self.names.stack)["Stacks"]
+        for output in stacks[0].get("Outputs", []):
+            if output["OutputKey"] == self.names.asg_output_key:
+                return str(output["OutputValue"])
+        raise ConfigError(f"stack {self.names.stack} has no output "
+                          f"{self.names.asg_output_key}; check the stack name")
+
+    def fault_context(self) -> FaultContext:
+        return FaultContext(self.clients, None)
+
+    @property
+    def env_id(self) -> str:
+        """Identifies this system in the fault journal."""
+        return f"aws:{self.names.account_id}/{self.region}"
+
+    def describe(self) -> dict[str, Any]:
+        """What the report says about the target (never credentials)."""
+        return {"kind": self.kind, "region": self.region}
+
+    def _group(self, region: str | None) -> dict[str, Any]:
+        return self.clients("autoscaling", region or self.region).describe_auto_scaling_groups(
+            AutoScalingGroupNames=[self.asg_name(region)])["AutoScalingGroups"][0]
+
+    def _healthy_ids(self, group: dict[str, Any]) -> list[str]:
+        return [i["InstanceId"] for i in group["Instances"]
+                if i["LifecycleState"] == "InService" and i["HealthStatus"] == "Healthy"]
+
+    def capacity(self, loop: LoopThread, client: VaultClient,
+                 region: str | None = None) -> Capacity:
+        group = self._group(region)
+        ids = self._healthy_ids(group)
+        return Capacity(group["DesiredCapacity"], len(ids), len(ids))
+
+    def nats_credentials(self, region: str | None = None) -> dict[str, str]:
+        """The parent's NATS credentials, read from SSM like the service reads them."""
+        param = self.clients("ssm", region or self.region).get_parameter(
+            Name=self.names.param_nats_creds, WithDecryption=True)
+        return dict(json.loads(param["Parameter"]["Value"]))
+
+    def nats_urls(self, region: str | None = None) -> list[str]:
+        raise NotImplementedError
+
+    def connect(self, loop: LoopThread, name: str = "drills-probe") -> VaultClient:
+        creds = self.nats_credentials()
+        nc = loop.run(connect(self.nats_urls(), creds["user"], creds["password"], name),
+                      timeout=15)
+        return VaultClient(nc)
+
+    def known_vaults(self) -> list[KnownVault]:
+        raise NotImplementedError
+
+    def allow_list(self, configured: dict[str, tuple[str, ...]]) -> AllowList:
+        return AllowList(dict(configured))
+
+
+class TwinTarget(Target):
+    """The local twin: its own resources are always allowed targets."""
+
+    kind = "twin"
+
+    def __init__(self, twin: Any) -> None:  # drills.twin.manager.Twin
+        super().__init__(twin.clients, twin.names)
+        self.twin = twin
+
+    def fault_context(self) -> FaultContext:
+        return FaultContext(self.clients, self.twin)
+
+    @property
+    def env_id(self) -> str:
+        """A twin is identified by its directory and start time: a new twin is a new system."""
+        return f"twin:{self.twin.state.state_dir}@{self.twin.state.started_utc}"
+
+    def describe(self) -> dict[str, Any]:
+        state = self.twin.state
+        nats = self.twin.nats_spec(self.region)
+        return {"kind": "twin", "region": self.region, "account_id": self.names.account_id,
+                "timing_profile": state.profile, "nats_backend": nats.backend.value,
+                "state_dir": state.state_dir, "aws_endpoint": state.aws_url}
+
+    def nats_urls(self, region: str | None = None) -> list[str]:
+        return self.twin.nats_spec(region or self.region).urls
+
+    def known_vaults(self) -> list[KnownVault]:
+        return list(self.twin.population())
+
+    def capacity(self, loop: LoopThread, client: VaultClient,
+                 region: str | None = None) -> Capacity:
+        """On the twin, "serving" means the instance's own worker answers its health check."""
+        group = self._group(region)
+        ids = self._healthy_ids(group)
+
+        async def serving() -> int:
+            count = 0
+            for iid in ids:
+                try:
+                    await client.health(0.5, instance_id=iid)
+                    count += 1
+                except VaultUnavailable:
+                    pass
+            return count
+
+        return Capacity(group["DesiredCapacity"], len(ids),
+                        loop.run(serving(), timeout=5 + len(ids)))
+
+    def allow_list(self, configured: dict[str, tuple[str, ...]]) -> AllowList:
+        own = {"asg": (self.twin.names.asg,), "bucket": (self.twin.names.bucket,),
+               "key": (self.twin.state.primary.key_arn,), "table": self.twin.names.tables,
+               "nats": ("*",)}
+        merged = {k: tuple(configured.get(k, ())) + own.get(k, ()) for k in {*own, *configured}}
+        return AllowList(merged)
+
+
+class AccountTarget(Target):
+    """A real AWS account reached through boto3's usual credential chain."""
+
+    kind = "aws"
+
+    def __init__(self, region: str = PRIMARY_REGION, account_id: str | None = None) -> None:
+        clients = Clients(endpoint_url=None, default_region=region)
+        if account_id is None:
+            account_id = clients("sts").get_caller_identity()["Account"]
+        super().__init__(clients, Names(account_id=account_id), region)
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "aws", "region": self.region, "account_id": self.names.account_id}
+
+    def nats_urls(self, region: str | None = None) -> list[str]:
+        urls = os.environ.get("DRILLS_NATS_URL", "")
+        if not urls:
+            raise ConfigError("DRILLS_NATS_URL is not set; on an account, set it to the vault "
+                              "service's NATS URLs (comma-separated) for the probes")
+        return urls.split(",")
+
+    def known_vaults(self) -> list[KnownVault]:
+        raw = os.environ.get("DRILLS_PROBE_VAULTS", "")
+        if not raw:
+            raise ConfigError("DRILLS_PROBE_VAULTS is not set; on an account, list probe vaults "
+                              "as vault_id:sha256 pairs, comma-separated")
+        pairs = [p.split(":", 1) for p in raw.split(",")]
+        return [KnownVault(v, h) for v, h in pairs]
+
+
+def target_for_rollback(target: str, region: str, state_dir: str | None) -> Target | None:
+    """The target `drills rollback` reverts on; None when no twin is running (its faults died)."""
+    if target == "aws":
+        return AccountTarget(region=region)
+    from drills.twin import manager
+
+    twin = manager.running_twin(Path(state_dir) if state_dir else manager.default_state_dir())
+    return TwinTarget(twin) if twin is not None else None

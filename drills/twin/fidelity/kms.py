@@ -1,0 +1,254 @@
+"""KMS key-state rules that moto 5.2 lacks, patched into the moto server process.
+
+What AWS documents, and this module makes moto do:
+
+- Key state table ("Key states of AWS KMS keys", KMS Developer Guide,
+  https://docs.aws.amazon.com/kms/latest/developerguide/key-state.html): Encrypt,
+  Decrypt, ReEncrypt, GenerateDataKey and GenerateDataKeyWithoutPlaintext fail with
+  `DisabledException` on a Disabled key and with `KMSInvalidStateException` on a
+  PendingDeletion key; EnableKey, DisableKey and ScheduleKeyDeletion fail with
+  `KMSInvalidStateException` on a PendingDeletion key. For Decrypt the key is the one
+  the ciphertext names (API_Decrypt.html).
+- ScheduleKeyDeletion (KMS API Reference, API_ScheduleKeyDeletion.html):
+  PendingWindowInDays "must be between 7 and 30, inclusive"; "After the waiting period
+  ends, KMS deletes the KMS key, its key material, and all KMS data associated with it,
+  including all aliases that refer to it."
+- CancelKeyDeletion (API_CancelKeyDeletion.html): "When this operation succeeds, the
+  key state of the KMS key is Disabled"; it needs a PendingDeletion key (key state table).
+
+moto 5.2.1 allows all crypto calls in any state, silently ignores a window outside
+7..30, lets EnableKey revive a PendingDeletion key, cancels deletion of keys that were
+never scheduled (disabling them), and never deletes anything.
+
+Twin-only control endpoint (no such thing in AWS; see `ROUTES`):
+
+    POST /drills-twin/kms/expire-deletion   {"key_id": "<id or ARN>", "region": "<opt>"}
+
+ends the waiting period of a PendingDeletion key now, so "the key is gone" is testable
+without waiting 7 days. From then on the key is deleted: DescribeKey answers
+`NotFoundException`, ListKeys omits it, and crypto calls with it fail.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from moto.core.exceptions import JsonRESTError
+from moto.core.utils import unix_time, utcnow
+from moto.kms.exceptions import NotFoundException, ValidationException
+from moto.kms.models import Key, KmsBackend, kms_backends
+from moto.kms.responses import KmsResponse
+from moto.kms.utils import _deserialize_ciphertext_blob
+
+__all__ = ["ROUTES", "DisabledException", "KMSInvalidStateException", "install"]
+
+_MARK = "_drills_twin_fidelity"
+_ORIGINAL: dict[str, Callable[..., Any]] = {}
+
+
+class DisabledException(JsonRESTError):
+    """AWS: "The request was rejected because the specified KMS key is not enabled." """
+
+    code = 400
+
+    def __init__(self, key: Key) -> None:
+        super().__init__("DisabledException", f"{key.arn} is disabled.")
+
+
+class KMSInvalidStateException(JsonRESTError):
+    """AWS: the key state of the KMS key is not compatible with the operation."""
+
+    code = 400
+
+    def __init__(self, message: str) -> None:
+        super().__init__("KMSInvalidStateException", message)
+
+
+def _pending_deletion(key: Key) -> KMSInvalidStateException:
+    return KMSInvalidStateException(f"{key.arn} is pending deletion.")
+
+
+# ------------------------------------------------------------------ key state lookups
+
+
+def _find(backend: KmsBackend, key_id: str | None) -> Key | None:
+    """The key for any key ID, ARN or alias, or None (moto then raises its own error)."""
+    if not key_id:
+        return None
+    try:
+        return backend.keys.get(backend.any_id_to_key_id(key_id))
+    except AttributeError:  # moto's any_id_to_key_id on an unknown alias
+        return None
+
+
+def _require_enabled(key: Key | None) -> None:
+    """Cryptographic operations need an Enabled key (key state table)."""
+    if key is None:
+        return
+    if key.key_state == "Disabled":
+        raise DisabledException(key)
+    if key.key_state == "PendingDeletion":
+        raise _pending_deletion(key)
+
+
+def _ciphertext_key(backend: KmsBackend, ciphertext_blob: bytes) -> Key | None:
+    # moto's own blob format names the key in its header; a malformed blob is left
+    # to moto, which answers InvalidCiphertextException.
+    try:
+        key_id = _deserialize_ciphertext_blob(ciphertext_blob).key_id
+    except Exception:
+        return None
+    return backend.keys.get(key_id)
+
+
+def _forget_deleted(backend: KmsBackend) -> None:
+    """Delete every key whose deletion date has passed, as KMS does after the window."""
+    now = utcnow()
+    for key in list(backend.keys.values()):
+        if key.key_state == "PendingDeletion" and key.deletion_date and key.deletion_date <= now:
+            backend.delete_key(key.id)  # also drops its aliases, grants and tags
+
+
+# ------------------------------------------------------------------ patched backend methods
+# Same signatures as moto's KmsBackend methods. GenerateDataKey(WithoutPlaintext) and
+# ReEncrypt reach `encrypt`/`decrypt` through moto's own `self.encrypt`/`self.decrypt`,
+# so these two checks cover all five cryptographic operations (each has a test).
+
+
+def _encrypt(
+    self: KmsBackend, key_id: str, plaintext: bytes, encryption_context: dict[str, str]
+) -> tuple[bytes, str]:
+    _forget_deleted(self)
+    _require_enabled(_find(self, key_id))
+    return _ORIGINAL["encrypt"](self, key_id, plaintext, encryption_context)
+
+
+def _decrypt(
+    self: KmsBackend,
+    ciphertext_blob: bytes,
+    encryption_context: dict[str, str],
+    key_id: str | None = None,
+) -> tuple[bytes, str]:
+    _forget_deleted(self)
+    _require_enabled(_ciphertext_key(self, ciphertext_blob))
+    return _ORIGINAL["decrypt"](self, ciphertext_blob, encryption_context, key_id)
+
+
+def _enable_key(self: KmsBackend, key_id: str) -> None:
+    key = _find(self, key_id)
+    if key is not None and key.key_state == "PendingDeletion":
+        raise _pending_deletion(key)
+    # moto indexes `keys` with the raw argument: pass the bare ID so an ARN works too.
+    _ORIGINAL["enable_key"](self, key.id if key else key_id)
+
+
+def _disable_key(self: KmsBackend, key_id: str) -> None:
+    key = _find(self, key_id)
+    if key is not None and key.key_state == "PendingDeletion":
+        raise _pending_deletion(key)
+    _ORIGINAL["disable_key"](self, key.id if key else key_id)
+
+
+def _schedule_key_deletion(self: KmsBackend, key_id: str, pending_window_in_days: int) -> float:
+    if pending_window_in_days < 7:
+        bound = "greater than or equal to 7"
+    elif pending_window_in_days > 30:
+        bound = "less than or equal to 30"
+    else:
+        bound = ""
+    if bound:
+        raise ValidationException(
+            f"1 validation error detected: Value '{pending_window_in_days}' at "
+            f"'pendingWindowInDays' failed to satisfy constraint: Member must have value {bound}"
+        )
+    key = _find(self, key_id)
+    if key is not None and key.key_state == "PendingDeletion":
+        raise _pending_deletion(key)
+    return _ORIGINAL["schedule_key_deletion"](
+        self, key.id if key else key_id, pending_window_in_days
+    )
+
+
+def _cancel_key_deletion(self: KmsBackend, key_id: str) -> None:
+    key = _find(self, key_id)
+    if key is not None and key.key_state != "PendingDeletion":
+        raise KMSInvalidStateException(f"{key.arn} is not pending deletion.")
+    # moto already leaves the key Disabled (enabled=False since scheduling), as AWS does.
+    _ORIGINAL["cancel_key_deletion"](self, key.id if key else key_id)
+
+
+_PATCHES: dict[str, Callable[..., Any]] = {
+    "encrypt": _encrypt,
+    "decrypt": _decrypt,
+    "enable_key": _enable_key,
+    "disable_key": _disable_key,
+    "schedule_key_deletion": _schedule_key_deletion,
+    "cancel_key_deletion": _cancel_key_deletion,
+}
+
+
+def _kms_backend(self: KmsResponse) -> KmsBackend:
+    # Every KMS API call reaches the backend through this property, also DescribeKey and
+    # ListKeys, which check `backend.keys` directly: forgetting deleted keys here makes
+    # them vanish from every operation at once.
+    backend: KmsBackend = _ORIGINAL["kms_backend"](self)
+    _forget_deleted(backend)
+    return backend
+
+
+def install() -> None:
+    """Patch moto's KMS backend with the key-state rules above (idempotent)."""
+    if getattr(KmsBackend, _MARK, False):
+        return
+    for name, patch in _PATCHES.items():
+        _ORIGINAL[name] = getattr(KmsBackend, name)
+        setattr(KmsBackend, name, patch)
+    _ORIGINAL["kms_backend"] = KmsResponse.kms_backend.fget  # type: ignore[attr-defined]
+    KmsResponse.kms_backend = property(_kms_backend)  # type: ignore[assignment,method-assign]
+    setattr(KmsBackend, _MARK, True)
+
+
+# ------------------------------------------------------------------ twin-only control
+
+
+def expire_deletion(request: dict[str, Any]) -> dict[str, Any]:
+    """End the waiting period of a PendingDeletion key now: the key is deleted.
+
+    Twin-only. Body: `{"key_id": <key ID or key ARN>, "region": <optional>}`; the
+    region is needed only when the same key ID exists in several regions.
+    """
+    key_id = request.get("key_id")
+    if not isinstance(key_id, str) or not key_id:
+        raise ValidationException('"key_id" (a key ID or key ARN) is required')
+    account, region = None, request.get("region")
+    if key_id.startswith("arn:"):
+        region, account = key_id.split(":")[3:5]
+    raw_id = KmsBackend.get_key_id(key_id)
+    found = [
+        (backend, backend.keys[raw_id])
+        for account_id, regions in list(kms_backends.items())
+        if account in (None, account_id)
+        for region_name, backend in list(regions.items())
+        if region in (None, region_name) and raw_id in backend.keys
+    ]
+    if not found:
+        raise NotFoundException(f"Key '{key_id}' does not exist")
+    if len(found) > 1:
+        raise ValidationException(
+            f'key {key_id} exists in several regions; pass the key ARN or a "region"'
+        )
+    backend, key = found[0]
+    if key.key_state != "PendingDeletion":
+        raise KMSInvalidStateException(
+            f"{key.arn} is not pending deletion; schedule its deletion first."
+        )
+    key.deletion_date = utcnow()
+    _forget_deleted(backend)
+    return {"KeyId": key.arn, "DeletionDate": unix_time(key.deletion_date)}
+
+
+#: Twin-only control endpoints, served at POST /drills-twin/<name>.
+ROUTES: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    "kms/expire-deletion": expire_deletion,
+}

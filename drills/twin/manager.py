@@ -1,0 +1,332 @@
+"""`drills twin up | down | status | env`: bring the whole local twin up, check it, take it down.
+
+Start order: the AWS endpoint (moto + fidelity layer) -> the runbook's resources -> the NATS
+cluster (credentials from SSM) -> the ASG controller, which boots one worker per instance ->
+a population of enrolled vaults, written through the real service path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from drills.clients import Clients
+from drills.errors import DrillError, TwinError
+from drills.journal import utc_now
+from drills.loop import LoopThread
+from drills.probes import KnownVault
+from drills.twin import aws, nats
+from drills.twin.controller import pid_alive, stop_process
+from drills.twin.provision import provision_aws
+from drills.twin.state import PRIMARY_REGION, Names, RegionState, TwinState, default_state_dir
+from drills.twin.timing import profile as timing_profile
+from drills.vault import VaultClient, VaultUnavailable, connect
+
+Progress = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Component:
+    """One line of `drills twin status`."""
+
+    name: str
+    healthy: bool
+    detail: str
+
+
+class Twin:
+    """A handle on a running twin, rebuilt from its state directory in any process."""
+
+    def __init__(self, state: TwinState) -> None:
+        self.state = state
+        self.clients = Clients.for_twin(state.aws_url)
+
+    @classmethod
+    def load(cls, state_dir: Path | None = None) -> Twin:
+        return cls(TwinState.load(state_dir))
+
+    @property
+    def names(self) -> Names:
+        return self.state.names
+
+    @property
+    def endpoint(self) -> aws.AwsEndpoint:
+        return aws.AwsEndpoint(**self.state.aws)
+
+    def nats(self, region: str = PRIMARY_REGION) -> nats.NatsCluster:
+        """The NATS cluster of `region`, controllable from this process."""
+        return nats.cluster_for(nats.NatsClusterSpec.from_dict(self.state.regions[region].nats))
+
+    def nats_spec(self, region: str = PRIMARY_REGION) -> nats.NatsClusterSpec:
+        return nats.NatsClusterSpec.from_dict(self.state.regions[region].nats)
+
+    def population(self) -> list[KnownVault]:
+        """The vaults enrolled at start-up, with their content hashes."""
+        path = Path(self.state.state_dir) / "population.json"
+        if not path.exists():
+            return []
+        return [KnownVault(**v) for v in json.loads(path.read_text(encoding="utf-8"))]
+
+    def worker_pids(self, region: str = PRIMARY_REGION) -> dict[str, int]:
+        """Instance id -> pid of the live enclave worker processes of `region`."""
+        out = {}
+        for record in sorted(self.state.workers_dir.glob("*.json")):
+            try:
+                data = json.loads(record.read_text(encoding="utf-8"))
+            except (json.JSONDecodeError, FileNotFoundError):
+                continue  # being written or removed by the controller right now
+            if data["region"] == region and pid_alive(data["pid"]):
+                out[data["instance_id"]] = data["pid"]
+        return out
+
+    def in_service(self, region: str = PRIMARY_REGION) -> tuple[int, list[str]]:
+        """(desired capacity, ids of InService+Healthy instances) of the region's ASG."""
+        asg = self.clients("autoscaling", region)
+        group = asg.describe_auto_scaling_groups(
+            AutoScalingGroupNames=[self.state.regions[region].asg])["AutoScalingGroups"][0]
+        ids = [i["InstanceId"] for i in group["Instances"]
+               if i["LifecycleState"] == "InService" and i["HealthStatus"] == "Healthy"]
+        return group["DesiredCapacity"], ids
+
+
+def _wait(condition: Callable[[], bool], timeout: float, what: str, progress: Progress,
+          step: float = 0.1) -> None:
+    deadline = time.monotonic() + timeout
+    announced = time.monotonic()
+    while not condition():
+        now = time.monotonic()
+        if now > deadline:
+            raise TwinError(f"timed out after {timeout:g}s waiting for {what}; see the logs "
+                            "in the twin's state directory, then `drills twin down`")
+        if now - announced > 5:
+            progress(f"  still waiting for {what} ({now - deadline + timeout:.0f}s)")
+            announced = now
+        time.sleep(step)
+
+
+def running_twin(state_dir: Path) -> Twin | None:
+    """The twin in `state_dir` if its processes are alive, else None."""
+    try:
+        twin = Twin.load(state_dir)
+    except TwinError:
+        return None
+    ctl = Path(twin.state.state_dir) / "controller.pid"
+    if not (aws.is_running(twin.endpoint) and ctl.exists()
+            and pid_alive(int(ctl.read_text() or 0))):
+        return None
+    return twin
+
+
+def up(state_dir: Path | None = None, *, timing: str = "fast", backend: str = "process",
+       vaults: int = 24, desired: int = 2, timeout: float = 120.0,
+       progress: Progress = _quiet) -> Twin:
+    """Start a twin in `state_dir` and return when every component is healthy."""
+    root = Path(state_dir or default_state_dir()).resolve()
+    timing_profile(timing)  # validate before starting anything
+    nats_backend = nats.Backend(backend) if backend in {b.value for b in nats.Backend} else None
+    if nats_backend is None:
+        raise TwinError(f"unknown NATS backend {backend!r}; choose 'process' or 'container'")
+    existing = running_twin(root)
+    if existing is not None:
+        progress(f"a twin is already running in {root}")
+        return existing
+    if (root / "state.json").exists():
+        progress(f"cleaning up a stale twin in {root}")
+        down(root)
+    root.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    try:
+        return _start(root, timing, nats_backend, vaults, desired, timeout, progress, started)
+    except BaseException:
+        progress("start-up failed; stopping what was started")
+        down(root, keep_logs=True)
+        raise
+
+
+def _start(root: Path, timing: str, backend: nats.Backend, vaults: int, desired: int,
+           timeout: float, progress: Progress, started: float) -> Twin:
+    progress("starting AWS endpoint (moto server + fidelity layer)")
+    endpoint = aws.start_aws(root / "aws")
+    names = Names()
+    clients = Clients.for_twin(endpoint.url)
+    progress(f"provisioning stack {names.stack} in {PRIMARY_REGION}")
+    made = provision_aws(clients, names, PRIMARY_REGION, desired)
+    spec = nats.allocate(PRIMARY_REGION, root / f"nats-{PRIMARY_REGION}", backend,
+                         made.nats_user, made.nats_password)
+    region = RegionState(PRIMARY_REGION, spec.to_dict(), names.asg, desired, made.key_arn,
+                         made.ami_id)
+    state = TwinState(str(root), timing, asdict(endpoint), {PRIMARY_REGION: region}, names,
+                      utc_now())
+    state.save()  # from here on, `down` can find and stop everything
+    progress(f"starting NATS cluster ({backend.value} backend, {len(spec.nodes)} nodes)")
+    nats.cluster_for(spec).start(timeout=min(60.0, timeout))
+    progress("starting ASG controller")
+    _spawn_controller(root)
+    twin = Twin(state)
+    progress(f"waiting for {desired} enclave workers to boot")
+    _wait(lambda: len(_serving(twin)) >= desired, timeout, f"{desired} serving workers",
+          progress)
+    if vaults:
+        progress(f"enrolling {vaults} vaults")
+        _enroll(twin, vaults)
+    state = TwinState(**{**_fields(state), "population": vaults})
+    state.save()
+    progress(f"twin up in {time.monotonic() - started:.1f}s")
+    return Twin(state)
+
+
+def _fields(state: TwinState) -> dict[str, object]:
+    return {f: getattr(state, f) for f in state.__dataclass_fields__}
+
+
+def _spawn_controller(root: Path) -> None:
+    log = (root / "controller.log").open("ab")
+    subprocess.Popen([sys.executable, "-m", "drills.twin.controller", "--state-dir", str(root)],
+                     stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                     start_new_session=True)
+    log.close()
+
+
+def harness_connection(twin: Twin, loop: LoopThread, region: str = PRIMARY_REGION,
+                       name: str = "drills-harness") -> VaultClient:
+    """A NATS connection for the harness, with credentials read from SSM like a client's."""
+    param = twin.clients("ssm", region).get_parameter(Name=twin.names.param_nats_creds,
+                                                      WithDecryption=True)
+    creds = json.loads(param["Parameter"]["Value"])
+    nc = loop.run(connect(twin.nats_spec(region).urls, creds["user"], creds["password"], name),
+                  timeout=15)
+    return VaultClient(nc)
+
+
+def _serving(twin: Twin, region: str = PRIMARY_REGION) -> list[str]:
+    """Ids of InService instances whose worker answers its own health subject."""
+    _, ids = twin.in_service(region)
+    loop = LoopThread("drills-health")
+    try:
+        client = harness_connection(twin, loop, region, "drills-health")
+
+        async def check() -> list[str]:
+            ok = []
+            for iid in ids:
+                try:
+                    await client.health(0.5, instance_id=iid)
+                    ok.append(iid)
+                except VaultUnavailable:
+                    pass
+            await client.nc.close()
+            return ok
+
+        return loop.run(check(), timeout=10 + len(ids))
+    finally:
+        loop.close()
+
+
+def _enroll(twin: Twin, count: int) -> None:
+    loop = LoopThread("drills-enroll")
+    try:
+        client = harness_connection(twin, loop, name="drills-enroll")
+
+        async def enroll_all() -> list[dict[str, str]]:
+            limit = asyncio.Semaphore(8)  # a handful in flight: moto is the bottleneck
+
+            async def one(i: int) -> dict[str, str]:
+                vault_id = f"pop-{i:04d}-{uuid.uuid4().hex[:8]}"
+                async with limit:
+                    reply = await client.enroll(vault_id, os.urandom(256), timeout=10)
+                return {"vault_id": vault_id, "sha256": reply.fields["sha256"]}
+
+            try:
+                return list(await asyncio.gather(*(one(i) for i in range(count))))
+            finally:
+                await client.nc.close()
+
+        population = loop.run(enroll_all(), timeout=60 + count)
+    except VaultUnavailable as exc:
+        raise TwinError(f"enrolling the vault population failed ({exc}); see the worker logs "
+                        f"in {twin.state.workers_dir}") from None
+    finally:
+        loop.close()
+    (Path(twin.state.state_dir) / "population.json").write_text(json.dumps(population, indent=1))
+
+
+def down(state_dir: Path | None = None, *, keep_logs: bool = False,
+         progress: Progress = _quiet) -> bool:
+    """Stop every process of the twin in `state_dir`; True if there was one to stop."""
+    root = Path(state_dir or default_state_dir()).resolve()
+    try:
+        state = TwinState.load(root)
+    except TwinError:
+        return False
+    ctl = root / "controller.pid"
+    if ctl.exists():
+        progress("stopping ASG controller and enclave workers")
+        stop_process(int(ctl.read_text() or 0), timeout=10)
+    for record in state.workers_dir.glob("*.json"):
+        try:
+            stop_process(json.loads(record.read_text())["pid"], timeout=5)
+        except (json.JSONDecodeError, KeyError, FileNotFoundError):
+            pass
+    for region in state.regions.values():
+        progress(f"stopping NATS cluster in {region.name}")
+        try:
+            nats.cluster_for(nats.NatsClusterSpec.from_dict(region.nats)).stop()
+        except DrillError as exc:
+            progress(f"  {exc}")
+    progress("stopping AWS endpoint")
+    aws.stop_aws(aws.AwsEndpoint(**state.aws))
+    if keep_logs:
+        (root / "state.json").unlink(missing_ok=True)
+    else:
+        shutil.rmtree(root, ignore_errors=True)
+    return True
+
+
+def status(state_dir: Path | None = None) -> list[Component]:
+    """The health of every component of the twin in `state_dir`."""
+    twin = Twin.load(state_dir)
+    endpoint = twin.endpoint
+    rows = [Component("aws", aws.is_running(endpoint), endpoint.url)]
+    ctl = Path(twin.state.state_dir) / "controller.pid"
+    ctl_pid = int(ctl.read_text() or 0) if ctl.exists() else 0
+    rows.append(Component("asg-controller", bool(ctl_pid) and pid_alive(ctl_pid),
+                          f"pid {ctl_pid}" if ctl_pid else "not running"))
+    for name, region in twin.state.regions.items():
+        cluster = twin.nats(name)
+        for node in cluster.spec.nodes:
+            rows.append(Component(f"nats/{node.name}", cluster.healthy(node.name),
+                                  f"{cluster.node_state(node.name).value} {node.url}"))
+        if not rows[0].healthy:
+            continue
+        desired, ids = twin.in_service(name)
+        serving = _serving(twin, name) if ids else []
+        rows.append(Component(f"asg/{region.asg}", len(serving) >= desired,
+                              f"desired {desired}, in service {len(ids)}, "
+                              f"serving {len(serving)}"))
+        pids = twin.worker_pids(name)
+        for iid in ids:
+            rows.append(Component(f"enclave/{iid}", iid in serving,
+                                  f"pid {pids[iid]}" if iid in pids else "booting"))
+    return rows
+
+
+def env(state_dir: Path | None = None, region: str = PRIMARY_REGION) -> dict[str, str]:
+    """Environment that points the `aws` CLI, boto3 and NATS tools at the twin."""
+    twin = Twin.load(state_dir)
+    out = aws.client_env(twin.endpoint, region)
+    out["DRILLS_STATE_DIR"] = twin.state.state_dir
+    out["NATS_URL"] = ",".join(twin.nats_spec(region).urls)
+    out["ASG_NAME"] = twin.state.regions[region].asg
+    return out

@@ -1,0 +1,132 @@
+"""What a running twin is: its resource names, endpoints and process files, on disk.
+
+Every process (the CLI, the harness, workers, the ASG controller) rebuilds its view of the
+twin from `state.json` in the state directory, so no component depends on the memory of the
+process that started it, and a killed harness leaves a twin the next command can manage.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from drills.errors import TwinError
+
+ACCOUNT_ID = "123456789012"  # moto's default account
+PRIMARY_REGION = "us-east-1"
+DR_REGION = "us-west-2"
+
+
+def default_state_dir() -> Path:
+    """`$DRILLS_STATE_DIR`, else `.drills/twin` under the current directory."""
+    return Path(os.environ.get("DRILLS_STATE_DIR", ".drills/twin")).resolve()
+
+
+@dataclass(frozen=True, slots=True)
+class Names:
+    """Resource names exactly as the runbook spells them."""
+
+    account_id: str = ACCOUNT_ID
+    stack: str = "VettID-Nitro"
+    asg_output_key: str = "EnclaveASGName"
+    asg: str = "VettID-Nitro-EnclaveASG"
+    launch_template: str = "VettID-Nitro-Enclave-LT"
+    key_alias: str = "alias/vettid-nitro-sealing-key"
+    tables: tuple[str, ...] = (
+        "VettID-Vault-EnrollmentSessions",
+        "VettID-Ledger-Credentials",
+        "VettID-Ledger-TransactionKeys",
+    )
+    param_current_ami: str = "/vettid/nitro-enclave/current-ami"
+    param_latest_ami: str = "/vettid/nitro-enclave/latest-ami"
+    param_sealing_key: str = "/vettid/nitro/sealing-key-arn"
+    param_nats_creds: str = "/vettid/nitro/parent-nats-creds"
+
+    @property
+    def bucket(self) -> str:
+        """The vault data bucket, `vettid-vault-data-<account-id>`."""
+        return f"vettid-vault-data-{self.account_id}"
+
+    @property
+    def sessions_table(self) -> str:
+        return self.tables[0]
+
+    @property
+    def credentials_table(self) -> str:
+        return self.tables[1]
+
+    @property
+    def transactions_table(self) -> str:
+        return self.tables[2]
+
+
+@dataclass(frozen=True, slots=True)
+class RegionState:
+    """One region of the twin: its NATS cluster and the enclave ASG serving it."""
+
+    name: str
+    nats: dict[str, Any]  # NatsClusterSpec.to_dict()
+    asg: str
+    desired: int
+    key_arn: str = ""
+    ami_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TwinState:
+    """A running (or starting) twin, as written to `state.json`."""
+
+    state_dir: str
+    profile: str
+    aws: dict[str, Any]  # AwsEndpoint fields
+    regions: dict[str, RegionState]
+    names: Names = field(default_factory=Names)
+    started_utc: str = ""
+    population: int = 0
+    version: int = 1
+
+    @property
+    def primary(self) -> RegionState:
+        """The primary region (us-east-1)."""
+        return self.regions[PRIMARY_REGION]
+
+    @property
+    def path(self) -> Path:
+        return Path(self.state_dir) / "state.json"
+
+    @property
+    def workers_dir(self) -> Path:
+        return Path(self.state_dir) / "workers"
+
+    @property
+    def aws_url(self) -> str:
+        return f"http://{self.aws['host']}:{self.aws['port']}"
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+    def save(self) -> None:
+        """Write atomically so a reader never sees half a file."""
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(self.to_json(), encoding="utf-8")
+        os.replace(tmp, self.path)
+
+    @classmethod
+    def load(cls, state_dir: Path | None = None) -> TwinState:
+        """Read the twin in `state_dir`; TwinError when there is none."""
+        root = Path(state_dir) if state_dir else default_state_dir()
+        path = root / "state.json"
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise TwinError(f"no local twin in {root}; start one with `drills twin up`") from None
+        except json.JSONDecodeError as exc:
+            raise TwinError(f"{path} is corrupt ({exc}); run `drills twin down` and start "
+                            "a new twin") from None
+        names = raw.pop("names")
+        names["tables"] = tuple(names["tables"])
+        regions = {k: RegionState(**v) for k, v in raw.pop("regions").items()}
+        return cls(names=Names(**names), regions=regions, **raw)

@@ -1,0 +1,119 @@
+"""The vault service's wire protocol over NATS request/reply, and an async client for it.
+
+Workers (the enclaves) subscribe in queue group `enclave` to `vettid.vault.<op>`; each also
+answers `vettid.vault.health.<instance-id>` alone, as a per-target health check. A request
+carries a UTC `deadline`: a worker drops requests whose caller has stopped waiting, so a
+frozen worker that thaws does not spend its first seconds on answers nobody reads.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import nats
+from nats.aio.client import Client as NatsClient
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeout
+
+PREFIX = "vettid.vault"
+QUEUE = "enclave"
+OPS = ("enroll", "put", "get", "health")
+
+
+def subject(op: str) -> str:
+    """The subject of vault operation `op`."""
+    return f"{PREFIX}.{op}"
+
+
+def instance_health_subject(instance_id: str) -> str:
+    """The subject only the worker of `instance_id` answers."""
+    return f"{PREFIX}.health.{instance_id}"
+
+
+def digest(data: bytes) -> str:
+    """The content hash vaults are verified with."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def unb64(text: str) -> bytes:
+    return base64.b64decode(text.encode())
+
+
+class VaultUnavailable(Exception):
+    """A vault request got no usable answer; `kind` is 'no-responders', 'timeout' or 'error'."""
+
+    def __init__(self, kind: str, detail: str) -> None:
+        super().__init__(f"{kind}: {detail}")
+        self.kind = kind
+        self.detail = detail
+
+
+@dataclass(frozen=True, slots=True)
+class VaultReply:
+    """A successful answer from a worker."""
+
+    instance_id: str
+    fields: dict[str, Any]
+
+
+async def connect(urls: list[str], user: str, password: str, name: str) -> NatsClient:
+    """Connect as a probe/harness client: notice dead servers fast, reconnect forever."""
+    return await nats.connect(
+        servers=urls, user=user, password=password, name=name,
+        ping_interval=1, max_outstanding_pings=2, reconnect_time_wait=0.5,
+        max_reconnect_attempts=-1, connect_timeout=2, allow_reconnect=True,
+    )
+
+
+class VaultClient:
+    """Request/reply calls to the vault service over one NATS connection."""
+
+    __slots__ = ("nc",)
+
+    def __init__(self, nc: NatsClient) -> None:
+        self.nc = nc
+
+    async def call(self, op: str, body: dict[str, Any], timeout: float,
+                   target: str | None = None) -> VaultReply:
+        """Send one request and return the reply, or raise VaultUnavailable."""
+        payload = dict(body, deadline=time.time() + timeout)
+        subj = target or subject(op)
+        try:
+            msg = await self.nc.request(subj, json.dumps(payload).encode(), timeout=timeout)
+        except NoRespondersError:
+            raise VaultUnavailable("no-responders", f"no enclave is listening on {subj}") from None
+        except NatsTimeout:
+            raise VaultUnavailable("timeout", f"no reply on {subj} within {timeout:g}s") from None
+        except Exception as exc:  # connection closed/reconnecting: the service is unreachable
+            raise VaultUnavailable("error", f"{type(exc).__name__}: {exc}") from None
+        reply = json.loads(msg.data)
+        if not reply.get("ok"):
+            raise VaultUnavailable("error", reply.get("error", "unknown error"))
+        return VaultReply(reply.get("instance_id", ""), reply)
+
+    async def enroll(self, vault_id: str, data: bytes, timeout: float) -> VaultReply:
+        """Enroll a new vault holding `data`."""
+        return await self.call("enroll", {"vault_id": vault_id, "data": b64(data)}, timeout)
+
+    async def put(self, vault_id: str, data: bytes, timeout: float) -> VaultReply:
+        """Replace a vault's data; the reply means it is durable."""
+        return await self.call("put", {"vault_id": vault_id, "data": b64(data)}, timeout)
+
+    async def get(self, vault_id: str, timeout: float) -> bytes:
+        """Read and decrypt a vault's data."""
+        reply = await self.call("get", {"vault_id": vault_id}, timeout)
+        return unb64(reply.fields["data"])
+
+    async def health(self, timeout: float, instance_id: str | None = None) -> VaultReply:
+        """Ask any worker, or the worker of `instance_id`, whether it serves."""
+        target = instance_health_subject(instance_id) if instance_id else None
+        return await self.call("health", {}, timeout, target=target)

@@ -1,0 +1,1 @@
+"""The step library: runbook sentences bound to `drills` calls."""

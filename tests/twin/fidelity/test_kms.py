@@ -1,0 +1,288 @@
+"""KMS key-state rules on the twin, each checked against what AWS documents.
+
+References: the key state table, https://docs.aws.amazon.com/kms/latest/developerguide/key-state.html
+("key state table" below), and the KMS API Reference pages named in each test.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+
+from drills.twin.aws import AwsEndpoint, fake_credentials, start_aws, stop_aws
+
+REGION = "us-east-1"
+PROJECT_ROOT = Path(__file__).resolve().parents[3]
+
+
+@pytest.fixture(scope="module")
+def aws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AwsEndpoint]:
+    endpoint = start_aws(tmp_path_factory.mktemp("aws-kms"))
+    yield endpoint
+    stop_aws(endpoint)
+
+
+@pytest.fixture(scope="module")
+def kms(aws: AwsEndpoint) -> Any:
+    creds = fake_credentials()
+    return boto3.client(
+        "kms",
+        endpoint_url=aws.url,
+        region_name=REGION,
+        aws_access_key_id=creds["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=creds["AWS_SECRET_ACCESS_KEY"],
+    )
+
+
+@pytest.fixture
+def key(kms: Any) -> str:
+    return str(kms.create_key(Description="fidelity")["KeyMetadata"]["KeyId"])
+
+
+def control(aws: AwsEndpoint, route: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """POST to a twin-only control endpoint; (HTTP status, JSON body)."""
+    request = urllib.request.Request(
+        f"{aws.url}/drills-twin/{route}",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def error_of(call: Callable[[], object]) -> tuple[str, int, str]:
+    """(error code, HTTP status, message) of a call that must fail."""
+    with pytest.raises(ClientError) as caught:
+        call()
+    response = caught.value.response
+    return (
+        response["Error"]["Code"],
+        response["ResponseMetadata"]["HTTPStatusCode"],
+        response["Error"]["Message"],
+    )
+
+
+def state_of(kms: Any, key_id: str) -> str:
+    return str(kms.describe_key(KeyId=key_id)["KeyMetadata"]["KeyState"])
+
+
+# The five cryptographic operations of the key state table, each as a call that uses
+# `key` for its KMS key. Decrypt and ReEncrypt name no key: the ciphertext does.
+CryptoCall = Callable[[Any, str, bytes], object]
+CRYPTO_CALLS: dict[str, CryptoCall] = {
+    "Encrypt": lambda kms, key, blob: kms.encrypt(KeyId=key, Plaintext=b"p"),
+    "Decrypt": lambda kms, key, blob: kms.decrypt(CiphertextBlob=blob),
+    "ReEncrypt": lambda kms, key, blob: kms.re_encrypt(
+        CiphertextBlob=blob, DestinationKeyId=kms.create_key()["KeyMetadata"]["KeyId"]
+    ),
+    "GenerateDataKey": lambda kms, key, blob: kms.generate_data_key(KeyId=key, KeySpec="AES_256"),
+    "GenerateDataKeyWithoutPlaintext": lambda kms, key, blob: (
+        kms.generate_data_key_without_plaintext(KeyId=key, KeySpec="AES_256")
+    ),
+}
+
+
+@pytest.mark.parametrize("operation", CRYPTO_CALLS)
+def test_crypto_on_a_disabled_key_is_disabled_exception(kms: Any, key: str, operation: str) -> None:
+    """AWS (key state table; API_Encrypt/Decrypt/ReEncrypt/GenerateDataKey*.html Errors):
+    a cryptographic operation on a Disabled key fails with DisabledException, HTTP 400."""
+    blob = kms.encrypt(KeyId=key, Plaintext=b"p")["CiphertextBlob"]
+    kms.disable_key(KeyId=key)
+    code, status, message = error_of(lambda: CRYPTO_CALLS[operation](kms, key, blob))
+    assert (code, status) == ("DisabledException", 400)
+    assert message.endswith(f"key/{key} is disabled.")
+
+
+@pytest.mark.parametrize("operation", CRYPTO_CALLS)
+def test_crypto_on_a_key_pending_deletion_is_invalid_state(
+    kms: Any, key: str, operation: str
+) -> None:
+    """AWS (key state table): a cryptographic operation on a PendingDeletion key fails
+    with KMSInvalidStateException "<key ARN> is pending deletion.", HTTP 400."""
+    blob = kms.encrypt(KeyId=key, Plaintext=b"p")["CiphertextBlob"]
+    kms.schedule_key_deletion(KeyId=key, PendingWindowInDays=7)
+    code, status, message = error_of(lambda: CRYPTO_CALLS[operation](kms, key, blob))
+    assert (code, status) == ("KMSInvalidStateException", 400)
+    assert message.endswith(f"key/{key} is pending deletion.")
+
+
+def test_reencrypt_to_a_disabled_destination_is_disabled_exception(kms: Any, key: str) -> None:
+    """AWS (API_ReEncrypt.html, key state table): ReEncrypt needs both keys enabled;
+    a Disabled destination key fails with DisabledException."""
+    blob = kms.encrypt(KeyId=key, Plaintext=b"p")["CiphertextBlob"]
+    destination = kms.create_key()["KeyMetadata"]["KeyId"]
+    kms.disable_key(KeyId=destination)
+    code, _, message = error_of(
+        lambda: kms.re_encrypt(CiphertextBlob=blob, DestinationKeyId=destination)
+    )
+    assert code == "DisabledException"
+    assert destination in message
+
+
+def test_crypto_works_again_once_the_key_is_enabled(kms: Any, key: str) -> None:
+    """AWS (API_EnableKey.html): EnableKey on a Disabled key makes it usable again."""
+    kms.disable_key(KeyId=key)
+    kms.enable_key(KeyId=key)
+    blob = kms.encrypt(KeyId=key, Plaintext=b"p")["CiphertextBlob"]
+    assert kms.decrypt(CiphertextBlob=blob)["Plaintext"] == b"p"
+
+
+@pytest.mark.parametrize("days", [1, 6, 31, 365])
+def test_deletion_window_outside_7_to_30_days_is_validation_exception(
+    kms: Any, key: str, days: int
+) -> None:
+    """AWS (API_ScheduleKeyDeletion.html): PendingWindowInDays "must be between 7 and
+    30, inclusive"; anything else is a ValidationException and the key is untouched."""
+    code, status, _ = error_of(
+        lambda: kms.schedule_key_deletion(KeyId=key, PendingWindowInDays=days)
+    )
+    assert (code, status) == ("ValidationException", 400)
+    assert state_of(kms, key) == "Enabled"
+
+
+@pytest.mark.parametrize("days", [7, 30])
+def test_deletion_window_of_7_or_30_days_is_accepted(kms: Any, key: str, days: int) -> None:
+    """AWS (API_ScheduleKeyDeletion.html): 7 and 30 are valid windows; the key becomes
+    PendingDeletion with a DeletionDate."""
+    response = kms.schedule_key_deletion(KeyId=key, PendingWindowInDays=days)
+    assert response["DeletionDate"] is not None
+    assert state_of(kms, key) == "PendingDeletion"
+
+
+@pytest.mark.parametrize("operation", ["enable_key", "disable_key"])
+def test_enable_or_disable_a_key_pending_deletion_is_invalid_state(
+    kms: Any, key: str, operation: str
+) -> None:
+    """AWS (key state table, EnableKey/DisableKey rows): refused on a PendingDeletion
+    key with KMSInvalidStateException; the key stays PendingDeletion."""
+    kms.schedule_key_deletion(KeyId=key, PendingWindowInDays=7)
+    code, status, _ = error_of(lambda: getattr(kms, operation)(KeyId=key))
+    assert (code, status) == ("KMSInvalidStateException", 400)
+    assert state_of(kms, key) == "PendingDeletion"
+
+
+def test_scheduling_a_key_already_pending_deletion_is_invalid_state(kms: Any, key: str) -> None:
+    """AWS (key state table, ScheduleKeyDeletion row): a PendingDeletion key cannot be
+    scheduled again; its original deletion date stands."""
+    first = kms.schedule_key_deletion(KeyId=key, PendingWindowInDays=7)["DeletionDate"]
+    code, _, _ = error_of(lambda: kms.schedule_key_deletion(KeyId=key, PendingWindowInDays=30))
+    assert code == "KMSInvalidStateException"
+    assert kms.describe_key(KeyId=key)["KeyMetadata"]["DeletionDate"] == first
+
+
+def test_cancel_key_deletion_leaves_the_key_disabled(kms: Any, key: str) -> None:
+    """AWS (API_CancelKeyDeletion.html): "When this operation succeeds, the key state
+    of the KMS key is Disabled. To enable the KMS key, use EnableKey." """
+    kms.schedule_key_deletion(KeyId=key, PendingWindowInDays=7)
+    kms.cancel_key_deletion(KeyId=key)
+    metadata = kms.describe_key(KeyId=key)["KeyMetadata"]
+    assert (metadata["KeyState"], metadata["Enabled"]) == ("Disabled", False)
+    assert "DeletionDate" not in metadata
+    assert error_of(lambda: kms.encrypt(KeyId=key, Plaintext=b"p"))[0] == "DisabledException"
+
+
+@pytest.mark.parametrize("disabled", [False, True], ids=["enabled", "disabled"])
+def test_cancel_key_deletion_of_a_key_not_pending_deletion_is_invalid_state(
+    kms: Any, key: str, disabled: bool
+) -> None:
+    """AWS (key state table, CancelKeyDeletion row): only a PendingDeletion key can have
+    its deletion cancelled; otherwise KMSInvalidStateException and no state change."""
+    if disabled:
+        kms.disable_key(KeyId=key)
+    code, _, message = error_of(lambda: kms.cancel_key_deletion(KeyId=key))
+    assert code == "KMSInvalidStateException"
+    assert message.endswith("is not pending deletion.")
+    assert state_of(kms, key) == ("Disabled" if disabled else "Enabled")
+
+
+def test_key_is_deleted_once_its_deletion_window_has_passed(
+    aws: AwsEndpoint, kms: Any, key: str
+) -> None:
+    """AWS (API_ScheduleKeyDeletion.html): after the waiting period KMS deletes the key
+    and its aliases; it is then unknown to DescribeKey and ListKeys and unusable.
+    Twin-only: POST /drills-twin/kms/expire-deletion ends the window now."""
+    blob = kms.encrypt(KeyId=key, Plaintext=b"p")["CiphertextBlob"]
+    kms.create_alias(AliasName="alias/doomed", TargetKeyId=key)
+    kms.schedule_key_deletion(KeyId=key, PendingWindowInDays=7)
+    assert state_of(kms, key) == "PendingDeletion"  # still there within the window
+
+    status, body = control(aws, "kms/expire-deletion", {"key_id": key})
+
+    assert status == 200
+    assert body["KeyId"].endswith(f"key/{key}")
+    assert error_of(lambda: kms.describe_key(KeyId=key))[0] == "NotFoundException"
+    assert key not in [k["KeyId"] for k in kms.list_keys()["Keys"]]
+    assert "alias/doomed" not in [a["AliasName"] for a in kms.list_aliases()["Aliases"]]
+    assert error_of(lambda: kms.encrypt(KeyId=key, Plaintext=b"p"))[0] == "NotFoundException"
+    error_of(lambda: kms.decrypt(CiphertextBlob=blob))  # fails; AWS's exact code unverified
+    assert error_of(lambda: kms.cancel_key_deletion(KeyId=key))[0] == "NotFoundException"
+
+
+def test_expire_deletion_accepts_a_key_arn(aws: AwsEndpoint, kms: Any, key: str) -> None:
+    """The twin-only expire-deletion endpoint takes a key ARN as well as a key ID."""
+    arn = kms.describe_key(KeyId=key)["KeyMetadata"]["Arn"]
+    kms.schedule_key_deletion(KeyId=key, PendingWindowInDays=30)
+    assert control(aws, "kms/expire-deletion", {"key_id": arn})[0] == 200
+    assert error_of(lambda: kms.describe_key(KeyId=key))[0] == "NotFoundException"
+
+
+def test_expire_deletion_refuses_a_key_not_pending_deletion(
+    aws: AwsEndpoint, kms: Any, key: str
+) -> None:
+    """The twin-only endpoint never deletes a key that was not scheduled for deletion."""
+    status, body = control(aws, "kms/expire-deletion", {"key_id": key})
+    assert (status, body["__type"]) == (400, "KMSInvalidStateException")
+    assert state_of(kms, key) == "Enabled"
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "error"),
+    [
+        ({"key_id": "11111111-2222-3333-4444-555555555555"}, 400, "NotFoundException"),
+        ({}, 400, "ValidationException"),
+    ],
+    ids=["unknown-key", "no-key"],
+)
+def test_expire_deletion_rejects_bad_requests(
+    aws: AwsEndpoint, body: dict[str, Any], status: int, error: str
+) -> None:
+    """The twin-only endpoint answers an unknown or missing key with a JSON error."""
+    got_status, got_body = control(aws, "kms/expire-deletion", body)
+    assert (got_status, got_body["__type"]) == (status, error)
+
+
+def test_unknown_control_route_is_404(aws: AwsEndpoint) -> None:
+    """/drills-twin/ paths that name no route answer 404 and list the routes."""
+    status, body = control(aws, "kms/no-such-thing", {})
+    assert status == 404
+    assert "/drills-twin/kms/expire-deletion" in body["routes"]
+
+
+def test_install_is_idempotent() -> None:
+    """install() twice patches moto once: the second call changes nothing."""
+    script = """
+from moto.kms.models import KmsBackend
+from moto.kms.responses import KmsResponse
+from drills.twin import fidelity
+from drills.twin.fidelity import kms
+fidelity.install()
+patched = (KmsBackend.encrypt, KmsResponse.kms_backend, dict(kms._ORIGINAL))
+fidelity.install()
+assert (KmsBackend.encrypt, KmsResponse.kms_backend, kms._ORIGINAL) == patched
+assert all(original.__module__.startswith("moto.") for original in kms._ORIGINAL.values())
+"""
+    subprocess.run([sys.executable, "-c", script], cwd=PROJECT_ROOT, check=True, timeout=60)
