@@ -22,6 +22,9 @@ RUNBOOK_COMPONENT_RTO: dict[str, float] = {
     "S3 Vault Data": 15 * 60,
     "CloudWatch Monitoring": 30 * 60,
 }
+#: The service-level objective (runbook section 1, "Service Level Objectives"), for drills
+#: whose component the priority table does not name (DynamoDB metadata, SSM parameters).
+SERVICE_COMPONENT = "Vault Service"
 RUNBOOK_PRIORITY: dict[str, str] = {
     "Nitro Enclave ASG": "P1",
     "NATS Cluster": "P1",
@@ -84,12 +87,12 @@ class Settings:
 
 def runbook_objectives() -> Objectives:
     """The objectives the runbook states, as the defaults."""
-    return Objectives(
-        components={
-            name: Objective(name, rto, 0, RUNBOOK_PRIORITY[name])
-            for name, rto in RUNBOOK_COMPONENT_RTO.items()
-        }
-    )
+    components = {
+        name: Objective(name, rto, 0, RUNBOOK_PRIORITY[name])
+        for name, rto in RUNBOOK_COMPONENT_RTO.items()
+    }
+    components[SERVICE_COMPONENT] = Objective(SERVICE_COMPONENT, 15 * 60, 0, "SLO")
+    return Objectives(components=components)
 
 
 def _duration(value: Any, where: str) -> float:

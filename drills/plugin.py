@@ -43,6 +43,10 @@ TAGS = {
     "kms": "KMS sealing key component",
     "s3": "S3 vault data component",
     "monitoring": "CloudWatch monitoring component",
+    "dynamodb": "DynamoDB metadata tables",
+    "ssm": "SSM parameters",
+    "preflight": "runbook 2.1-2.4 backup verification, a pre-flight any run can include",
+    "twin_only": "destructive beyond repair: runs only on the local twin",
 }
 
 RUN_KEY = pytest.StashKey["DrillsRun"]()

@@ -1,4 +1,11 @@
-"""Fault kinds; importing this package registers every kind for rollback."""
+"""Fault kinds; importing this package registers every kind for rollback.
+
+Every module of this package is imported here, so a new fault module only has to exist
+for `drills rollback` to know how to revert its faults.
+"""
+
+import importlib
+import pkgutil
 
 from drills.faults.base import (
     ActiveFault,
@@ -24,3 +31,6 @@ __all__ = [
     "TerminateInstances",
     "rollback",
 ]
+
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")

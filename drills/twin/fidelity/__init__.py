@@ -12,19 +12,28 @@ Each module in `MODULES` makes one service behave as AWS documents
 
 from __future__ import annotations
 
+import importlib
 import json
+import pkgutil
 from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from typing import Any
 
 from moto.core.exceptions import JsonRESTError
 
-from drills.twin.fidelity import kms
 
 __all__ = ["CONTROL_PREFIX", "MODULES", "ControlApp", "install"]
 
-#: Fidelity modules, installed in this order.
-MODULES = (kms,)
+#: Fidelity modules: every module of this package with an `install()`, by name. A new
+#: module only has to exist to be installed and to have its ROUTES served.
+MODULES = tuple(
+    module
+    for module in (
+        importlib.import_module(f"{__name__}.{info.name}")
+        for info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name)
+    )
+    if hasattr(module, "install")
+)
 
 CONTROL_PREFIX = "/drills-twin/"
 
