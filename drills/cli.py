@@ -295,6 +295,10 @@ def build_parser() -> argparse.ArgumentParser:
     rb.add_argument("--target", choices=["twin", "aws"], default="twin")
     rb.add_argument("--region", default="us-east-1")
     rb.set_defaults(func=cmd_rollback)
+
+    from drills.evidence.cli import register
+
+    register(sub, common)
     return parser
 
 

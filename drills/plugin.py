@@ -23,7 +23,7 @@ from drills import __version__
 from drills.config import Settings, load_settings
 from drills.drill import Drill
 from drills.errors import DrillError, ObjectiveBreached
-from drills.evidence.json_report import JsonReportWriter
+from drills.evidence import default_writers
 from drills.evidence.model import DrillRecord, RunRecord, Status, StepRecord
 from drills.evidence.observer import Observers
 from drills.faults import FaultInjector, rollback
@@ -68,7 +68,7 @@ class DrillsRun:
         self.run_id = opt("drills_run_id") or new_run_id(opt("drills_exercise"))
         self.report_root = Path(opt("drills_reports"))
         self.journal = Journal(Path(opt("drills_journal")))
-        self.observers = Observers([JsonReportWriter()])
+        self.observers = Observers(default_writers())
         self.record = RunRecord(
             run_id=self.run_id, exercise=opt("drills_exercise"),
             selection=list(config.args), target={}, tool_version=__version__,
