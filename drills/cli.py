@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 from collections.abc import Sequence
@@ -186,6 +187,32 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def cmd_steps(args: argparse.Namespace) -> int:
+    """List every step of the step library with its docstring."""
+    import importlib
+    import inspect
+
+    from pytest_bdd.steps import step_function_context_registry
+
+    project = Path(args.project).resolve()
+    if not (project / "steps").is_dir():
+        raise ConfigError(f"no steps/ folder in {project}; run from the project root or pass "
+                          "--project DIR")
+    sys.path.insert(0, str(project))
+    for module in sorted((project / "steps").glob("*.py")):
+        if not module.stem.startswith(("_", "test_")):
+            importlib.import_module(f"steps.{module.stem}")
+    order = {"given": 0, "when": 1, "then": 2}
+    contexts = sorted(step_function_context_registry.values(),
+                      key=lambda c: (order.get(c.type or "", 3), c.parser.name))
+    for ctx in contexts:
+        doc = inspect.getdoc(ctx.step_func) or "(undocumented)"
+        where = f"{ctx.step_func.__module__}.{ctx.step_func.__name__}"
+        print(f"{(ctx.type or 'step').capitalize():<5} {ctx.parser.name}")
+        print(f"      {doc.splitlines()[0]}  [{where}]")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="drills",
@@ -276,10 +303,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME:ROLE",
         help="record a participant in the report (repeatable)",
     )
-    run.add_argument("--project", default=".", help="folder holding features/ and steps/")
-    run.add_argument(
-        "pytest_args", nargs=argparse.REMAINDER, help="after --, extra arguments passed to pytest"
-    )
+    run.add_argument("--project", default=".", help="folder holding features/ and steps/; "
+                     "arguments after -- go to pytest (e.g. -- -k crash)")
     run.set_defaults(func=cmd_run)
 
     rb = sub.add_parser(
@@ -289,12 +314,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rb.add_argument(
         "--journal",
-        default=".drills/journal.jsonl",
+        default=os.environ.get("DRILLS_JOURNAL", ".drills/journal.jsonl"),
         help="fault journal (default .drills/journal.jsonl)",
     )
     rb.add_argument("--target", choices=["twin", "aws"], default="twin")
     rb.add_argument("--region", default="us-east-1")
     rb.set_defaults(func=cmd_rollback)
+
+    steps = sub.add_parser("steps", help="list every step of the step library with its "
+                           "docstring")
+    steps.add_argument("--project", default=".", help="folder holding steps/")
+    steps.set_defaults(func=cmd_steps)
 
     from drills.evidence.cli import register
 
@@ -304,7 +334,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # Everything after `--` goes to pytest untouched (`drills run monthly -- -k crash`).
+    extra = argv[argv.index("--") + 1 :] if "--" in argv else []
+    args = parser.parse_args(argv[: len(argv) - len(extra) - (1 if extra or "--" in argv else 0)])
+    args.pytest_args = extra
     try:
         return int(args.func(args))
     except DrillError as exc:

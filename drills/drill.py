@@ -121,7 +121,8 @@ class Drill:
 
         if not probes.wait_for(steady, timeout, lambda s, t: self.progress(
                 f"steady state: waiting for {k} consecutive successful probes "
-                f"({s.ok} ok, {s.failed} failed, {t:.0f}s)"), since=start):
+                f"({s.ok} ok, {s.failed} failed, {t:.0f}s"
+                + (f"; last error: {s.last_detail[:80]})" if s.failed else ")")), since=start):
             raise ObjectiveBreached(f"the vault service did not reach a steady state in "
                                     f"{timeout:g}s (no {k} consecutive successful probes); "
                                     "fix the service before drilling it")

@@ -233,27 +233,20 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Keep only scenarios of the features named with --drills-feature."""
-    paths = [Path(p) for p in config.getoption("drills_feature")]
-    if not paths:
+    """Keep only scenarios of the features named with --drills-feature (files or folders)."""
+    wanted = [Path(p).resolve() for p in config.getoption("drills_feature")]
+    if not wanted:
         return
-    wanted = _scenario_titles(paths)
-    keep = [i for i in items if getattr(getattr(i, "function", None), "__doc__", None) in wanted]
+
+    def selected(item: pytest.Item) -> bool:
+        # pytest-bdd names each scenario test "<absolute feature path>: <scenario name>".
+        doc = getattr(getattr(item, "function", None), "__doc__", None) or ""
+        feature = Path(doc.split(": ", 1)[0])
+        return any(feature == w or w in feature.parents for w in wanted)
+
+    keep = [i for i in items if selected(i)]
     config.hook.pytest_deselected(items=[i for i in items if i not in keep])
     items[:] = keep
-
-
-def _scenario_titles(paths: list[Path]) -> set[str]:
-    """'Feature: Scenario' titles (as pytest-bdd names test docstrings) of these features."""
-    from pytest_bdd.parser import FeatureParser
-
-    titles = set()
-    for path in paths:
-        files = sorted(path.rglob("*.feature")) if path.is_dir() else [path]
-        for file in files:
-            feature = FeatureParser(str(file.parent), file.name).parse()
-            titles |= {f"{feature.name}: {name}" for name in feature.scenarios}
-    return titles
 
 
 def pytest_bdd_before_scenario(request: pytest.FixtureRequest, feature: Any,

@@ -32,7 +32,7 @@ PROFILES: dict[str, TimingProfile] = {
         name="fast",
         reconcile_interval=0.1,
         health_check_delay=1.0,
-        boot_delay=1.5,
+        boot_delay=1.0,
         health_check_grace=0.0,
     ),
     # EC2 status checks run every minute; an ASG acts on an unhealthy instance on the

@@ -1,0 +1,118 @@
+"""The fault lifecycle: allow-list, journal before acting, revert, rollback after a crash."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+
+from drills.clients import Clients
+from drills.errors import FaultError, TargetNotAllowed
+from drills.faults import AllowList, Fault, FaultContext, FaultInjector, rollback
+from drills.journal import FaultState, Journal
+
+EVENTS: list[str] = []
+
+
+class Switch(Fault):
+    """A pure-logic fault: flips a flag in a module-level list (no system touched)."""
+
+    kind = "test.switch"
+    target_kind = "switch"
+    journal_seen: ClassVar[list[int]] = []
+
+    @property
+    def target(self) -> str:
+        return str(self.params["name"])
+
+    def describe(self) -> str:
+        return f"flip switch {self.target}"
+
+    def prepare(self) -> None:
+        self.params["before"] = "off"
+
+    def inject(self) -> None:
+        path = Path(self.params["journal"])
+        # Journaled before acting: the injecting line must already be on disk.
+        self.journal_seen.append(len(Journal(path).pending()))
+        if self.params.get("explode"):
+            raise RuntimeError("switch jammed")
+        EVENTS.append(f"on:{self.target}")
+
+    def revert(self) -> None:
+        EVENTS.append(f"off:{self.target}")
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> tuple[Journal, FaultContext, FaultInjector]:
+    EVENTS.clear()
+    Switch.journal_seen.clear()
+    journal = Journal(tmp_path / "journal.jsonl")
+    ctx = FaultContext(Clients())
+    injector = FaultInjector(journal, "run-1", "env-a", AllowList({"switch": ("s1",)}))
+    return journal, ctx, injector
+
+
+def switch(ctx: FaultContext, journal: Journal, name: str = "s1", **extra: Any) -> Switch:
+    return Switch(ctx, {"name": name, "journal": str(journal.path), **extra})
+
+
+def test_fault_is_journaled_before_it_acts_and_reverted(setup: Any) -> None:
+    """inject() runs only after the journal holds the fault; revert marks it done."""
+    journal, ctx, injector = setup
+    active = injector.inject(switch(ctx, journal))
+    assert Switch.journal_seen == [1]
+    assert journal.pending()[0].params["before"] == "off"
+    injector.revert(active)
+    assert EVENTS == ["on:s1", "off:s1"]
+    assert journal.pending() == []
+    assert active.reverted_utc is not None
+
+
+def test_target_not_on_allow_list_is_refused_before_journaling(setup: Any) -> None:
+    """A target outside the allow-list raises TargetNotAllowed and nothing is written."""
+    journal, ctx, injector = setup
+    with pytest.raises(TargetNotAllowed, match="not allowed.*\\[allow\\] switch"):
+        injector.inject(switch(ctx, journal, name="s2"))
+    assert EVENTS == [] and journal.entries() == []
+
+
+def test_failed_injection_is_reverted_and_reported(setup: Any) -> None:
+    """An inject() that raises is reverted at once and surfaces as FaultError."""
+    journal, ctx, injector = setup
+    with pytest.raises(FaultError, match="could not flip switch s1: switch jammed"):
+        injector.inject(switch(ctx, journal, explode=True))
+    assert EVENTS == ["off:s1"]
+    assert journal.entries()[0].state is FaultState.REVERTED
+
+
+def test_rollback_reverts_what_a_killed_run_left(setup: Any) -> None:
+    """Pending faults of this env are rebuilt from the journal and reverted, newest first."""
+    journal, ctx, injector = setup
+    injector.inject(switch(ctx, journal))
+    # the run dies here: no revert. A later process rolls back.
+    results = rollback(Journal(journal.path), ctx, "env-a")
+    assert [r.reverted for r in results] == [True]
+    assert EVENTS == ["on:s1", "off:s1"]
+    assert journal.pending() == []
+
+
+def test_rollback_abandons_faults_of_twins_that_are_gone(setup: Any) -> None:
+    """A pending fault of another twin is marked abandoned, never reverted on this one."""
+    journal, ctx, _ = setup
+    fid = journal.record_injecting("test.switch", "s1", {"name": "s1"}, "old", "twin:/x@t0")
+    (result,) = rollback(journal, ctx, "twin:/x@t1")
+    assert result.abandoned and not result.reverted
+    assert journal.entries()[0].fault_id == fid
+    assert journal.entries()[0].state is FaultState.ABANDONED
+    assert EVENTS == []
+
+
+def test_unknown_kind_in_journal_fails_clearly(setup: Any) -> None:
+    """An entry whose kind this version does not know is reported, not crashed on."""
+    journal, ctx, _ = setup
+    journal.record_injecting("nope.kind", "x", {}, "r", "env-a")
+    (result,) = rollback(journal, ctx, "env-a")
+    assert not result.reverted and "unknown fault kind" in (result.error or "")
+    assert journal.pending()[0].state is FaultState.REVERT_FAILED

@@ -1,0 +1,133 @@
+"""`drills` end to end, as a user runs it: real subprocesses against the session's twin."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from drills.journal import FaultState, Journal
+from drills.twin.manager import Twin
+from tests.conftest import wait_for
+
+pytestmark = pytest.mark.twin
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def drills(*args: str, tmp_path: Path, twin: Twin | None = None,
+           timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """Run the `drills` command with its own journal (and the session twin, if given)."""
+    env = dict(os.environ, DRILLS_JOURNAL=str(tmp_path / "journal.jsonl"))
+    if twin is not None:
+        env["DRILLS_STATE_DIR"] = twin.state.state_dir
+    return subprocess.run([sys.executable, "-m", "drills.cli", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_run_monthly_prints_the_report_path(healthy_twin: Twin, tmp_path: Path) -> None:
+    """`drills run monthly` passes and ends with the path of a report of real measurements."""
+    result = drills("run", "monthly", "--reports", str(tmp_path / "reports"),
+                    tmp_path=tmp_path, twin=healthy_twin)
+    assert result.returncode == 0, result.stdout + result.stderr
+    report_path = Path(result.stdout.strip().splitlines()[-1])
+    assert report_path.name == "report.json" and report_path.exists()
+    report = json.loads(report_path.read_text())
+    assert report["exercise"] == "monthly" and report["status"] == "passed"
+    assert report["drills"] and all("monthly" in d["tags"] for d in report["drills"])
+    for drill in report["drills"]:
+        names = {m["name"] for m in drill["measurements"]}
+        assert {"service", "capacity"} <= names
+        assert drill["probes"], "the probe timeline is in the report"
+        assert all(f["reverted_utc"] for f in drill["faults"])
+    assert (report_path.parent / "junit.xml").exists()
+    assert "drill: Single enclave instance failure" in result.stdout + result.stderr
+
+
+def test_breached_objective_fails_the_run(healthy_twin: Twin, tmp_path: Path) -> None:
+    """An objective shorter than the real recovery makes the run exit 1 with the figures."""
+    objectives = tmp_path / "tight.toml"
+    objectives.write_text('[components."Nitro Enclave ASG"]\nrto = 0.2\n')
+    feature = "features/scenarios/complete_enclave_failure.feature"
+    result = drills("run", feature, "--objectives", str(objectives), "--reports",
+                    str(tmp_path / "reports"), "--", "-k", "terminated", tmp_path=tmp_path,
+                    twin=healthy_twin)
+    assert result.returncode == 1, result.stdout + result.stderr
+    report = json.loads(Path(result.stdout.strip().splitlines()[-1]).read_text())
+    (drill,) = report["drills"]
+    assert drill["status"] == "failed"
+    assert "objective breached" in drill["error"]
+    assert not drill["measurements"][0]["met"]
+    assert Journal(tmp_path / "journal.jsonl").pending() == []
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["run"], "say what to run"),
+    (["run", "features/nope.feature"], "does not exist"),
+    (["run", "nosuchtag"], "no drill matches"),
+    (["run", "monthly", "--objectives", "/nonexistent.toml"], "does not exist"),
+])
+def test_bad_input_exits_2_and_injects_nothing(args: list[str], message: str,
+                                               tmp_path: Path) -> None:
+    """Bad input gets a clear error, exit code 2, and no fault in the journal."""
+    result = drills(*args, tmp_path=tmp_path, timeout=120)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert message in result.stdout + result.stderr
+    assert not (tmp_path / "journal.jsonl").exists()
+
+
+def _run_until_injected(twin: Twin, tmp_path: Path) -> subprocess.Popen[str]:
+    """Start the capacity-0 drill and return once its fault is journaled as injected."""
+    env = dict(os.environ, DRILLS_JOURNAL=str(tmp_path / "journal.jsonl"),
+               DRILLS_STATE_DIR=twin.state.state_dir)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "drills.cli", "run",
+         "features/scenarios/complete_enclave_failure.feature", "--reports",
+         str(tmp_path / "reports"), "--", "-k", "forced"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    journal = Journal(tmp_path / "journal.jsonl")
+    wait_for(lambda: any(e.state is FaultState.INJECTED for e in journal.entries()), 120,
+             "the fault to be injected")
+    return proc
+
+
+def _desired(twin: Twin) -> int:
+    return twin.in_service()[0]
+
+
+def test_sigterm_reverts_faults_on_the_way_out(healthy_twin: Twin, tmp_path: Path) -> None:
+    """SIGTERM mid-drill reverts the injected fault before the process exits."""
+    proc = _run_until_injected(healthy_twin, tmp_path)
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=120)
+    assert proc.returncode != 0
+    (entry,) = Journal(tmp_path / "journal.jsonl").entries()
+    assert entry.state is FaultState.REVERTED
+    assert _desired(healthy_twin) == 2
+
+
+def test_rollback_finishes_what_a_killed_run_left(healthy_twin: Twin, tmp_path: Path) -> None:
+    """After SIGKILL mid-drill, `drills rollback` reverts the pending fault from the journal."""
+    proc = _run_until_injected(healthy_twin, tmp_path)
+    proc.kill()
+    proc.communicate(timeout=60)
+    journal = Journal(tmp_path / "journal.jsonl")
+    (entry,) = journal.pending()
+    assert entry.kind == "enclave.set-desired-capacity"
+    assert _desired(healthy_twin) == 0
+    result = drills("rollback", tmp_path=tmp_path, twin=healthy_twin)
+    assert result.returncode == 0, result.stderr
+    assert f"reverted {entry.fault_id}" in result.stderr
+    assert journal.pending() == []
+    assert _desired(healthy_twin) == 2
+
+
+def test_rollback_with_nothing_pending(tmp_path: Path) -> None:
+    """`drills rollback` on a clean journal says so and exits 0."""
+    result = drills("rollback", tmp_path=tmp_path, timeout=60)
+    assert result.returncode == 0
+    assert "nothing to roll back" in result.stderr

@@ -1,0 +1,83 @@
+"""Objectives and settings: runbook defaults, overrides, and clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from drills.config import SERVICE_COMPONENT, load_settings
+from drills.errors import ConfigError
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "objectives.toml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_are_the_runbook_table() -> None:
+    """Without a file, objectives are runbook section 1: service and per-component RTOs."""
+    settings = load_settings(None)
+    o = settings.objectives
+    assert (o.rto, o.rpo_writes, o.mttr) == (900, 0, 1800)
+    rtos = {name: c.rto for name, c in o.components.items()}
+    assert rtos == {"Nitro Enclave ASG": 300, "NATS Cluster": 300, "KMS Sealing Key": 900,
+                    "S3 Vault Data": 900, "CloudWatch Monitoring": 1800,
+                    SERVICE_COMPONENT: 900}
+    assert o.for_component("NATS Cluster").priority == "P1"
+
+
+def test_file_overrides_components_and_probes(tmp_path: Path) -> None:
+    """A TOML file overrides objectives (durations in s/m/h) and probe settings."""
+    path = write(tmp_path, """
+[service]
+rto = "10m"
+[components."Nitro Enclave ASG"]
+rto = "90s"
+[components."Payments API"]
+rto = 120
+priority = "P1"
+[probes]
+interval = 0.1
+consecutive = 5
+[allow]
+asg = ["VettID-Nitro-EnclaveASG"]
+""")
+    settings = load_settings(path)
+    assert settings.objectives.rto == 600
+    assert settings.objectives.for_component("Nitro Enclave ASG").rto == 90
+    assert settings.objectives.for_component("Nitro Enclave ASG").priority == "P1"
+    assert settings.objectives.for_component("Payments API").rto == 120
+    assert settings.probes.interval == 0.1 and settings.probes.consecutive == 5
+    assert settings.allow["asg"] == ("VettID-Nitro-EnclaveASG",)
+    assert settings.source == str(path)
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("[service]\nrtoo = 5", "unknown key"),
+    ('[components."X"]\nrpo_writes = 0', "needs an rto"),
+    ('[components."NATS Cluster"]\nrto = "five minutes"', "cannot read duration"),
+    ('[components."NATS Cluster"]\nrto = -3', "must be positive"),
+    ("[probes]\nconsecutive = 0", "whole number >= 1"),
+    ("[allow]\nasg = 'one'", "list of names"),
+    ("not toml ===", "not valid TOML"),
+])
+def test_bad_files_give_errors_that_say_where(tmp_path: Path, text: str, message: str) -> None:
+    """Every mistake names the file, the key and what to write instead."""
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError, match=message) as info:
+        load_settings(path)
+    assert str(path) in str(info.value)
+
+
+def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
+    """A missing objectives file says so and how to fall back to the defaults."""
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings(tmp_path / "nope.toml")
+
+
+def test_unknown_component_lists_the_known_ones() -> None:
+    """Asking for an unknown component lists the names features may use."""
+    with pytest.raises(ConfigError, match='"NATS Cluster"'):
+        load_settings(None).objectives.for_component("NATS cluster")

@@ -1,0 +1,106 @@
+"""RTO computation from probe observations, including the edge cases."""
+
+from __future__ import annotations
+
+import pytest
+
+from drills.errors import ConfigError
+from drills.measure import Outcome, ProbeResult, Verdict, compute_recovery
+
+INTERVAL = 0.1
+
+
+def timeline(spec: str, start: float = 0.0, latency: float = 0.01,
+             fail: Outcome = Outcome.ERROR) -> list[ProbeResult]:
+    """Probes sent every INTERVAL from `start`: '.' success, 'x' failure (error), 't' timeout."""
+    out = []
+    for i, ch in enumerate(spec):
+        sent = start + i * INTERVAL
+        outcome = {".": Outcome.OK, "x": fail, "t": Outcome.TIMEOUT}[ch]
+        done = sent + (0.5 if outcome is Outcome.TIMEOUT else latency)
+        out.append(ProbeResult(i, sent, done, "", outcome, "" if ch == "." else ch))
+    return out
+
+
+def test_recovery_measured_from_injection_to_first_success_of_k_run() -> None:
+    """RTO ends at the first success of K consecutive successes after the last failure."""
+    probes = timeline("...xxxxx....", start=-0.3)
+    rec = compute_recovery(probes, injected_at=0.0, consecutive=3, interval=INTERVAL)
+    assert rec.verdict is Verdict.RECOVERED
+    # first success after the failures is probe 8, sent at 0.5, answered at 0.51
+    assert rec.rto == pytest.approx(0.51)
+    # last error answered at 0.41: recovery lies between 0.41 and 0.51
+    assert rec.rto_lower == pytest.approx(0.41)
+    assert rec.uncertainty == pytest.approx(0.10)
+    assert rec.time_to_detect == pytest.approx(0.01)
+    assert rec.failures == 5
+
+
+def test_timeouts_only_prove_the_service_down_at_their_send_time() -> None:
+    """A timed-out probe is evidence of failure at its send time, not at its timeout."""
+    probes = timeline("tt...", fail=Outcome.TIMEOUT)
+    # the timeouts complete at 0.5 and 0.6, after the successes sent at 0.2..0.4
+    rec = compute_recovery(probes, injected_at=0.0, consecutive=2, interval=INTERVAL)
+    ordered = sorted(probes, key=lambda p: p.done)
+    assert [p.outcome for p in ordered][-2:] == [Outcome.TIMEOUT, Outcome.TIMEOUT]
+    # ordered by completion the last observations are failures: not recovered yet
+    assert rec.verdict is Verdict.NOT_RECOVERED
+
+
+def test_no_failure_means_no_outage_with_interval_uncertainty() -> None:
+    """With every probe successful the verdict is no-outage and the uncertainty one interval."""
+    rec = compute_recovery(timeline("......"), injected_at=0.0, consecutive=3,
+                           interval=INTERVAL)
+    assert rec.verdict is Verdict.NO_OUTAGE
+    assert rec.rto == 0.0
+    assert rec.uncertainty == INTERVAL
+    assert rec.time_to_detect is None
+
+
+def test_never_recovered_before_the_end_of_observation() -> None:
+    """Failures with fewer than K successes after them give not-recovered and no RTO."""
+    rec = compute_recovery(timeline("xxxx..x.."), injected_at=0.0, consecutive=3,
+                           interval=INTERVAL)
+    assert rec.verdict is Verdict.NOT_RECOVERED
+    assert rec.rto is None and rec.uncertainty is None
+    assert rec.time_to_detect == pytest.approx(0.01)
+
+
+def test_flapping_is_flagged_and_rto_taken_after_the_last_failure() -> None:
+    """A service that comes back and fails again recovers only after the last outage."""
+    rec = compute_recovery(timeline("xx...xx...."), injected_at=0.0, consecutive=3,
+                           interval=INTERVAL)
+    assert rec.flapping
+    assert len(rec.outages) == 2
+    assert rec.rto == pytest.approx(0.71)
+
+
+def test_probes_completed_before_injection_are_ignored() -> None:
+    """Failures before the fault are not the fault's outage."""
+    rec = compute_recovery(timeline("xx......", start=-0.5), injected_at=0.0, consecutive=3,
+                           interval=INTERVAL)
+    assert rec.verdict is Verdict.NO_OUTAGE
+
+
+def test_no_data_after_injection() -> None:
+    """No probe completed after the fault gives an explicit no-data verdict."""
+    rec = compute_recovery(timeline("..."), injected_at=10.0, consecutive=3, interval=INTERVAL)
+    assert rec.verdict is Verdict.NO_DATA
+    assert rec.rto is None
+
+
+def test_consecutive_must_be_positive() -> None:
+    """K < 1 is a configuration error, not a crash."""
+    with pytest.raises(ConfigError, match="consecutive"):
+        compute_recovery([], injected_at=0.0, consecutive=0, interval=INTERVAL)
+
+
+def test_outage_timeline_is_relative_to_injection() -> None:
+    """Outages are reported in seconds after the fault, with their first error."""
+    rec = compute_recovery(timeline("..xxx...", start=1.0), injected_at=1.0, consecutive=3,
+                           interval=INTERVAL)
+    (outage,) = rec.outages
+    assert outage.start == pytest.approx(0.21)
+    assert outage.end == pytest.approx(0.41)
+    assert outage.failures == 3
+    assert outage.first_detail == "x"

@@ -1,0 +1,105 @@
+"""The whole twin: start, health, env for the aws CLI, the ASG behaviours moto lacks, stop."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from drills.twin import manager
+from drills.twin.controller import pid_alive
+from drills.twin.manager import Twin, _serving
+from tests.conftest import wait_for
+
+pytestmark = pytest.mark.twin
+
+
+def test_every_component_is_healthy(healthy_twin: Twin) -> None:
+    """`twin status` lists the AWS endpoint, controller, 3 NATS nodes, the ASG and its workers."""
+    rows = {r.name: r for r in manager.status(Path(healthy_twin.state.state_dir))}
+    assert all(r.healthy for r in rows.values()), rows
+    assert "aws" in rows and "asg-controller" in rows
+    assert sum(name.startswith("nats/") for name in rows) == 3
+    assert sum(name.startswith("enclave/") for name in rows) == 2
+    assert len(healthy_twin.population()) == healthy_twin.state.population > 0
+
+
+def test_runbook_cli_commands_work_with_twin_env(healthy_twin: Twin) -> None:
+    """With `drills twin env` exported, runbook 4.1's diagnosis runs unchanged through `aws`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(manager.env(Path(healthy_twin.state.state_dir)))
+    env["AWS_CONFIG_FILE"] = env["AWS_SHARED_CREDENTIALS_FILE"] = "/nonexistent"
+    asg = subprocess.run(
+        ["aws", "cloudformation", "describe-stacks", "--stack-name", "VettID-Nitro", "--query",
+         "Stacks[0].Outputs[?OutputKey=='EnclaveASGName'].OutputValue", "--output", "text"],
+        env=env, capture_output=True, text=True, timeout=60, check=True).stdout.strip()
+    assert asg == "VettID-Nitro-EnclaveASG"
+    out = subprocess.run(
+        ["aws", "autoscaling", "describe-auto-scaling-groups", "--auto-scaling-group-names", asg,
+         "--query", "AutoScalingGroups[0].{Desired:DesiredCapacity,"
+         "Running:Instances[?LifecycleState=='InService']|length(@)}"],
+        env=env, capture_output=True, text=True, timeout=60, check=True).stdout
+    assert json.loads(out) == {"Desired": 2, "Running": 2}
+    key = subprocess.run(
+        ["aws", "ssm", "get-parameter", "--name", "/vettid/nitro/sealing-key-arn", "--query",
+         "Parameter.Value", "--output", "text"],
+        env=env, capture_output=True, text=True, timeout=60, check=True).stdout.strip()
+    assert key == healthy_twin.state.primary.key_arn
+
+
+def test_killed_worker_is_replaced_after_a_health_check(healthy_twin: Twin) -> None:
+    """A dead enclave process makes the ASG replace its instance (moto never would)."""
+    victim, pid = sorted(healthy_twin.worker_pids().items())[0]
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: victim not in healthy_twin.in_service()[1], 30, "the instance to go")
+    wait_for(lambda: len(_serving(healthy_twin)) == 2, 60, "a replacement to serve")
+    activities = (Path(healthy_twin.state.state_dir) / "activities.jsonl").read_text()
+    assert f"Terminating EC2 instance: {victim}" in activities
+    assert "enclave process exited" in activities
+
+
+def test_terminated_instance_is_replaced_after_boot(healthy_twin: Twin) -> None:
+    """A terminated instance is replaced; the new one serves only once it has booted."""
+    asg = healthy_twin.clients("autoscaling")
+    _, before = healthy_twin.in_service()
+    asg.terminate_instance_in_auto_scaling_group(InstanceId=before[0],
+                                                 ShouldDecrementDesiredCapacity=False)
+    served = wait_for(lambda: (s := _serving(healthy_twin)) and len(s) == 2 and s, 60,
+                      "the replacement to serve")
+    assert before[0] not in served
+
+
+def test_desired_capacity_changes_start_and_stop_workers(healthy_twin: Twin) -> None:
+    """Scaling to 3 boots a third worker; back to 2 stops one."""
+    asg = healthy_twin.clients("autoscaling")
+    name = healthy_twin.state.primary.asg
+    asg.set_desired_capacity(AutoScalingGroupName=name, DesiredCapacity=3)
+    try:
+        wait_for(lambda: len(_serving(healthy_twin)) == 3, 60, "three serving workers")
+    finally:
+        asg.set_desired_capacity(AutoScalingGroupName=name, DesiredCapacity=2)
+    wait_for(lambda: len(healthy_twin.worker_pids()) == 2, 30, "the third worker to stop")
+
+
+def test_up_and_down_leave_no_process(tmp_path: Path) -> None:
+    """A second twin starts in its own directory, and `down` stops every process of it."""
+    state_dir = tmp_path / "twin"
+    result = subprocess.run([sys.executable, "-m", "drills.cli", "twin", "up", "--state-dir",
+                             str(state_dir), "--vaults", "2"], capture_output=True, text=True,
+                            timeout=180)
+    assert result.returncode == 0, result.stderr
+    twin = Twin.load(state_dir)
+    pids = list(twin.worker_pids().values())
+    pids += [int(p.read_text()) for p in state_dir.rglob("*.pid")]
+    assert len(pids) >= 2 + 3 + 2  # workers, nats nodes, aws + controller
+    assert all(pid_alive(p) for p in pids)
+    down = subprocess.run([sys.executable, "-m", "drills.cli", "twin", "down", "--state-dir",
+                           str(state_dir)], capture_output=True, text=True, timeout=120)
+    assert down.returncode == 0, down.stderr
+    assert not [p for p in pids if pid_alive(p)]
+    assert not state_dir.exists()
