@@ -164,8 +164,10 @@ def _start(root: Path, timing: str, backend: nats.Backend, vaults: int, desired:
     clients = Clients.for_twin(endpoint.url)
     progress(f"provisioning stack {names.stack} in {PRIMARY_REGION}")
     made = provision_aws(clients, names, PRIMARY_REGION, desired)
+    # A unique cluster name keeps two twins' containers and networks apart.
     spec = nats.allocate(PRIMARY_REGION, root / f"nats-{PRIMARY_REGION}", backend,
-                         made.nats_user, made.nats_password)
+                         made.nats_user, made.nats_password,
+                         cluster_name=f"twin-{PRIMARY_REGION}-{uuid.uuid4().hex[:6]}")
     region = RegionState(PRIMARY_REGION, spec.to_dict(), names.asg, desired, made.key_arn,
                          made.ami_id)
     state = TwinState(str(root), timing, asdict(endpoint), {PRIMARY_REGION: region}, names,

@@ -103,3 +103,32 @@ def test_up_and_down_leave_no_process(tmp_path: Path) -> None:
     assert down.returncode == 0, down.stderr
     assert not [p for p in pids if pid_alive(p)]
     assert not state_dir.exists()
+
+
+@pytest.mark.docker
+def test_container_backend_twin_serves(tmp_path: Path) -> None:
+    """`drills twin up --nats container` runs the NATS cluster in Docker; the vault serves."""
+    from drills.twin.nats import docker_available
+
+    reason = docker_available()
+    if reason:
+        pytest.skip(f"container backend needs a Docker engine: {reason}")
+    state_dir = tmp_path / "twin"
+    cluster = None
+    try:
+        twin = manager.up(state_dir, backend="container", vaults=2)
+        cluster = twin.nats_spec().cluster_name
+        rows = manager.status(state_dir)
+        assert all(r.healthy for r in rows), rows
+        nats_rows = [r for r in rows if r.name.startswith("nats/")]
+        assert len(nats_rows) == 3
+        assert twin.nats_spec().backend.value == "container"
+        assert len(_serving(twin)) == 2
+    finally:
+        manager.down(state_dir)
+    import docker
+
+    client = docker.from_env()
+    assert cluster is not None
+    left = [c.name for c in client.containers.list(all=True) if cluster in c.name]
+    assert left == []
