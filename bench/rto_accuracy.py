@@ -69,7 +69,8 @@ def one_outage(target: TwinTarget, injector: FaultInjector, probes: ProbeRunner,
     assert probes.wait_for(done, 60), "did not recover"
     rec = compute_recovery(probes.results(), frozen_at, consecutive=settings.consecutive,
                            interval=settings.interval)
-    assert rec.rto is not None and rec.uncertainty is not None
+    assert rec.rto is not None
+    assert rec.uncertainty is not None
     return thawed_at - frozen_at, rec.rto, rec.uncertainty
 
 

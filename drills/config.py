@@ -161,14 +161,16 @@ def load_settings(path: Path | None) -> Settings:
         components[name] = Objective(
             component=name,
             rto=_duration(spec["rto"], f"{at}.rto") if "rto" in spec else old.rto,  # type: ignore[union-attr]
-            rpo_writes=_count(spec.get("rpo_writes", old.rpo_writes if old else 0), f"{at}.rpo_writes"),
+            rpo_writes=_count(spec.get("rpo_writes", old.rpo_writes if old else 0),
+                              f"{at}.rpo_writes"),
             priority=str(spec.get("priority", old.priority if old else "")),
         )
     objectives = replace(objectives, components=components)
     probes = _table(data, "probes", where)
     _reject_unknown(probes, {"interval", "timeout", "consecutive"}, f"{where} [probes]")
     probe_settings = ProbeSettings(
-        interval=_duration(probes.get("interval", base.probes.interval), f"{where} probes.interval"),
+        interval=_duration(probes.get("interval", base.probes.interval),
+                           f"{where} probes.interval"),
         timeout=_duration(probes.get("timeout", base.probes.timeout), f"{where} probes.timeout"),
         consecutive=_count(probes.get("consecutive", base.probes.consecutive),
                            f"{where} probes.consecutive", minimum=1),

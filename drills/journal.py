@@ -14,14 +14,14 @@ import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from drills.errors import JournalError
 
 
-class FaultState(str, Enum):
+class FaultState(StrEnum):
     """Where a fault is in its life."""
 
     INJECTING = "injecting"  # journaled, about to act (may or may not have acted)

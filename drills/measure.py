@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 from drills.errors import ConfigError
 
 
-class Outcome(str, Enum):
+class Outcome(StrEnum):
     """What one probe observed."""
 
     OK = "ok"
@@ -46,7 +46,7 @@ class ProbeResult:
         return self.done - self.sent
 
 
-class Verdict(str, Enum):
+class Verdict(StrEnum):
     """How the outage after a fault ended, as seen by the probes."""
 
     NO_OUTAGE = "no-outage"  # no probe failed after the fault
@@ -123,24 +123,28 @@ def compute_recovery(
         raise ConfigError(f"consecutive successes must be >= 1, got {consecutive}")
     seen = sorted((p for p in probes if p.done >= injected_at), key=lambda p: (p.done, p.seq))
     failures = [p for p in seen if not p.ok]
-    base = {"probes": len(seen), "failures": len(failures), "consecutive": consecutive,
-            "interval": interval}
+
+    def result(verdict: Verdict, rto: float | None = None, lower: float | None = None,
+               detect: float | None = None, outages: tuple[Outage, ...] = ()) -> Recovery:
+        return Recovery(verdict, rto, lower, detect, outages, len(seen), len(failures),
+                        consecutive, interval)
+
     if not seen:
-        return Recovery(Verdict.NO_DATA, None, None, None, (), **base)
+        return result(Verdict.NO_DATA)
     outages = _outages(seen, injected_at)
     if not failures:
         # Nothing failed: the service never went down as far as probes can tell; the
         # outage, if any, was shorter than one probe interval.
-        return Recovery(Verdict.NO_OUTAGE, 0.0, 0.0, None, (), **base)
+        return result(Verdict.NO_OUTAGE, 0.0, 0.0)
     detect = failures[0].done - injected_at
     run_start = _recovery_run(seen, consecutive)
     if run_start is None:
-        return Recovery(Verdict.NOT_RECOVERED, None, None, detect, outages, **base)
+        return result(Verdict.NOT_RECOVERED, detect=detect, outages=outages)
     first_ok = seen[run_start]
     before = [p for p in seen[:run_start] if not p.ok]
     lower = max(_evidence_of_failure(p) for p in before) - injected_at
     rto = first_ok.done - injected_at
-    return Recovery(Verdict.RECOVERED, rto, max(0.0, min(lower, rto)), detect, outages, **base)
+    return result(Verdict.RECOVERED, rto, max(0.0, min(lower, rto)), detect, outages)
 
 
 def _recovery_run(seen: Sequence[ProbeResult], k: int) -> int | None:

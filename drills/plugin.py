@@ -7,6 +7,7 @@ asks for it, so ordinary tests never pay for it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import signal
@@ -126,10 +127,9 @@ class DrillsRun:
     def close(self) -> None:
         if self.loop is not None:
             if self.client is not None:
-                try:
+                # Closing a dead connection must not mask the run's result.
+                with contextlib.suppress(Exception):
                     self.loop.run(self.client.nc.close(), timeout=5)
-                except Exception:  # closing a dead connection must not mask the run's result
-                    pass
             self.loop.close()
         if self._started_twin is not None:
             from drills.twin import manager
@@ -227,7 +227,10 @@ def pytest_configure(config: pytest.Config) -> None:
 
     if previous in (signal.SIG_DFL, None):
         signal.signal(signal.SIGTERM, on_sigterm)
-        config.add_cleanup(lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL))
+        def restore() -> None:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+        config.add_cleanup(restore)
     if not config.getoption("collectonly"):
         config.stash[RUN_KEY].observers.add(ProgressObserver(lambda m: _write(config, m)))
 

@@ -8,6 +8,7 @@ enclave worker -> KMS -> S3 -> back, and the content is checked against its know
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import itertools
 import threading
 import time
@@ -53,7 +54,7 @@ class ProbeRunner:
         self.vaults = list(vaults)
         self._results: list[ProbeResult] = []
         self._lock = threading.Lock()
-        self._task: asyncio.Future[None] | None = None
+        self._task: concurrent.futures.Future[None] | None = None
         self._running = False
 
     def start(self) -> None:

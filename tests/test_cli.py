@@ -35,10 +35,13 @@ def test_run_monthly_prints_the_report_path(healthy_twin: Twin, tmp_path: Path) 
                     tmp_path=tmp_path, twin=healthy_twin)
     assert result.returncode == 0, result.stdout + result.stderr
     report_path = Path(result.stdout.strip().splitlines()[-1])
-    assert report_path.name == "report.json" and report_path.exists()
+    assert report_path.name == "report.json"
+    assert report_path.exists()
     report = json.loads(report_path.read_text())
-    assert report["exercise"] == "monthly" and report["status"] == "passed"
-    assert report["drills"] and all("monthly" in d["tags"] for d in report["drills"])
+    assert report["exercise"] == "monthly"
+    assert report["status"] == "passed"
+    assert report["drills"]
+    assert all("monthly" in d["tags"] for d in report["drills"])
     for drill in report["drills"]:
         names = {m["name"] for m in drill["measurements"]}
         assert {"service", "capacity"} <= names

@@ -49,7 +49,8 @@ asg = ["VettID-Nitro-EnclaveASG"]
     assert settings.objectives.for_component("Nitro Enclave ASG").rto == 90
     assert settings.objectives.for_component("Nitro Enclave ASG").priority == "P1"
     assert settings.objectives.for_component("Payments API").rto == 120
-    assert settings.probes.interval == 0.1 and settings.probes.consecutive == 5
+    assert settings.probes.interval == 0.1
+    assert settings.probes.consecutive == 5
     assert settings.allow["asg"] == ("VettID-Nitro-EnclaveASG",)
     assert settings.source == str(path)
 

@@ -20,8 +20,10 @@ def test_pending_until_reverted(tmp_path: Path) -> None:
     assert [e.fault_id for e in journal.pending()] == [b, a]
     journal.record(a, FaultState.REVERTED)
     (entry,) = journal.pending()
-    assert entry.fault_id == b and entry.state is FaultState.INJECTING
-    assert entry.params == {"x": 2} and entry.env == "twin:a"
+    assert entry.fault_id == b
+    assert entry.state is FaultState.INJECTING
+    assert entry.params == {"x": 2}
+    assert entry.env == "twin:a"
 
 
 def test_revert_failed_stays_pending(tmp_path: Path) -> None:

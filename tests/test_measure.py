@@ -62,7 +62,8 @@ def test_never_recovered_before_the_end_of_observation() -> None:
     rec = compute_recovery(timeline("xxxx..x.."), injected_at=0.0, consecutive=3,
                            interval=INTERVAL)
     assert rec.verdict is Verdict.NOT_RECOVERED
-    assert rec.rto is None and rec.uncertainty is None
+    assert rec.rto is None
+    assert rec.uncertainty is None
     assert rec.time_to_detect == pytest.approx(0.01)
 
 

@@ -5,6 +5,7 @@ The AWS calls are the runbook's own, so they act the same on the twin and on an 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 from typing import Any
@@ -137,7 +138,5 @@ class FreezeWorkers(_WorkerFault):
 
     def revert(self) -> None:
         for pid in self.params.get("workers", {}).values():
-            try:
+            with contextlib.suppress(ProcessLookupError):  # replaced meanwhile: nothing to thaw
                 os.kill(pid, signal.SIGCONT)
-            except ProcessLookupError:
-                pass  # replaced meanwhile: nothing left to thaw

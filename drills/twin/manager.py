@@ -8,6 +8,7 @@ a population of enrolled vaults, written through the real service path.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -16,7 +17,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from drills.clients import Clients
@@ -26,6 +27,7 @@ from drills.loop import LoopThread
 from drills.probes import KnownVault
 from drills.twin import aws, nats
 from drills.twin.controller import pid_alive, stop_process
+from drills.twin.nats import NatsCluster, NatsClusterSpec
 from drills.twin.provision import provision_aws
 from drills.twin.state import PRIMARY_REGION, Names, RegionState, TwinState, default_state_dir
 from drills.twin.timing import profile as timing_profile
@@ -66,11 +68,11 @@ class Twin:
     def endpoint(self) -> aws.AwsEndpoint:
         return aws.AwsEndpoint(**self.state.aws)
 
-    def nats(self, region: str = PRIMARY_REGION) -> nats.NatsCluster:
+    def nats(self, region: str = PRIMARY_REGION) -> NatsCluster:
         """The NATS cluster of `region`, controllable from this process."""
         return nats.cluster_for(nats.NatsClusterSpec.from_dict(self.state.regions[region].nats))
 
-    def nats_spec(self, region: str = PRIMARY_REGION) -> nats.NatsClusterSpec:
+    def nats_spec(self, region: str = PRIMARY_REGION) -> NatsClusterSpec:
         return nats.NatsClusterSpec.from_dict(self.state.regions[region].nats)
 
     def population(self) -> list[KnownVault]:
@@ -184,14 +186,10 @@ def _start(root: Path, timing: str, backend: nats.Backend, vaults: int, desired:
     if vaults:
         progress(f"enrolling {vaults} vaults")
         _enroll(twin, vaults)
-    state = TwinState(**{**_fields(state), "population": vaults})
+    state = replace(state, population=vaults)
     state.save()
     progress(f"twin up in {time.monotonic() - started:.1f}s")
     return Twin(state)
-
-
-def _fields(state: TwinState) -> dict[str, object]:
-    return {f: getattr(state, f) for f in state.__dataclass_fields__}
 
 
 def _spawn_controller(root: Path) -> None:
@@ -277,10 +275,8 @@ def down(state_dir: Path | None = None, *, keep_logs: bool = False,
         progress("stopping ASG controller and enclave workers")
         stop_process(int(ctl.read_text() or 0), timeout=10)
     for record in state.workers_dir.glob("*.json"):
-        try:
+        with contextlib.suppress(json.JSONDecodeError, KeyError, FileNotFoundError):
             stop_process(json.loads(record.read_text())["pid"], timeout=5)
-        except (json.JSONDecodeError, KeyError, FileNotFoundError):
-            pass
     for region in state.regions.values():
         progress(f"stopping NATS cluster in {region.name}")
         try:

@@ -144,8 +144,12 @@ async def serve(enclave: Enclave, urls: list[str]) -> None:
             reply = {"ok": False, "instance_id": enclave.instance_id, "error": _error_text(exc)}
         await msg.respond(json.dumps(reply).encode())
 
+    pending: set[asyncio.Task[None]] = set()  # strong references: tasks are weakly held
+
     async def dispatch(msg: Any) -> None:
-        asyncio.ensure_future(handle(msg))
+        task = asyncio.ensure_future(handle(msg))
+        pending.add(task)
+        task.add_done_callback(pending.discard)
 
     for op in vault.OPS:
         await nc.subscribe(vault.subject(op), queue=vault.QUEUE, cb=dispatch)

@@ -73,9 +73,10 @@ def test_fault_is_journaled_before_it_acts_and_reverted(setup: Any) -> None:
 def test_target_not_on_allow_list_is_refused_before_journaling(setup: Any) -> None:
     """A target outside the allow-list raises TargetNotAllowed and nothing is written."""
     journal, ctx, injector = setup
-    with pytest.raises(TargetNotAllowed, match="not allowed.*\\[allow\\] switch"):
+    with pytest.raises(TargetNotAllowed, match=r"not allowed.*\[allow\] switch"):
         injector.inject(switch(ctx, journal, name="s2"))
-    assert EVENTS == [] and journal.entries() == []
+    assert EVENTS == []
+    assert journal.entries() == []
 
 
 def test_failed_injection_is_reverted_and_reported(setup: Any) -> None:
@@ -103,7 +104,8 @@ def test_rollback_abandons_faults_of_twins_that_are_gone(setup: Any) -> None:
     journal, ctx, _ = setup
     fid = journal.record_injecting("test.switch", "s1", {"name": "s1"}, "old", "twin:/x@t0")
     (result,) = rollback(journal, ctx, "twin:/x@t1")
-    assert result.abandoned and not result.reverted
+    assert result.abandoned
+    assert not result.reverted
     assert journal.entries()[0].fault_id == fid
     assert journal.entries()[0].state is FaultState.ABANDONED
     assert EVENTS == []
@@ -114,5 +116,6 @@ def test_unknown_kind_in_journal_fails_clearly(setup: Any) -> None:
     journal, ctx, _ = setup
     journal.record_injecting("nope.kind", "x", {}, "r", "env-a")
     (result,) = rollback(journal, ctx, "env-a")
-    assert not result.reverted and "unknown fault kind" in (result.error or "")
+    assert not result.reverted
+    assert "unknown fault kind" in (result.error or "")
     assert journal.pending()[0].state is FaultState.REVERT_FAILED

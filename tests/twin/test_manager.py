@@ -23,7 +23,8 @@ def test_every_component_is_healthy(healthy_twin: Twin) -> None:
     """`twin status` lists the AWS endpoint, controller, 3 NATS nodes, the ASG and its workers."""
     rows = {r.name: r for r in manager.status(Path(healthy_twin.state.state_dir))}
     assert all(r.healthy for r in rows.values()), rows
-    assert "aws" in rows and "asg-controller" in rows
+    assert "aws" in rows
+    assert "asg-controller" in rows
     assert sum(name.startswith("nats/") for name in rows) == 3
     assert sum(name.startswith("enclave/") for name in rows) == 2
     assert len(healthy_twin.population()) == healthy_twin.state.population > 0
