@@ -323,6 +323,9 @@ def serve(
         target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="moto-server", daemon=True
     )
     thread.start()
+    # moto builds its EC2 backend (thousands of AMIs and instance types) on first use, about
+    # a second on 2 cores; build it now, while the caller provisions the other services.
+    threading.Thread(target=_warm_up, name="moto-warm-up", daemon=True).start()
     _write_pid_file(pid_file)
     _log.info("AWS twin listening on http://%s:%d", host, port)
     try:
@@ -333,6 +336,18 @@ def serve(
         server.server_close()
         thread.join(timeout=5.0)
         pid_file.unlink(missing_ok=True)
+
+
+def _warm_up(account: str = "123456789012", region: str = "us-east-1") -> None:
+    """Instantiate the slow-to-build backends of the primary region ahead of first use."""
+    from moto.autoscaling.models import autoscaling_backends
+    from moto.ec2.models import ec2_backends
+
+    try:
+        ec2_backends[account][region]
+        autoscaling_backends[account][region]
+    except Exception:  # warming up is an optimisation; the first real call retries it
+        _log.exception("warm-up of the EC2 backend failed")
 
 
 def _write_pid_file(pid_file: Path) -> None:

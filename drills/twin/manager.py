@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -28,7 +29,7 @@ from drills.probes import KnownVault
 from drills.twin import aws, nats
 from drills.twin.controller import pid_alive, stop_process
 from drills.twin.nats import NatsCluster, NatsClusterSpec
-from drills.twin.provision import provision_aws
+from drills.twin.provision import nats_credentials, provision_aws
 from drills.twin.state import PRIMARY_REGION, Names, RegionState, TwinState, default_state_dir
 from drills.twin.timing import profile as timing_profile
 from drills.vault import VaultClient, VaultUnavailable, connect
@@ -164,19 +165,24 @@ def _start(root: Path, timing: str, backend: nats.Backend, vaults: int, desired:
     endpoint = aws.start_aws(root / "aws")
     names = Names()
     clients = Clients.for_twin(endpoint.url)
-    progress(f"provisioning stack {names.stack} in {PRIMARY_REGION}")
-    made = provision_aws(clients, names, PRIMARY_REGION, desired)
+    user, password = nats_credentials()
     # A unique cluster name keeps two twins' containers and networks apart.
-    spec = nats.allocate(PRIMARY_REGION, root / f"nats-{PRIMARY_REGION}", backend,
-                         made.nats_user, made.nats_password,
-                         cluster_name=f"twin-{PRIMARY_REGION}-{uuid.uuid4().hex[:6]}")
-    region = RegionState(PRIMARY_REGION, spec.to_dict(), names.asg, desired, made.key_arn,
-                         made.ami_id)
+    spec = nats.allocate(PRIMARY_REGION, root / f"nats-{PRIMARY_REGION}", backend, user,
+                         password, cluster_name=f"twin-{PRIMARY_REGION}-{uuid.uuid4().hex[:6]}")
+    region = RegionState(PRIMARY_REGION, spec.to_dict(), names.asg, desired)
     state = TwinState(str(root), timing, asdict(endpoint), {PRIMARY_REGION: region}, names,
                       utc_now())
     state.save()  # from here on, `down` can find and stop everything
-    progress(f"starting NATS cluster ({backend.value} backend, {len(spec.nodes)} nodes)")
-    nats.cluster_for(spec).start(timeout=min(60.0, timeout))
+    progress(f"starting NATS cluster ({backend.value} backend, {len(spec.nodes)} nodes) and "
+             f"provisioning stack {names.stack} in {PRIMARY_REGION}")
+    # Independent and each about a second: the cluster forms while the stack is created.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        forming = pool.submit(nats.cluster_for(spec).start, timeout=min(60.0, timeout))
+        made = provision_aws(clients, names, PRIMARY_REGION, desired, user, password)
+        forming.result()
+    region = replace(region, key_arn=made.key_arn, ami_id=made.ami_id)
+    state = replace(state, regions={PRIMARY_REGION: region})
+    state.save()
     progress("starting ASG controller")
     _spawn_controller(root)
     twin = Twin(state)

@@ -47,7 +47,13 @@ def _stack_template(names: Names, desired: int) -> str:
     })
 
 
-def provision_aws(clients: Clients, names: Names, region: str, desired: int) -> Provisioned:
+def nats_credentials() -> tuple[str, str]:
+    """A fresh user and password for the parent's NATS connection."""
+    return "vettid-parent", secrets.token_urlsafe(18)
+
+
+def provision_aws(clients: Clients, names: Names, region: str, desired: int,
+                  nats_user: str, nats_password: str) -> Provisioned:
     """Create every AWS resource of the primary stack in `region`."""
     kms, ssm = clients("kms", region), clients("ssm", region)
     key = kms.create_key(Description="VettID Nitro Enclave sealing key",
@@ -59,7 +65,6 @@ def provision_aws(clients: Clients, names: Names, region: str, desired: int) -> 
                              RootDeviceName="/dev/xvda", VirtualizationType="hvm",
                              Description="VettID Nitro Enclave parent AMI")["ImageId"]
 
-    nats_user, nats_password = "vettid-parent", secrets.token_urlsafe(18)
     params = [
         (names.param_current_ami, ami, "String"),
         (names.param_latest_ami, ami, "String"),
