@@ -243,6 +243,21 @@ class Drill:
             self.canary.start()
         return self.canary
 
+    def wait_for_canary(self, count: int, timeout: float) -> None:
+        """Block until the canary holds `count` acknowledged writes (made before the fault)."""
+        if self.canary is None:
+            raise ProbeError("no canary writer is running; add 'Given a canary writer makes "
+                             "acknowledged vault writes' first")
+        self._last_progress = 0.0
+        deadline = time.monotonic() + timeout
+        while (acked := sum(w.acked for w in self.canary.writes())) < count:
+            if time.monotonic() > deadline:
+                raise ObjectiveBreached(
+                    f"the service acknowledged only {acked} of {count} canary writes in "
+                    f"{timeout:g}s before the fault; fix the service before drilling it")
+            self.progress(f"waiting for {count} acknowledged canary writes ({acked} so far)")
+            time.sleep(0.05)
+
     def measure_rpo(self, component: str) -> RpoMeasurement:
         """Stop the canary, read every acknowledged write back, measure loss vs objective."""
         if self.canary is None:

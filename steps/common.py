@@ -29,6 +29,13 @@ def canary_running(drill: Drill) -> None:
     drill.start_canary()
 
 
+@given(parsers.parse("the canary has made {count:d} acknowledged writes"))
+def canary_has_written(drill: Drill, count: int) -> None:
+    """Wait for `count` acknowledged canary writes, so the RPO check covers writes made
+    before the fault, not only after it."""
+    drill.wait_for_canary(count, STEADY_TIMEOUT)
+
+
 @then(parsers.parse('no acknowledged vault write is lost (the "{component}" RPO objective)'))
 def no_write_lost(drill: Drill, component: str) -> None:
     """Read every acknowledged canary write back; lost or corrupted ones breach the RPO."""

@@ -7,6 +7,7 @@ Feature: Single enclave instance failure
   Scenario: One enclave instance is terminated and replaced by the ASG
     Given the vault service is healthy
     And a canary writer makes acknowledged vault writes
+    And the canary has made 10 acknowledged writes
     When 1 enclave instance is terminated
     Then the enclave ASG returns to desired capacity within the "Nitro Enclave ASG" objective
     And vault operations recover within the "Nitro Enclave ASG" objective
@@ -15,6 +16,7 @@ Feature: Single enclave instance failure
   Scenario: The enclave process crashes and the ASG health check replaces the instance
     Given the vault service is healthy
     And a canary writer makes acknowledged vault writes
+    And the canary has made 10 acknowledged writes
     When the enclave process crashes on 1 instance
     Then the enclave ASG returns to desired capacity within the "Nitro Enclave ASG" objective
     And vault operations recover within the "Nitro Enclave ASG" objective

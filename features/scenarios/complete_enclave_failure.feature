@@ -7,6 +7,7 @@ Feature: All enclave instances down
   Scenario: Every instance is terminated and the ASG brings the service back
     Given the vault service is healthy
     And a canary writer makes acknowledged vault writes
+    And the canary has made 10 acknowledged writes
     When all enclave instances are terminated
     Then vault operations fail with "no-responders"
     And the enclave ASG returns to desired capacity within the "Nitro Enclave ASG" objective
@@ -16,6 +17,7 @@ Feature: All enclave instances down
   Scenario: Capacity forced to zero, recovered by runbook 4.1 step 4
     Given the vault service is healthy
     And a canary writer makes acknowledged vault writes
+    And the canary has made 10 acknowledged writes
     When the enclave ASG desired capacity is set to 0
     Then vault operations fail with "no-responders"
     When the operator forces new instances (runbook 4.1 step 4)

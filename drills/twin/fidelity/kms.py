@@ -27,11 +27,15 @@ Twin-only control endpoint (no such thing in AWS; see `ROUTES`):
 ends the waiting period of a PendingDeletion key now, so "the key is gone" is testable
 without waiting 7 days. From then on the key is deleted: DescribeKey answers
 `NotFoundException`, ListKeys omits it, and crypto calls with it fail.
+
+Other services' fidelity modules (S3 SSE-KMS, SSM SecureString) ask `key_problem()` whether
+a key they are about to use is usable, so every service sees the same key states.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from moto.core.exceptions import JsonRESTError
@@ -41,10 +45,20 @@ from moto.kms.models import Key, KmsBackend, kms_backends
 from moto.kms.responses import KmsResponse
 from moto.kms.utils import _deserialize_ciphertext_blob
 
-__all__ = ["ROUTES", "DisabledException", "KMSInvalidStateException", "install"]
+__all__ = [
+    "ROUTES",
+    "DisabledException",
+    "KMSInvalidStateException",
+    "KeyProblem",
+    "install",
+    "key_problem",
+]
 
 _MARK = "_drills_twin_fidelity"
 _ORIGINAL: dict[str, Callable[..., Any]] = {}
+#: (account, region, key ID) -> ARN of every key deleted after its waiting period, so
+#: other services can answer "does not exist" for data that still names it.
+_DELETED: dict[tuple[str, str, str], str] = {}
 
 
 class DisabledException(JsonRESTError):
@@ -107,6 +121,7 @@ def _forget_deleted(backend: KmsBackend) -> None:
     now = utcnow()
     for key in list(backend.keys.values()):
         if key.key_state == "PendingDeletion" and key.deletion_date and key.deletion_date <= now:
+            _DELETED[(backend.account_id, backend.region_name, key.id)] = key.arn
             backend.delete_key(key.id)  # also drops its aliases, grants and tags
 
 
@@ -207,6 +222,53 @@ def install() -> None:
     _ORIGINAL["kms_backend"] = KmsResponse.kms_backend.fget  # type: ignore[attr-defined]
     KmsResponse.kms_backend = property(_kms_backend)  # type: ignore[assignment,method-assign]
     setattr(KmsBackend, _MARK, True)
+
+
+# ------------------------------------------------------------------ for other services
+
+
+@dataclass(frozen=True, slots=True)
+class KeyProblem:
+    """Why a KMS key cannot be used now: the KMS error `code` and its AWS `message`."""
+
+    code: str  # DisabledException | KMSInvalidStateException | NotFoundException
+    message: str
+
+
+def _aws_managed(key_ref: str) -> bool:
+    # "alias/aws/s3", "alias/aws/ssm": AWS managed keys are always enabled and cannot be
+    # disabled or deleted (key state table); moto does not even create them.
+    return key_ref.split(":")[-1].startswith("alias/aws/")
+
+
+def key_problem(account_id: str, region: str | None, key_ref: str | None) -> KeyProblem | None:
+    """Why the key `key_ref` (ID, ARN or alias) cannot encrypt or decrypt now, or None.
+
+    None also for a key this twin never knew (moto lets services name any key; we only
+    judge keys whose state we know). `region` None searches every region of the account.
+    """
+    if not key_ref or _aws_managed(key_ref):
+        return None
+    if key_ref.startswith("arn:"):
+        region, account_id = key_ref.split(":")[3:5]
+    regions = kms_backends[account_id]
+    names = [region] if region else list(regions.keys())
+    for name in names:
+        backend = regions[name]
+        _forget_deleted(backend)
+        key = _find(backend, key_ref)
+        if key is None:
+            raw_id = key_ref.rsplit("/", 1)[-1] if ":key/" in key_ref else key_ref
+            arn = _DELETED.get((account_id, name, raw_id))
+            if arn:
+                return KeyProblem("NotFoundException", f"Key '{arn}' does not exist")
+            continue
+        if key.key_state == "Disabled":
+            return KeyProblem("DisabledException", f"{key.arn} is disabled.")
+        if key.key_state == "PendingDeletion":
+            return KeyProblem("KMSInvalidStateException", f"{key.arn} is pending deletion.")
+        return None
+    return None
 
 
 # ------------------------------------------------------------------ twin-only control

@@ -18,8 +18,12 @@ from typing import Any
 import boto3
 import pytest
 from botocore.exceptions import ClientError
+from moto import mock_aws
+from moto.core.utils import utcnow
+from moto.kms.models import kms_backends
 
 from drills.twin.aws import AwsEndpoint, fake_credentials, start_aws, stop_aws
+from drills.twin.fidelity.kms import key_problem
 
 REGION = "us-east-1"
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
@@ -286,3 +290,48 @@ assert (KmsBackend.encrypt, KmsResponse.kms_backend, kms._ORIGINAL) == patched
 assert all(original.__module__.startswith("moto.") for original in kms._ORIGINAL.values())
 """
     subprocess.run([sys.executable, "-c", script], cwd=PROJECT_ROOT, check=True, timeout=60)
+
+
+def test_key_problem_tells_other_services_why_a_key_is_unusable() -> None:
+    """S3 SSE-KMS and SSM SecureString ask key_problem() before using a key. It answers in
+    KMS's terms (key state table; API_ScheduleKeyDeletion.html for a deleted key): None for an
+    Enabled, unknown or AWS managed key; DisabledException, KMSInvalidStateException, or,
+    once the waiting period is over, NotFoundException "Key '<ARN>' does not exist"; and
+    it finds the key by ID, ARN or alias."""
+    with mock_aws():
+        client = boto3.client("kms", region_name=REGION)
+        meta = client.create_key()["KeyMetadata"]
+        key_id, arn, account = meta["KeyId"], meta["Arn"], meta["AWSAccountId"]
+        client.create_alias(AliasName="alias/probe", TargetKeyId=key_id)
+        for ref in (key_id, arn, "alias/probe", "alias/aws/s3", "no-such-key", None):
+            assert key_problem(account, REGION, ref) is None
+        client.disable_key(KeyId=key_id)
+        problem = key_problem(account, REGION, "alias/probe")
+        assert problem is not None
+        assert (problem.code, problem.message) == ("DisabledException", f"{arn} is disabled.")
+        client.schedule_key_deletion(KeyId=key_id, PendingWindowInDays=7)
+        problem = key_problem(account, None, key_id)  # no region: found in whichever holds it
+        assert problem is not None
+        assert (problem.code, problem.message) == ("KMSInvalidStateException",
+                                                   f"{arn} is pending deletion.")
+        kms_backends[account][REGION].keys[key_id].deletion_date = utcnow()  # window over
+        for ref in (key_id, arn):
+            problem = key_problem(account, REGION, ref)
+            assert problem is not None
+            assert (problem.code, problem.message) == ("NotFoundException",
+                                                       f"Key '{arn}' does not exist")
+
+
+def test_decrypt_under_a_deleted_key_is_access_denied(aws: AwsEndpoint, kms: Any,
+                                                      key: str) -> None:
+    """KMS answers Decrypt of a ciphertext whose key no longer exists with
+    AccessDeniedException ("The ciphertext refers to a customer master key that does not
+    exist, does not exist in this region, or you are not allowed to access.", the KMS
+    message as AWS SDKs show it, e.g. wrapped by SSM in tryolabs/aws-workshop issue #6):
+    what runbook 4.3 step 3 means by "permanently unrecoverable". (moto's reply carries
+    the code but drops that message.)"""
+    blob = kms.encrypt(KeyId=key, Plaintext=b"p")["CiphertextBlob"]
+    kms.schedule_key_deletion(KeyId=key, PendingWindowInDays=7)
+    assert control(aws, "kms/expire-deletion", {"key_id": key})[0] == 200
+    code, status, _ = error_of(lambda: kms.decrypt(CiphertextBlob=blob))
+    assert (code, status) == ("AccessDeniedException", 400)

@@ -1,0 +1,212 @@
+"""Steps for the S3 vault data: runbook 3.5 faults on one vault, 4.4 steps 1-2, per-vault RTO/RPO.
+
+The service-wide probes read the vault population round-robin, so one damaged vault is hit
+only once per round. The fault steps therefore also start a probe of their own on the
+damaged vault (from before the fault until teardown): it detects the damage, and its first
+run of intact reads after the restore is the vault's measured recovery.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from pytest_bdd import parsers, then, when
+
+from drills.config import ProbeSettings
+from drills.drill import Drill
+from drills.errors import ObjectiveBreached
+from drills.evidence.model import Measurement, OutageRecord, RpoMeasurement
+from drills.faults import ActiveFault, Fault
+from drills.faults.s3 import CorruptVaultObject, DeleteVaultObject
+from drills.measure import Verdict, compute_recovery
+from drills.probes import KnownVault, ProbeRunner
+from drills.procedures.s3 import (
+    Restore,
+    envelope_verifier,
+    ledger_checksum,
+    remove_delete_marker,
+    restore_last_good_version,
+)
+from drills.vault import VaultUnavailable, digest
+
+#: How often the damaged vault's own probe reads it, in seconds.
+WATCH_INTERVAL = 0.2
+DETECT_TIMEOUT = 60.0
+READ_TIMEOUT = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class DamagedVault:
+    """The vault a data fault damaged, the fault, and the probe watching that vault alone."""
+
+    vault: KnownVault
+    active: ActiveFault
+    watch: ProbeRunner
+
+
+def _damage(drill: Drill, kind: type[Fault], **params: Any) -> Iterator[DamagedVault]:
+    vault = random.choice(drill.target.known_vaults())  # any probed vault will do
+    watch = ProbeRunner(drill.loop, drill.client, [vault], ProbeSettings(
+        WATCH_INTERVAL, drill.settings.probes.timeout, drill.settings.probes.consecutive))
+    watch.start()  # before the fault: its first reads are the vault's steady state
+    try:
+        active = drill.inject(kind, bucket=drill.target.names.bucket, vault_id=vault.vault_id,
+                              **params)
+    except BaseException:
+        watch.stop()
+        raise
+    try:
+        yield DamagedVault(vault, active, watch)
+    finally:
+        try:
+            drill.revert(active)
+        finally:
+            watch.stop()
+
+
+@when("the data object of one probed vault is deleted", target_fixture="damaged_vault")
+def vault_object_deleted(drill: Drill) -> Iterator[DamagedVault]:
+    """DeleteObject without a version id on one vault's data (a delete marker); reverted."""
+    yield from _damage(drill, DeleteVaultObject)
+
+
+@when(parsers.parse("the data object of one probed vault is overwritten {count:d} times with "
+                    "corrupt data"), target_fixture="damaged_vault")
+def vault_object_corrupted(drill: Drill, count: int) -> Iterator[DamagedVault]:
+    """PutObject of garbage over one vault's data, `count` times; reverted at teardown."""
+    yield from _damage(drill, CorruptVaultObject, count=count)
+
+
+@then(parsers.parse('the damaged vault reads fail with "{kind}"'))
+def damaged_vault_fails(drill: Drill, damaged_vault: DamagedVault, kind: str) -> None:
+    """The damaged vault's own probe fails with `kind`, and so does a read made right now."""
+    fault, vault_id = damaged_vault.active, damaged_vault.vault.vault_id
+
+    def failed(results: list[Any]) -> bool:
+        return any(r.done >= fault.injected_at and not r.ok and kind in r.detail
+                   for r in results)
+
+    if not damaged_vault.watch.wait_for(failed, DETECT_TIMEOUT, lambda s, t: drill.progress(
+            f"waiting for reads of vault {vault_id} to fail with {kind!r} ({t:.0f}s)")):
+        seen = sorted({r.detail[:80] for r in damaged_vault.watch.results()
+                       if r.done >= fault.injected_at and not r.ok})
+        raise ObjectiveBreached(f"reads of vault {vault_id} did not fail with {kind!r} within "
+                                f"{DETECT_TIMEOUT:g}s of '{fault.fault.describe()}' "
+                                f"(failures seen: {seen or 'none'})")
+    try:
+        drill.loop.run(drill.client.get(vault_id, timeout=READ_TIMEOUT), READ_TIMEOUT + 5)
+    except VaultUnavailable as exc:
+        failure = str(exc)
+    else:
+        raise AssertionError(f"vault {vault_id} read back after '{fault.fault.describe()}': "
+                             "the damage is not visible to the service")
+    assert kind in failure, f"reading vault {vault_id} failed with {failure}, not {kind!r}"
+
+
+@when("the operator removes the delete marker (runbook 4.4 step 1)", target_fixture="restore")
+def remove_marker(drill: Drill, damaged_vault: DamagedVault) -> Restore:
+    """Runbook 4.4 step 1: head-object, list-object-versions, delete the delete marker."""
+    return remove_delete_marker(drill.target.clients, drill.target.region,
+                                drill.target.names.bucket, damaged_vault.vault.vault_id,
+                                lambda m: drill.progress(m, every=0.0))
+
+
+@when("the operator restores the last good version (runbook 4.4 step 2)",
+      target_fixture="restore")
+def restore_good_version(drill: Drill, damaged_vault: DamagedVault) -> Restore:
+    """Runbook 4.4 step 2: the newest version that opens and matches the ledger's checksum
+    of the last acknowledged write is copied back with copy-object --copy-source ?versionId."""
+    target, vault_id = drill.target, damaged_vault.vault.vault_id
+    expected = ledger_checksum(target.clients, target.region, target.names.credentials_table,
+                               vault_id)
+    return restore_last_good_version(
+        target.clients, target.region, target.names.bucket, vault_id,
+        envelope_verifier(target.clients("kms", target.region), expected),
+        lambda m: drill.progress(m, every=0.0))
+
+
+@then(parsers.parse("the restore passed over {count:d} corrupt versions to the version "
+                    "current before the fault"))
+def restore_chose_good_version(damaged_vault: DamagedVault, restore: Restore,
+                               count: int) -> None:
+    """Step 2 rejected exactly the corrupt versions and restored the one the fault replaced."""
+    good = damaged_vault.active.fault.params["good_version"]
+    assert len(restore.skipped) == count, (
+        f"runbook 4.4 step 2 passed over {len(restore.skipped)} version(s), expected {count}: "
+        f"{[(c.version_id, c.reason) for c in restore.skipped]}")
+    assert restore.restored_version == good, (
+        f"runbook 4.4 step 2 restored version {restore.restored_version}, but the version "
+        f"current before the fault was {good}")
+
+
+@then(parsers.parse('the damaged vault reads back intact within the "{component}" objective'))
+def damaged_vault_recovers(drill: Drill, damaged_vault: DamagedVault, component: str) -> None:
+    """Measured RTO of the damaged vault: from the fault to the first of K consecutive reads
+    of it whose content hash matches its last acknowledged write."""
+    objective = drill.settings.objectives.for_component(component)
+    fault, vault_id = damaged_vault.active, damaged_vault.vault.vault_id
+    k = drill.settings.probes.consecutive
+
+    def recovery(results: list[Any]) -> Any:
+        return compute_recovery(results, fault.injected_at, consecutive=k,
+                                interval=WATCH_INTERVAL)
+
+    damaged_vault.watch.wait_for(
+        lambda rs: recovery(rs).verdict is Verdict.RECOVERED,
+        max(0.0, objective.rto - (time.monotonic() - fault.injected_at)),
+        lambda s, t: drill.progress(f"waiting for vault {vault_id} to read back intact "
+                                    f"({s.ok} ok / {s.failed} failed since the fault)"),
+        since=fault.injected_at)
+    rec = recovery(damaged_vault.watch.results())
+    measurement = Measurement(
+        name="vault", component=component, objective_rto=objective.rto,
+        verdict=rec.verdict.value, rto=rec.rto, rto_lower=rec.rto_lower,
+        uncertainty=rec.uncertainty, time_to_detect=rec.time_to_detect,
+        met=rec.verdict in (Verdict.RECOVERED, Verdict.NO_OUTAGE) and rec.rto is not None
+        and rec.rto <= objective.rto, fault_id=fault.fault_id,
+        method=(f"a probe of the damaged vault {vault_id} alone, every "
+                f"{WATCH_INTERVAL * 1000:g} ms through NATS, enclave, KMS and S3 from before "
+                f"the fault; recovered = first of {k} consecutive reads whose content hash is "
+                "its last acknowledged write's"),
+        probes=rec.probes, failures=rec.failures,
+        outages=[OutageRecord(o.start, o.end, o.failures, o.first_detail)
+                 for o in rec.outages])
+    drill.record.measurements.append(measurement)
+    drill.observer.measured(drill.record, measurement)
+    drill.assert_met(measurement)
+
+
+@then(parsers.parse('the damaged vault holds its last acknowledged write (the "{component}" '
+                    "RPO objective)"))
+def damaged_vault_intact(drill: Drill, damaged_vault: DamagedVault, component: str) -> None:
+    """Read the damaged vault through the service: its content hash must be that of its last
+    acknowledged write; anything else is a lost write against the component's RPO."""
+    objective = drill.settings.objectives.for_component(component)
+    vault = damaged_vault.vault
+    reason, unverified = "", 0
+    try:
+        data = drill.loop.run(drill.client.get(vault.vault_id, timeout=READ_TIMEOUT),
+                              READ_TIMEOUT + 5)
+        if digest(data) != vault.sha256:
+            reason = "corrupted"
+    except VaultUnavailable as exc:
+        reason, unverified = ("", 1) if exc.kind == "timeout" else ("missing", 0)
+    lost = int(bool(reason))
+    measurement = RpoMeasurement(
+        component=component, objective_writes=objective.rpo_writes, acknowledged=1,
+        unacknowledged=0, lost=lost, loss_window=0.0, unverified=unverified,
+        met=lost <= objective.rpo_writes and unverified == 0,
+        lost_writes=[{"seq": 0, "vault_id": vault.vault_id, "reason": reason}] if lost else [],
+        method=("the damaged vault read back through the service after the restore and its "
+                "content hash compared with that of its last acknowledged write"))
+    drill.record.rpo.append(measurement)
+    drill.observer.rpo_measured(drill.record, measurement)
+    if not measurement.met:
+        raise ObjectiveBreached(
+            f"{component} RPO breached: vault {vault.vault_id} is "
+            f"{reason or 'unverifiable (no answer)'} after runbook 4.4, its last acknowledged "
+            f"write is not what the service returns; objective {objective.rpo_writes} lost")
