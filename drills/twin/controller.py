@@ -9,7 +9,17 @@ that gap, in one process per twin:
   Unhealthy is replaced after the health-check delay, through
   `TerminateInstanceInAutoScalingGroup(ShouldDecrementDesiredCapacity=False)` as the ASG
   would, with an activity line like AWS's scaling activities;
-- an instance that left the group (scale-in, termination) has its worker stopped.
+- an instance that left the group (scale-in, termination) has its worker stopped;
+- an instance whose AMI does not exist never gets a worker (it cannot boot) and is
+  replaced like any instance failing its status checks;
+- a group below desired capacity because launches failed (e.g. its AMI was deregistered)
+  retries them with a growing delay, as the ASG does, through the moto process's
+  `autoscaling/fulfil-capacity` route, which records each attempt as a scaling activity;
+- instance refreshes started with StartInstanceRefresh are carried out: old instances are
+  replaced in batches that keep MinHealthyPercentage of the desired capacity healthy, the
+  next batch starting once every instance serves and has warmed up; the refresh goes
+  Pending -> InProgress -> Successful with its PercentageComplete;
+- the metrics the runbook's alarms watch are published (`drills.twin.monitor`).
 
 Run: python -m drills.twin.controller --state-dir DIR
 """
@@ -17,20 +27,35 @@ Run: python -m drills.twin.controller --state-dir DIR
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import math
 import os
 import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from drills.clients import Clients
+from drills.errors import TwinError
 from drills.journal import utc_now
+from drills.twin.monitor import MetricPublisher
 from drills.twin.state import TwinState
 from drills.twin.timing import TimingProfile, profile
+
+#: Until TimingProfile carries them (asked of the lead): (first, longest) delay between
+#: launch retries after failed launches. AWS does not document its schedule; it backs off.
+LAUNCH_RETRY: dict[str, tuple[float, float]] = {"fast": (0.5, 4.0), "realistic": (10.0, 300.0)}
+#: Instance warm-up of a refresh that names none. AWS uses the group's DefaultInstanceWarmup
+#: or HealthCheckGracePeriod (None: use that); `fast` compresses it like its boot delay.
+REFRESH_WARMUP: dict[str, float | None] = {"fast": 0.5, "realistic": None}
 
 
 @dataclass(slots=True)
@@ -43,6 +68,26 @@ class Tracked:
     worker: subprocess.Popen[bytes] | None = None
     unhealthy_since: float | None = None
     reason: str = ""
+    image_missing: str | None = None  # the AMI it was launched from, when that does not exist
+    serving_since: float | None = None  # monotonic time its worker started
+
+
+@dataclass(slots=True)
+class LaunchRetry:
+    """Pacing of the ASG's retries while launches fail."""
+
+    delay: float = 0.0
+    next_at: float | None = None
+
+
+@dataclass(slots=True)
+class RefreshSeen:
+    """What the controller last reported for one instance refresh."""
+
+    reported: tuple[int, int] = (-1, -1)
+    reason: str = ""
+    batches: int = 0
+    first_batch_at: float | None = None  # replacements launch from then on
 
 
 def worker_record(state: TwinState, instance_id: str) -> Path:
@@ -58,7 +103,26 @@ class Controller:
         self.clients = Clients.for_twin(state.aws_url)
         self.tracked: dict[str, Tracked] = {}
         self.activities = Path(state.state_dir) / "activities.jsonl"
+        self.retry: dict[str, LaunchRetry] = {}
+        self.refreshes: dict[str, RefreshSeen] = {}
+        self.images: dict[tuple[str, str], bool] = {}  # (region, AMI) -> exists
+        first, longest = LAUNCH_RETRY.get(timing.name, LAUNCH_RETRY["realistic"])
+        # The profile's own fields win once TimingProfile has them.
+        self.retry_first = float(getattr(timing, "launch_retry_first", first))
+        self.retry_longest = float(getattr(timing, "launch_retry_max", longest))
         state.workers_dir.mkdir(parents=True, exist_ok=True)
+
+    def control(self, route: str, body: dict[str, Any]) -> dict[str, Any]:
+        """POST to one of the moto process's twin-only routes (`/drills-twin/<route>`)."""
+        request = urllib.request.Request(
+            f"{self.state.aws_url}/drills-twin/{route}", data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"}, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return dict(json.loads(response.read()))
+        except urllib.error.HTTPError as exc:
+            raise TwinError(f"twin route {route} answered {exc.code}: "
+                            f"{exc.read().decode(errors='replace')[:300]}") from None
 
     def log(self, region: str, description: str, cause: str) -> None:
         """Append a scaling activity (what AWS shows in describe-scaling-activities)."""
@@ -68,38 +132,69 @@ class Controller:
             handle.write(line + "\n")
 
     def reconcile(self) -> None:
+        """One pass: workers, health replacements, launch retries, instance refreshes."""
         now = time.monotonic()
         for region in self.state.regions.values():
             asg = self.clients("autoscaling", region.name)
-            groups = asg.describe_auto_scaling_groups(AutoScalingGroupNames=[region.asg])
-            members = {i["InstanceId"]: i for g in groups["AutoScalingGroups"]
+            groups = asg.describe_auto_scaling_groups(
+                AutoScalingGroupNames=[region.asg])["AutoScalingGroups"]
+            members = {i["InstanceId"]: i for g in groups
                        for i in g["Instances"] if i["LifecycleState"] == "InService"}
-            ec2_states = self._ec2_states(region.name, list(members))
+            ec2 = self._ec2_instances(region.name, list(members))
             for iid, member in members.items():
-                self._reconcile_instance(region.name, iid, member, ec2_states.get(iid), now)
+                self._reconcile_instance(region.name, iid, member, ec2.get(iid, {}), now)
             for iid in [i for i, t in self.tracked.items()
                         if t.region == region.name and i not in members]:
                 self._retire(self.tracked.pop(iid), "instance left the Auto Scaling group")
+            for group in groups:
+                for step in (self._retry_launches, self._drive_refreshes):
+                    try:
+                        step(region.name, group, now)
+                    except Exception as exc:  # never let it stop the instances' reconcile
+                        print(f"{utc_now()} {step.__name__} failed: {exc}", file=sys.stderr,
+                              flush=True)
 
-    def _ec2_states(self, region: str, ids: list[str]) -> dict[str, str]:
+    def _ec2_instances(self, region: str, ids: list[str]) -> dict[str, dict[str, Any]]:
         if not ids:
             return {}
         found = self.clients("ec2", region).describe_instances(InstanceIds=ids)
-        return {i["InstanceId"]: i["State"]["Name"]
-                for r in found["Reservations"] for i in r["Instances"]}
+        return {i["InstanceId"]: i for r in found["Reservations"] for i in r["Instances"]}
+
+    def _image_exists(self, region: str, image: str) -> bool:
+        if (region, image) not in self.images:
+            try:
+                found = self.clients("ec2", region).describe_images(ImageIds=[image])["Images"]
+            except ClientError as exc:
+                if not exc.response["Error"]["Code"].startswith("InvalidAMIID"):
+                    raise  # a blip, not an answer: the next pass asks again
+                found = []
+            exists = any(i.get("State") == "available" for i in found)
+            if not exists:
+                return False  # not cached: only "exists" is stable while an instance boots
+            self.images[(region, image)] = True
+        return self.images[(region, image)]
 
     def _reconcile_instance(self, region: str, iid: str, member: dict[str, Any],
-                            ec2_state: str | None, now: float) -> None:
+                            ec2: dict[str, Any], now: float) -> None:
+        ec2_state = ec2.get("State", {}).get("Name")
         t = self.tracked.get(iid)
         if t is None:
+            image = str(ec2.get("ImageId") or "")
+            # A boot needs its AMI: the worker is the software on that image.
+            missing = None if image and self._image_exists(region, image) else image or "(none)"
             t = self.tracked[iid] = Tracked(iid, region, now + self.timing.boot_delay)
+            t.image_missing = missing
             self.log(region, f"Launching a new EC2 instance: {iid}",
                      "An instance was started in response to a difference between desired "
                      "and actual capacity")
-        if t.worker is None and now >= t.ready_at and ec2_state == "running":
+        if (t.worker is None and t.image_missing is None and now >= t.ready_at
+                and ec2_state == "running"):
             t.worker = self._start_worker(region, iid)
+            t.serving_since = now
         reason = ""
-        if member.get("HealthStatus") == "Unhealthy":
+        if t.image_missing is not None and now >= t.ready_at:
+            reason = f"the instance cannot boot: its image {t.image_missing} does not exist"
+        elif member.get("HealthStatus") == "Unhealthy":
             reason = "an instance was taken out of service after being marked unhealthy"
         elif ec2_state in ("stopping", "stopped", "shutting-down", "terminated"):
             reason = f"EC2 instance status is {ec2_state}"
@@ -126,18 +221,143 @@ class Controller:
         return proc
 
     def _replace(self, t: Tracked) -> None:
-        asg = self.clients("autoscaling", t.region)
+        cause = f"in response to a health check indicating it is impaired ({t.reason})"
         try:
-            asg.set_instance_health(InstanceId=t.instance_id, HealthStatus="Unhealthy")
-            asg.terminate_instance_in_auto_scaling_group(InstanceId=t.instance_id,
-                                                         ShouldDecrementDesiredCapacity=False)
+            # Marked Unhealthy, then terminated without decrementing desired capacity, in
+            # one call so the scaling activity carries the health check's cause.
+            self.control("autoscaling/replace-instance", {
+                "region": t.region, "instance_id": t.instance_id, "cause": cause,
+                "unhealthy": True})
         except Exception as exc:  # the instance may have gone meanwhile; next pass sees it
             self.log(t.region, f"Failed to replace {t.instance_id}", str(exc))
             return
         self.log(t.region, f"Terminating EC2 instance: {t.instance_id}",
-                 f"an instance was taken out of service in response to a health check: "
-                 f"{t.reason}")
+                 f"an instance was taken out of service {cause}")
         self._retire(self.tracked.pop(t.instance_id), t.reason)
+
+    # -- failed launches ----------------------------------------------------------------
+    def _retry_launches(self, region: str, group: dict[str, Any], now: float) -> None:
+        """While the group lacks instances (launches failed), retry with a growing delay."""
+        key = f"{region}/{group['AutoScalingGroupName']}"
+        retry = self.retry.setdefault(key, LaunchRetry())
+        if len(group["Instances"]) >= group["DesiredCapacity"]:
+            self.retry[key] = LaunchRetry()
+            return
+        if retry.next_at is None:  # the launch that just failed was the first attempt
+            retry.delay, retry.next_at = self.retry_first, now + self.retry_first
+            return
+        if now < retry.next_at:
+            return
+        result = self.control("autoscaling/fulfil-capacity", {
+            "region": region, "group": group["AutoScalingGroupName"]})
+        if result.get("failed"):
+            retry.delay = min(retry.delay * 2, self.retry_longest)
+            retry.next_at = now + retry.delay
+            self.log(region, "Launching a new EC2 instance failed", str(result["failed"]))
+        else:
+            self.retry[key] = LaunchRetry()
+
+    # -- instance refresh ----------------------------------------------------------------
+    def _drive_refreshes(self, region: str, group: dict[str, Any], now: float) -> None:
+        name = group["AutoScalingGroupName"]
+        active = self.control("autoscaling/instance-refreshes",
+                              {"region": region, "group": name})["refreshes"]
+        for refresh in active:
+            self._advance(region, group, refresh, now)
+
+    def _update_refresh(self, region: str, group: str, refresh_id: str, **fields: Any) -> None:
+        self.control("autoscaling/update-instance-refresh",
+                     {"region": region, "group": group, "id": refresh_id, **fields})
+
+    def _warmup(self, group: dict[str, Any], prefs: dict[str, Any]) -> float:
+        if prefs.get("InstanceWarmup") is not None:
+            return float(prefs["InstanceWarmup"])
+        scaled = getattr(self.timing, "instance_warmup", REFRESH_WARMUP.get(self.timing.name))
+        return float(group.get("HealthCheckGracePeriod") or 0) if scaled is None else scaled
+
+    def _waiting_on(self, iid: str, now: float, warmup: float,
+                    seen: RefreshSeen) -> str | None:
+        """Why a refresh cannot count `iid` as available yet (None: it can).
+
+        Healthy means in service with its worker running; an instance launched since the
+        refresh's first batch (a replacement) must also have warmed up.
+        """
+        t = self.tracked.get(iid)
+        if t is None or t.worker is None or t.serving_since is None:
+            return f"{iid} is still booting"
+        if t.worker.poll() is not None or t.unhealthy_since is not None:
+            return f"{iid} is unhealthy"
+        launched = t.ready_at - self.timing.boot_delay
+        if (seen.first_batch_at is not None and launched >= seen.first_batch_at
+                and now - t.serving_since < warmup):
+            return f"{iid} is warming up"
+        return None
+
+    def _advance(self, region: str, group: dict[str, Any], refresh: dict[str, Any],
+                 now: float) -> None:
+        name, rid, prefs = group["AutoScalingGroupName"], refresh["id"], refresh["preferences"]
+        seen = self.refreshes.setdefault(rid, RefreshSeen())
+        if refresh["status"] == "Cancelling":
+            self._update_refresh(region, name, rid, status="Cancelled")
+            self.log(region, f"Instance refresh {rid} cancelled", "user request")
+            return
+        if refresh["status"] == "Pending":
+            self._update_refresh(region, name, rid, status="InProgress")
+            self.log(region, f"Instance refresh {rid} in progress",
+                     f"replacing {len(refresh['to_replace'])} instance(s)")
+        desired = int(group["DesiredCapacity"])
+        keep = math.ceil(desired * int(prefs.get("MinHealthyPercentage", 90)) / 100)
+        warmup = self._warmup(group, prefs)
+        present = sorted(i["InstanceId"] for i in group["Instances"])
+        waits = {iid: why for iid in present
+                 if (why := self._waiting_on(iid, now, warmup, seen)) is not None}
+        old = [i for i in present if i in refresh["to_replace"]]
+        total = len(refresh["to_replace"])
+        updated = min(total - len(old),
+                      sum(1 for i in present if i not in waits and i not in refresh["to_replace"]))
+        # AWS: "Waiting for remaining instances to be available" until the group is at
+        # desired capacity and every instance healthy (replacements also warmed up).
+        reason = ""
+        if len(present) < desired:
+            reason = (f"Waiting for remaining instances to be available. The group has "
+                      f"{len(present)} of {desired} instances; see the scaling activities.")
+        elif waits:
+            reason = ("Waiting for remaining instances to be available. For example: "
+                      f"{next(iter(waits.values()))}.")
+        if not old and not reason:
+            self._update_refresh(region, name, rid, status="Successful", percentage=100,
+                                 to_update=0, reason="")
+            self.log(region, f"Instance refresh {rid} successful",
+                     f"{total} instance(s) replaced in {seen.batches} batch(es)")
+            self.refreshes.pop(rid, None)
+            return
+        progress = (100 * updated // total if total else 0, total - updated)
+        if progress != seen.reported or reason != seen.reason:
+            self._update_refresh(region, name, rid, percentage=progress[0],
+                                 to_update=progress[1], reason=reason)
+            seen.reported, seen.reason = progress, reason
+        if reason:
+            return  # the last batch must serve (and warm up), or capacity come back
+        # Terminate-first batches: as many as may be out of service while MinHealthy
+        # percent of desired stays healthy, and one at least (AWS replaces one at a time
+        # when the percentage leaves no room).
+        batch = old[:max(1, desired - keep)]
+        seen.batches += 1
+        if seen.first_batch_at is None:
+            seen.first_batch_at = now
+        for iid in batch:
+            try:
+                self.control("autoscaling/replace-instance", {
+                    "region": region, "instance_id": iid,
+                    "cause": "in response to an instance refresh", "unhealthy": False})
+            except TwinError as exc:  # gone meanwhile: the next pass recounts
+                self.log(region, f"Failed to replace {iid} for refresh {rid}", str(exc))
+                continue
+            self.log(region, f"Terminating EC2 instance: {iid}",
+                     f"an instance was taken out of service in response to instance "
+                     f"refresh {rid}")
+            if iid in self.tracked:
+                self._retire(self.tracked.pop(iid), "replaced by an instance refresh")
 
     def _retire(self, t: Tracked, reason: str) -> None:
         if t.worker is not None:
@@ -146,6 +366,7 @@ class Controller:
         worker_record(self.state, t.instance_id).unlink(missing_ok=True)
 
     def shutdown(self) -> None:
+        """Stop every worker this controller started."""
         for t in list(self.tracked.values()):
             self._retire(t, "twin shutting down")
         self.tracked.clear()
@@ -163,10 +384,8 @@ def stop_process(pid: int, timeout: float) -> None:
         if not pid_alive(pid):
             return
         time.sleep(0.02)
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 def pid_alive(pid: int) -> bool:
@@ -184,6 +403,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     state = TwinState.load(Path(args.state_dir))
     controller = Controller(state, profile(state.profile))
+    publisher = MetricPublisher(state, Clients.for_twin(state.aws_url)).start()
     stopping = False
 
     def request_stop(*_: Any) -> None:
@@ -204,6 +424,7 @@ def main(argv: list[str] | None = None) -> None:
             time.sleep(max(0.0, controller.timing.reconcile_interval -
                            (time.monotonic() - started)))
     finally:
+        publisher.stop()
         controller.shutdown()
         pid_file.unlink(missing_ok=True)
 

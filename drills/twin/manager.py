@@ -26,7 +26,7 @@ from drills.errors import DrillError, TwinError
 from drills.journal import utc_now
 from drills.loop import LoopThread
 from drills.probes import KnownVault
-from drills.twin import aws, nats
+from drills.twin import aws, monitor, nats
 from drills.twin.controller import pid_alive, stop_process
 from drills.twin.nats import NatsCluster, NatsClusterSpec
 from drills.twin.provision import nats_credentials, provision_aws
@@ -179,6 +179,7 @@ def _start(root: Path, timing: str, backend: nats.Backend, vaults: int, desired:
     with ThreadPoolExecutor(max_workers=1) as pool:
         forming = pool.submit(nats.cluster_for(spec).start, timeout=min(60.0, timeout))
         made = provision_aws(clients, names, PRIMARY_REGION, desired, user, password)
+        monitor.provision(clients, names, PRIMARY_REGION, timing)  # runbook 3.2/3.3 alarms
         forming.result()
     region = replace(region, key_arn=made.key_arn, ami_id=made.ami_id)
     state = replace(state, regions={PRIMARY_REGION: region})

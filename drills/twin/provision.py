@@ -31,7 +31,10 @@ def _stack_template(names: Names, desired: int) -> str:
         "Resources": {
             "EnclaveLaunchTemplate": {"Type": "AWS::EC2::LaunchTemplate", "Properties": {
                 "LaunchTemplateName": names.launch_template,
-                "LaunchTemplateData": {"ImageId": {"Ref": "AmiId"}, "InstanceType": "m5.xlarge",
+                # EC2 resolves the parameter at every launch, so runbook 4.1 step 2 and 6.3
+                # (put-parameter current-ami, then start-instance-refresh) change the AMI.
+                "LaunchTemplateData": {"ImageId": f"resolve:ssm:{names.param_current_ami}",
+                                       "InstanceType": "m5.xlarge",
                                        "EnclaveOptions": {"Enabled": True}}}},
             "EnclaveASG": {"Type": "AWS::AutoScaling::AutoScalingGroup", "Properties": {
                 "AutoScalingGroupName": names.asg,

@@ -25,6 +25,16 @@ class TimingProfile:
     boot_delay: float
     #: Grace after launch during which health checks are not acted on.
     health_check_grace: float
+    #: First and longest delay between the ASG's retries of failed launches (it backs off).
+    launch_retry_first: float
+    launch_retry_max: float
+    #: Instance warm-up of an instance refresh that names none (AWS: the group's
+    #: DefaultInstanceWarmup or HealthCheckGracePeriod; None = use the group's).
+    instance_warmup: float | None
+    #: How often the twin publishes the metrics its CloudWatch alarms watch.
+    metric_interval: float
+    #: Period of the runbook's alarms (CloudWatch: 10/30 s high resolution, else n*60 s).
+    alarm_period: int
 
 
 PROFILES: dict[str, TimingProfile] = {
@@ -34,16 +44,28 @@ PROFILES: dict[str, TimingProfile] = {
         health_check_delay=1.0,
         boot_delay=1.0,
         health_check_grace=0.0,
+        launch_retry_first=0.5,
+        launch_retry_max=4.0,
+        instance_warmup=0.5,
+        metric_interval=1.0,
+        alarm_period=10,
     ),
     # EC2 status checks run every minute; an ASG acts on an unhealthy instance on the
     # next check; a Nitro-enabled instance boots and starts its enclave in ~90-120 s;
     # the default health check grace period of an ASG is 300 s (we use the boot time).
+    # Failed launches are retried with a growing delay (AWS documents no schedule); group
+    # metrics have 1-minute granularity and 60 s is the standard alarm period.
     "realistic": TimingProfile(
         name="realistic",
         reconcile_interval=1.0,
         health_check_delay=60.0,
         boot_delay=110.0,
         health_check_grace=0.0,
+        launch_retry_first=10.0,
+        launch_retry_max=300.0,
+        instance_warmup=None,
+        metric_interval=60.0,
+        alarm_period=60,
     ),
 }
 

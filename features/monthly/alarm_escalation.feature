@@ -13,6 +13,7 @@ Feature: Alarm escalation path
     Given the vault service is healthy
     And the "VettID-Enclave-NoInstances" alarm is OK
     And a canary writer makes acknowledged vault writes
+    And the canary has made 10 acknowledged writes
     When the enclave ASG desired capacity is set to 0
     Then the "VettID-Enclave-NoInstances" alarm goes to ALARM within the "CloudWatch Monitoring" objective
     And the on-call engineer is paged for "VettID-Enclave-NoInstances" within the "CloudWatch Monitoring" objective
@@ -27,10 +28,11 @@ Feature: Alarm escalation path
     Given the vault service is healthy
     And the "VettID-NATS-NoHealthyInstances" alarm is OK
     And a canary writer makes acknowledged vault writes
-    When every NATS node is stopped
+    And the canary has made 10 acknowledged writes
+    When the NATS server crashes on every instance
     Then the "VettID-NATS-NoHealthyInstances" alarm goes to ALARM within the "CloudWatch Monitoring" objective
     And the on-call engineer is paged for "VettID-NATS-NoHealthyInstances" within the "CloudWatch Monitoring" objective
-    When the NATS nodes are started again
+    When the operator restarts NATS on all instances via SSM (runbook 4.2 step 1)
     Then vault operations recover within the "NATS Cluster" objective
     And no acknowledged vault write is lost (the "NATS Cluster" RPO objective)
     And the "VettID-NATS-NoHealthyInstances" alarm returns to OK

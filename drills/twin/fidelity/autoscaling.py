@@ -33,7 +33,7 @@ Twin-only control endpoints (no such thing in AWS; `POST /drills-twin/<route>`),
     autoscaling/instance-refreshes       {"group"}: the active refreshes, with the instances
                                          each must replace
     autoscaling/update-instance-refresh  {"group", "id", "status"?, "percentage"?,
-                                         "to_update"?, "reason"?}
+                                         "to_update"?, "reason"? ("" clears it)}
 """
 
 from __future__ import annotations
@@ -119,8 +119,7 @@ class Activity:
 
 
 def _activities(backend: AutoScalingBackend) -> dict[str, list[Activity]]:
-    store = backend.__dict__.setdefault("_drills_activities", {})
-    return store  # type: ignore[no-any-return]
+    return backend.__dict__.setdefault("_drills_activities", {})  # type: ignore[no-any-return]
 
 
 def _record(activity: Activity) -> None:
@@ -133,7 +132,9 @@ def _record(activity: Activity) -> None:
 
 def _resolve_image(group: FakeAutoScalingGroup) -> tuple[str, str | None]:
     """(image id the next launch uses, why it cannot launch or None)."""
-    raw = _ORIGINAL["image_id"](group)
+    raw = _ORIGINAL["image_id"](group) or ""
+    if not raw:
+        return raw, None  # no ImageId to check: moto launches as it always did
     if raw.startswith(SSM_PREFIX):
         name = raw[len(SSM_PREFIX):]
         ssm = ssm_backends[group.account_id][group.region]
@@ -218,7 +219,7 @@ def _terminate_instance(self: AutoScalingBackend, instance_id: str,
     for state in group.instance_states if group else []:
         # moto's AttachInstances forgets the back-reference its terminate_instance needs.
         if state.instance.id == instance_id and not hasattr(state.instance, "autoscaling_group"):
-            state.instance.autoscaling_group = group
+            state.instance.autoscaling_group = group  # type: ignore[attr-defined]
     start = utcnow()
     result = _ORIGINAL["terminate_instance"](self, instance_id, should_decrement)
     if group is not None:
@@ -458,8 +459,8 @@ def update_instance_refresh(request: dict[str, Any]) -> dict[str, Any]:
         refresh.percentage = max(0, min(100, math.floor(float(request["percentage"]))))
     if request.get("to_update") is not None:
         refresh.to_update = max(0, int(request["to_update"]))
-    if request.get("reason"):
-        refresh.status_reason = str(request["reason"])
+    if "reason" in request:  # "" clears it
+        refresh.status_reason = str(request["reason"] or "") or None
     return refresh.to_control()
 
 

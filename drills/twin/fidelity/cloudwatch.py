@@ -50,7 +50,7 @@ from moto.cloudwatch.responses import CloudWatchResponse
 from moto.core.responses import ActionResult
 from moto.sns.models import sns_backends
 
-__all__ = ["ROUTES", "install", "evaluate_all"]
+__all__ = ["ROUTES", "evaluate_all", "install"]
 
 _MARK = "_drills_twin_fidelity"
 _ORIGINAL: dict[str, Callable[..., Any]] = {}
@@ -117,7 +117,8 @@ def transition(backend: CloudWatchBackend, alarm: Alarm, state: str, reason: str
         now = _now()
         alarm.state_value, alarm.state_reason = state, reason
         alarm.state_reason_data = json.dumps(reason_data or {})
-        alarm.state_updated_timestamp = alarm.state_transitioned_timestamp = now
+        alarm.state_updated_timestamp = now
+        alarm.state_transitioned_timestamp = now  # type: ignore[attr-defined]
         _log(backend, alarm, "StateUpdate", f"Alarm updated from {old} to {state}", {
             "version": "1.0", "oldState": {"stateValue": old, "stateReason": old_reason},
             "newState": {"stateValue": state, "stateReason": reason,
@@ -178,16 +179,19 @@ def _run_action(backend: CloudWatchBackend, alarm: Alarm, arn: str, old: str,
 # ------------------------------------------------------------------ evaluation
 
 
-def _values(data: list[MetricDatumBase], start: datetime, end: datetime) -> list[tuple[float, ...]]:
+def _values(data: list[MetricDatumBase], start: datetime,
+            end: datetime) -> list[tuple[float, ...]]:
     """(sum, min, max, count) of each datum in [start, end)."""
-    out = []
+    out: list[tuple[float, ...]] = []
     for d in data:
         stamp = d.timestamp if d.timestamp.tzinfo else d.timestamp.replace(tzinfo=UTC)
         if start <= stamp < end:
-            if hasattr(d, "value"):
-                out.append((d.value, d.value, d.value, 1.0))
-            else:
-                out.append((d.sum_stat, d.min_stat, d.max_stat, d.sample_count))
+            value = getattr(d, "value", None)
+            if value is not None:
+                out.append((value, value, value, 1.0))
+            else:  # a StatisticValues datum
+                out.append(tuple(float(getattr(d, a)) for a in
+                                 ("sum_stat", "min_stat", "max_stat", "sample_count")))
     return out
 
 
@@ -240,8 +244,8 @@ def evaluate(backend: CloudWatchBackend, alarm: Alarm, boundary: datetime) -> No
         detail = f"{breaching} out of the last {n} datapoints [{shown}] {verb} {compare[1]}"
     else:
         kept = len(present) - breaching
-        detail = (f"{kept} out of the last {n} datapoints [{shown}] {'was' if kept == 1 else 'were'}"
-                  f" not {compare[1]}")
+        verb = "was" if kept == 1 else "were"
+        detail = f"{kept} out of the last {n} datapoints [{shown}] {verb} not {compare[1]}"
     old = alarm.state_value
     reason = (f"Threshold Crossed: {detail} the threshold ({float(alarm.threshold)}) (minimum "
               f"{m if state == ALARM else 1} datapoint{'s' if state == ALARM and m > 1 else ''}"
@@ -278,7 +282,7 @@ def evaluate_all(now: float | None = None) -> int:
                 boundary = math.floor((now - _delay(period)) / period) * period
                 if getattr(alarm, "_drills_evaluated", None) == boundary:
                     continue
-                alarm._drills_evaluated = boundary
+                alarm._drills_evaluated = boundary  # type: ignore[attr-defined]
                 evaluate(backend, alarm, datetime.fromtimestamp(boundary, UTC))
                 done += 1
     return done
@@ -322,11 +326,13 @@ def _backend_property(self: CloudWatchResponse) -> CloudWatchBackend:
 def _put_metric_alarm(self: CloudWatchBackend, *args: Any, **kwargs: Any) -> Alarm:
     name = kwargs.get("name", args[0] if args else None)
     with _LOCK:
-        old = self.alarms.get(name)
+        old = self.alarms.get(str(name))
         alarm: Alarm = _ORIGINAL["put_metric_alarm"](self, *args, **kwargs)
         if old is None:
-            alarm.state_value, alarm.state_reason = INSUFFICIENT, "Unchecked: Initial alarm creation"
-            alarm.state_transitioned_timestamp = alarm.state_updated_timestamp
+            alarm.state_value = INSUFFICIENT
+            alarm.state_reason = "Unchecked: Initial alarm creation"
+            stamp = alarm.state_updated_timestamp
+            alarm.state_transitioned_timestamp = stamp  # type: ignore[attr-defined]
             _log(self, alarm, "ConfigurationUpdate", f'Alarm "{alarm.name}" created',
                  {"type": "Create", "version": "1.0", "createdAlarm": _config(alarm)})
         else:
@@ -352,7 +358,8 @@ def _set_alarm_state(self: CloudWatchBackend, alarm_name: str, reason: str, reas
     alarm = self.alarms.get(alarm_name)
     before = alarm.state_value if alarm else None
     _ORIGINAL["set_alarm_state"](self, alarm_name, reason, reason_data, state_value)
-    assert alarm is not None and before is not None
+    assert alarm is not None
+    assert before is not None
     alarm.state_value = before  # undo moto's silent change, then change it properly
     transition(self, alarm, state_value, reason, json.loads(reason_data) if reason_data else {})
 

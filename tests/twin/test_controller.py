@@ -1,0 +1,207 @@
+"""The ASG controller on a running twin: instance refresh, failed launches, AMI checks, metrics.
+
+References (AWS documentation): EC2 Auto Scaling User Guide, "How an instance refresh works"
+(instances replaced in batches keeping MinHealthyPercentage of the desired capacity healthy;
+"When the instance's health status changes to healthy and the specified warm-up time passes,
+the instance is considered updated and is added to the percentage complete", from
+API_InstanceRefresh PercentageComplete); "Troubleshoot EC2 instance launch failures" (failed
+launches are retried); EC2 User Guide (an instance cannot boot without its AMI); "Monitor
+CloudWatch metrics for your Auto Scaling groups" (GroupInServiceInstances is published once
+metrics collection is enabled).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from drills.procedures import enclave as procedure
+from drills.twin import monitor
+from drills.twin.manager import Twin
+from tests.conftest import wait_for
+
+pytestmark = pytest.mark.twin
+REGION = "us-east-1"
+
+
+def _live(twin: Twin) -> set[str]:
+    """InService instances whose enclave worker runs."""
+    return set(twin.in_service()[1]) & set(twin.worker_pids())
+
+
+def _refresh(twin: Twin, refresh_id: str) -> dict[str, Any]:
+    return dict(twin.clients("autoscaling").describe_instance_refreshes(
+        AutoScalingGroupName=twin.names.asg, InstanceRefreshIds=[refresh_id])[
+        "InstanceRefreshes"][0])
+
+
+def _log(twin: Twin) -> str:
+    return (Path(twin.state.state_dir) / "activities.jsonl").read_text()
+
+
+@pytest.mark.parametrize(("min_healthy", "keep", "batches"), [(50, 1, 2), (0, 0, 1)])
+def test_instance_refresh_replaces_every_instance_keeping_min_healthy(
+        healthy_twin: Twin, min_healthy: int, keep: int, batches: int) -> None:
+    """Every instance is replaced, in batches that keep MinHealthyPercentage of the desired
+    capacity serving (50 % of 2: one at a time; 0 %: both at once); between batches the
+    refresh waits for the replacements ("Waiting for remaining instances to be available");
+    it goes InProgress -> Successful with PercentageComplete 100 and InstancesToUpdate 0."""
+    twin = healthy_twin
+    old = _live(twin)
+    refresh_id = procedure.start_instance_refresh(twin.clients, twin.names.asg, REGION,
+                                                  min_healthy)
+    statuses: list[str] = []
+    percentages: set[int] = set()
+    reasons: set[str] = set()
+    live: list[int] = []
+
+    def finished() -> dict[str, Any] | None:  # samples the group while the refresh runs
+        refresh = _refresh(twin, refresh_id)
+        statuses.append(refresh["Status"])
+        percentages.add(refresh["PercentageComplete"])
+        reasons.add(refresh.get("StatusReason", ""))
+        live.append(len(_live(twin)))
+        return refresh if refresh["Status"] == "Successful" else None
+
+    refresh = wait_for(finished, 90, "the refresh to succeed", step=0.05)
+    lowest = min(live)
+    assert (refresh["PercentageComplete"], refresh["InstancesToUpdate"]) == (100, 0)
+    assert "EndTime" in refresh
+    assert "InProgress" in statuses
+    # while replacements boot: "Waiting for remaining instances to be available"
+    assert any(r.startswith("Waiting for remaining instances") for r in reasons)
+    assert lowest >= keep
+    if batches == 2:
+        assert 50 in percentages  # one of two replaced and warmed up
+    assert f"replaced in {batches} batch(es)" in _log(twin)
+    new = wait_for(lambda: (s := _live(twin)) and len(s) == 2 and s, 30, "two serving workers")
+    assert not old & new
+
+
+def test_a_cancelled_refresh_ends_cancelled(healthy_twin: Twin) -> None:
+    """API_CancelInstanceRefresh: Cancelling, then Cancelled once the refresh stops."""
+    twin = healthy_twin
+    refresh_id = procedure.start_instance_refresh(twin.clients, twin.names.asg, REGION, 90)
+    twin.clients("autoscaling").cancel_instance_refresh(AutoScalingGroupName=twin.names.asg)
+    ended = wait_for(lambda: (r := _refresh(twin, refresh_id))["Status"] == "Cancelled" and r,
+                     30, "the refresh to be Cancelled")
+    assert "EndTime" in ended
+
+
+def test_no_worker_boots_on_an_instance_whose_ami_does_not_exist(healthy_twin: Twin) -> None:
+    """An instance attached with an AMI that does not exist never runs an enclave worker;
+    failing its status check, it is taken out of service and replaced from the template."""
+    twin = healthy_twin
+    ec2, autoscaling = twin.clients("ec2"), twin.clients("autoscaling")
+    missing = "ami-0000000000deadbee"
+    stray = ec2.run_instances(ImageId=missing, MinCount=1, MaxCount=1,
+                              InstanceType="m5.xlarge")["Instances"][0]["InstanceId"]
+    autoscaling.attach_instances(InstanceIds=[stray], AutoScalingGroupName=twin.names.asg)
+    try:
+        def gone() -> bool:
+            assert stray not in twin.worker_pids(), "a worker booted without its AMI"
+            return stray not in twin.in_service()[1]
+        wait_for(gone, 30, "the instance without an AMI to be replaced")
+        assert f"its image {missing} does not exist" in _log(twin)
+        activity = next(a for a in autoscaling.describe_scaling_activities(
+            AutoScalingGroupName=twin.names.asg)["Activities"]
+            if a["Description"] == f"Terminating EC2 instance: {stray}")
+        assert "in response to a health check" in activity["Cause"]
+    finally:
+        autoscaling.set_desired_capacity(AutoScalingGroupName=twin.names.asg, DesiredCapacity=2)
+    wait_for(lambda: len(_live(twin)) == 2, 30, "two serving workers again")
+
+
+def test_failed_launches_are_retried_with_growing_delays(healthy_twin: Twin) -> None:
+    """While the AMI is missing the group retries its launch, each retry a Failed activity,
+    later retries further apart; once the parameter names an existing AMI the next retry
+    restores the capacity."""
+    twin = healthy_twin
+    param = twin.names.param_current_ami
+    procedure.use_ssm_ami(twin.clients, twin.names.asg, REGION, param)
+    ssm, ec2 = twin.clients("ssm"), twin.clients("ec2")
+    good = ssm.get_parameter(Name=param)["Parameter"]["Value"]
+    gone = ec2.register_image(Name=f"gone-{uuid.uuid4().hex[:8]}")["ImageId"]
+    ec2.deregister_image(ImageId=gone)
+    ssm.put_parameter(Name=param, Value=gone, Type="String", Overwrite=True)
+    try:
+        victim = sorted(_live(twin))[0]
+        twin.clients("autoscaling").terminate_instance_in_auto_scaling_group(
+            InstanceId=victim, ShouldDecrementDesiredCapacity=False)
+
+        def failures() -> list[datetime]:
+            return sorted(a["StartTime"] for a in twin.clients("autoscaling")
+                          .describe_scaling_activities(AutoScalingGroupName=twin.names.asg)[
+                              "Activities"]
+                          if a["StatusCode"] == "Failed" and gone in a["StatusMessage"])
+        times = wait_for(lambda: (f := failures()) and len(f) >= 4 and f, 30,
+                         "four failed launch attempts")
+        gaps = [b - a for a, b in itertools.pairwise(times[1:])]  # the 1st is moto's own
+        assert gaps[-1] > gaps[0] + timedelta(milliseconds=200)  # backing off
+    finally:
+        ssm.put_parameter(Name=param, Value=good, Type="String", Overwrite=True)
+    wait_for(lambda: len(_live(twin)) == 2, 30, "the next retry to restore capacity")
+
+
+def test_the_runbook_alarms_metrics_are_published(healthy_twin: Twin) -> None:
+    """GroupInServiceInstances (once group metrics collection is enabled) and the NATS
+    healthy-node count reach CloudWatch every metric interval, with the twin's values."""
+    twin = healthy_twin
+    monitor.provision(twin.clients, twin.names, REGION, twin.state.profile)
+    cloudwatch = twin.clients("cloudwatch")
+    interval = monitor.timing_for(twin.state.profile).metric_interval
+
+    def latest(namespace: str, metric: str, dims: list[dict[str, str]]) -> float | None:
+        now = datetime.now(UTC)
+        points = cloudwatch.get_metric_statistics(
+            Namespace=namespace, MetricName=metric, Dimensions=dims, Period=1,
+            StartTime=now - timedelta(seconds=3 * interval + 2), EndTime=now + timedelta(
+                seconds=1), Statistics=["Maximum"])["Datapoints"]
+        return max(points, key=lambda p: p["Timestamp"])["Maximum"] if points else None
+
+    group = [{"Name": "AutoScalingGroupName", "Value": twin.names.asg}]
+    assert wait_for(lambda: latest("AWS/AutoScaling", "GroupInServiceInstances", group) == 2,
+                    10 * interval, "GroupInServiceInstances = 2")
+    assert wait_for(lambda: latest(monitor.NATS_NAMESPACE, monitor.NATS_METRIC, []) == 3,
+                    10 * interval, "HealthyNodes = 3")
+
+
+def test_monitoring_is_provisioned_once_and_the_pager_queue_gets_the_page(
+        healthy_twin: Twin) -> None:
+    """The runbook's two alarms exist with their SNS action; provisioning again changes no
+    alarm (no new ConfigurationUpdate); a state change reaches the pager queue through the
+    topic (SNS -> SQS)."""
+    twin = healthy_twin
+    made = monitor.provision(twin.clients, twin.names, REGION, twin.state.profile)
+    cloudwatch, sqs = twin.clients("cloudwatch"), twin.clients("sqs")
+    found = {a["AlarmName"]: a for a in cloudwatch.describe_alarms(
+        AlarmNames=list(made.alarms))["MetricAlarms"]}
+    assert set(found) == {monitor.ENCLAVE_ALARM, monitor.NATS_ALARM}
+    assert all(a["AlarmActions"] == [made.topic_arn] for a in found.values())
+    assert found[monitor.ENCLAVE_ALARM]["Dimensions"] == [
+        {"Name": "AutoScalingGroupName", "Value": twin.names.asg}]
+    configs = len(cloudwatch.describe_alarm_history(
+        AlarmName=monitor.ENCLAVE_ALARM, HistoryItemType="ConfigurationUpdate")[
+        "AlarmHistoryItems"])
+    assert monitor.provision(twin.clients, twin.names, REGION, twin.state.profile) == made
+    assert len(cloudwatch.describe_alarm_history(
+        AlarmName=monitor.ENCLAVE_ALARM, HistoryItemType="ConfigurationUpdate")[
+        "AlarmHistoryItems"]) == configs
+    sqs.purge_queue(QueueUrl=made.pager_queue_url)
+    cloudwatch.set_alarm_state(AlarmName=monitor.NATS_ALARM, StateValue="ALARM",
+                               StateReason="testing the pager path")
+
+    def paged() -> list[dict[str, Any]]:
+        got = sqs.receive_message(QueueUrl=made.pager_queue_url, WaitTimeSeconds=1)
+        return [json.loads(json.loads(m["Body"])["Message"]) for m in got.get("Messages", [])]
+    page = wait_for(paged, 15, "the page in the pager queue")[0]
+    assert (page["AlarmName"], page["NewStateValue"]) == (monitor.NATS_ALARM, "ALARM")
+    # the next evaluation puts the alarm back from the data (NATS is healthy)
+    wait_for(lambda: cloudwatch.describe_alarms(AlarmNames=[monitor.NATS_ALARM])[
+        "MetricAlarms"][0]["StateValue"] == "OK", 60, "the NATS alarm to be OK again")
