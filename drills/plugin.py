@@ -80,6 +80,7 @@ class DrillsRun:
         self.loop: LoopThread | None = None
         self.client: VaultClient | None = None
         self._started_twin: Path | None = None
+        self.completed: set[str] = set()  # drills whose call phase finished
 
     @property
     def report_dir(self) -> Path:
@@ -311,6 +312,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     record = item.stash.get(DRILL_KEY, None)
     if record is None:
         return report
+    if call.when == "call":
+        item.config.stash[RUN_KEY].completed.add(item.nodeid)
     if call.when == "call" and report.failed:
         exc = call.excinfo.value if call.excinfo else None
         record.status = Status.FAILED if isinstance(exc, ObjectiveBreached | AssertionError) \
@@ -329,12 +332,18 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     return report
 
 
+@pytest.hookimpl(trylast=True)  # after pytest's own teardown has reverted what was left
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     run = session.config.stash.get(RUN_KEY, None)
     if run is None:
         return
     try:
         if run.record.drills:
+            for drill in run.record.drills:
+                if drill.drill_id not in run.completed:  # interrupted (SIGTERM, Ctrl-C)
+                    drill.status = Status.ERROR
+                    drill.error = drill.error or "the run was interrupted during this drill"
+                    drill.ended_utc = drill.ended_utc or utc_now()
             run.record.ended_utc = utc_now()
             statuses = {d.status for d in run.record.drills}
             run.record.status = (Status.ERROR if Status.ERROR in statuses else Status.FAILED

@@ -151,9 +151,13 @@ class TwinTarget(Target):
                         loop.run(serving(), timeout=5 + len(ids)))
 
     def allow_list(self, configured: dict[str, tuple[str, ...]]) -> AllowList:
-        own = {"asg": (self.twin.names.asg,), "bucket": (self.twin.names.bucket,),
-               "key": (self.twin.state.primary.key_arn,), "table": self.twin.names.tables,
-               "nats": ("*",)}
+        names = self.twin.names
+        own = {"asg": (names.asg,), "bucket": (names.bucket,),
+               "key": (self.twin.state.primary.key_arn,), "table": names.tables,
+               "nats": ("*",),
+               # runbook 2.3's critical parameters: the SSM faults restore them from a backup
+               "ssm-parameter": (names.param_nats_creds, names.param_current_ami,
+                                 names.param_latest_ami, names.param_sealing_key)}
         merged = {k: tuple(configured.get(k, ())) + own.get(k, ()) for k in {*own, *configured}}
         return AllowList(merged)
 

@@ -87,14 +87,22 @@ def _run_until_injected(twin: Twin, tmp_path: Path) -> subprocess.Popen[str]:
     """Start the capacity-0 drill and return once its fault is journaled as injected."""
     env = dict(os.environ, DRILLS_JOURNAL=str(tmp_path / "journal.jsonl"),
                DRILLS_STATE_DIR=twin.state.state_dir)
+    # Output to a file: a pipe nobody reads would block the run once its buffer fills.
+    log = (tmp_path / "run.log").open("w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "drills.cli", "run",
          "features/scenarios/complete_enclave_failure.feature", "--reports",
          str(tmp_path / "reports"), "--", "-k", "forced"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+    log.close()
     journal = Journal(tmp_path / "journal.jsonl")
-    wait_for(lambda: any(e.state is FaultState.INJECTED for e in journal.entries()), 120,
-             "the fault to be injected")
+
+    def injected() -> bool:
+        if proc.poll() is not None:
+            pytest.fail(f"the run ended before injecting:\n{(tmp_path / 'run.log').read_text()}")
+        return any(e.state is FaultState.INJECTED for e in journal.entries())
+
+    wait_for(injected, 120, "the fault to be injected")
     return proc
 
 
@@ -106,18 +114,23 @@ def test_sigterm_reverts_faults_on_the_way_out(healthy_twin: Twin, tmp_path: Pat
     """SIGTERM mid-drill reverts the injected fault before the process exits."""
     proc = _run_until_injected(healthy_twin, tmp_path)
     proc.send_signal(signal.SIGTERM)
-    proc.communicate(timeout=120)
+    proc.wait(timeout=120)
     assert proc.returncode != 0
     (entry,) = Journal(tmp_path / "journal.jsonl").entries()
     assert entry.state is FaultState.REVERTED
     assert _desired(healthy_twin) == 2
+    (report_path,) = (tmp_path / "reports").glob("*/report.json")
+    (drill,) = json.loads(report_path.read_text())["drills"]
+    assert drill["status"] == "error"
+    assert "interrupted" in drill["error"]
+    assert drill["faults"][0]["reverted_utc"], "the report shows the revert"
 
 
 def test_rollback_finishes_what_a_killed_run_left(healthy_twin: Twin, tmp_path: Path) -> None:
     """After SIGKILL mid-drill, `drills rollback` reverts the pending fault from the journal."""
     proc = _run_until_injected(healthy_twin, tmp_path)
     proc.kill()
-    proc.communicate(timeout=60)
+    proc.wait(timeout=60)
     journal = Journal(tmp_path / "journal.jsonl")
     (entry,) = journal.pending()
     assert entry.kind == "enclave.set-desired-capacity"

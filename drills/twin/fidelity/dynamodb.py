@@ -20,6 +20,10 @@ makes moto do:
 - The restored table carries no point-in-time recovery setting ("You must manually set up
   ... Point in time recovery settings"), and its RestoreSummary names the restore time.
 
+Also: CreateBackup and RestoreTableToPointInTime copy a table while other requests write to
+it; moto's threaded server lets those copies fail with an internal error, AWS does not. Item
+writes, backups and restores are serialised here.
+
 How: while PITR is ENABLED on a table, every change of an item (PutItem, UpdateItem,
 DeleteItem, BatchWriteItem, TransactWriteItems, PartiQL) is recorded as an image with its
 wall-clock time, after a baseline of the items present when PITR was enabled. A restore
@@ -79,7 +83,8 @@ Key = tuple[DynamoType, DynamoType | None]
 
 
 class InvalidRestoreTimeException(JsonRESTError):
-    """AWS: "RestoreDateTime must be between EarliestRestorableDateTime and LatestRestorableDateTime." """
+    """AWS: "RestoreDateTime must be between EarliestRestorableDateTime and
+    LatestRestorableDateTime." """
 
     code = 400
 
@@ -207,23 +212,36 @@ def _record(table: Table, item: Item | None, key: Key | None = None) -> None:
 # transactions; UpdateItem changes an item in place, so the backend call is wrapped too.
 
 
+# Writes hold the lock around moto's own call too: moto's server is threaded and a backup or
+# a restore deep-copies a table, which fails ("dictionary changed size during iteration")
+# when a write lands meanwhile.
+
+
 def _table_put_item(self: Table, *args: Any, **kwargs: Any) -> Item:
-    item: Item = _ORIGINAL["table_put_item"](self, *args, **kwargs)
-    _record(self, item)
-    return item
+    with _LOCK:
+        item: Item = _ORIGINAL["table_put_item"](self, *args, **kwargs)
+        _record(self, item)
+        return item
 
 
 def _table_delete_item(self: Table, hash_key: DynamoType, range_key: DynamoType | None) -> Any:
-    item = _ORIGINAL["table_delete_item"](self, hash_key, range_key)
-    if item is not None:
-        _record(self, None, (item.hash_key, item.range_key))
-    return item
+    with _LOCK:
+        item = _ORIGINAL["table_delete_item"](self, hash_key, range_key)
+        if item is not None:
+            _record(self, None, (item.hash_key, item.range_key))
+        return item
 
 
 def _update_item(self: DynamoDBBackend, table_name: str, *args: Any, **kwargs: Any) -> Item:
-    item: Item = _ORIGINAL["update_item"](self, table_name, *args, **kwargs)
-    _record(self.get_table(table_name), item)
-    return item
+    with _LOCK:
+        item: Item = _ORIGINAL["update_item"](self, table_name, *args, **kwargs)
+        _record(self.get_table(table_name), item)
+        return item
+
+
+def _create_backup(self: DynamoDBBackend, table_name: str, backup_name: str) -> Any:
+    with _LOCK:
+        return _ORIGINAL["create_backup"](self, table_name, backup_name)
 
 
 def _transact_write_items(self: DynamoDBBackend, transact_items: list[dict[str, Any]]) -> None:
@@ -315,8 +333,8 @@ def restore_to_point_in_time(backend: DynamoDBBackend, source_name: str, target_
         moment = latest if use_latest else _epoch(restore_time)
         if not earliest <= moment <= latest:
             raise InvalidRestoreTimeException(moment, earliest, latest)
-        target = RestoredPITTable(target_name, account_id=backend.account_id,
-                                  region=backend.region_name, source=source)
+        target = RestoredPITTable(  # type: ignore[abstract]  # moto's own class, as moto uses it
+            target_name, account_id=backend.account_id, region=backend.region_name, source=source)
         target.items = _as_table_items(target, history.state_at(moment))
         target.restore_date_time = datetime.fromtimestamp(moment, UTC).replace(tzinfo=None)
         backend.tables[target_name] = target
@@ -358,6 +376,7 @@ def install() -> None:
         ("describe_continuous_backups", DynamoDBBackend, "describe_continuous_backups",
          _describe_continuous_backups),
         ("delete_table", DynamoDBBackend, "delete_table", _delete_table),
+        ("create_backup", DynamoDBBackend, "create_backup", _create_backup),
         ("handle_restore", DynamoHandler, "restore_table_to_point_in_time", _handle_restore),
     ):
         _ORIGINAL[name] = getattr(owner, attr)

@@ -1,0 +1,449 @@
+"""Runbook 2.2, automated: on-demand backups and point-in-time recovery of DynamoDB items.
+
+The calls are the runbook's own (`create-backup`, `restore-table-to-point-in-time` into
+`<table>-restored`), then the step the runbook leaves to the operator: copy the affected items
+from the restored table back into the live one, verify them, and delete the restored table.
+Only the named items are copied back: items written since the restore time must not be
+rolled back with them.
+
+Restore times have one-second granularity on the wire (boto3 and the AWS CLI send whole
+seconds; AWS restores "to the state based on the selected date and time
+(day:hour:minute:second)"), so a restore "just before" a fault restores to the whole second
+at or before it, and says so in its result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+import math
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from drills.clients import Clients
+from drills.config import ProbeSettings
+from drills.errors import RecoveryError
+from drills.loop import LoopThread
+from drills.measure import Outcome, ProbeResult
+from drills.probes import KnownVault, ProbeRunner
+from drills.vault import VaultClient, VaultUnavailable, digest, unb64
+
+Progress = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+# -- item images, as the journal can hold them ------------------------------------------------
+def encode_item(item: dict[str, Any]) -> dict[str, Any]:
+    """A DynamoDB item (boto3 wire form) as JSON: binary values base64-encoded."""
+    return {name: _encode(value) for name, value in item.items()}
+
+
+def decode_item(item: dict[str, Any]) -> dict[str, Any]:
+    """The inverse of `encode_item`."""
+    return {name: _decode(value) for name, value in item.items()}
+
+
+def _encode(value: dict[str, Any]) -> dict[str, Any]:
+    kind, inner = next(iter(value.items()))
+    if kind == "B":
+        return {"B": base64.b64encode(inner).decode()}
+    if kind == "BS":
+        return {"BS": [base64.b64encode(b).decode() for b in inner]}
+    if kind == "M":
+        return {"M": encode_item(inner)}
+    if kind == "L":
+        return {"L": [_encode(v) for v in inner]}
+    return {kind: inner}
+
+
+def _decode(value: dict[str, Any]) -> dict[str, Any]:
+    kind, inner = next(iter(value.items()))
+    if kind == "B":
+        return {"B": base64.b64decode(inner)}
+    if kind == "BS":
+        return {"BS": [base64.b64decode(b) for b in inner]}
+    if kind == "M":
+        return {"M": decode_item(inner)}
+    if kind == "L":
+        return {"L": [_decode(v) for v in inner]}
+    return {kind: inner}
+
+
+def item_digest(item: dict[str, Any] | None) -> str:
+    """A content hash of an item (wire form); '' for no item. Attribute order is irrelevant."""
+    if item is None:
+        return ""
+    return hashlib.sha256(json.dumps(encode_item(item), sort_keys=True).encode()).hexdigest()
+
+
+# -- table facts ------------------------------------------------------------------------------
+def key_schema(clients: Clients, table: str, region: str) -> tuple[str, str | None]:
+    """(partition key, sort key or None) of `table`."""
+    schema = clients("dynamodb", region).describe_table(TableName=table)["Table"]["KeySchema"]
+    hash_key = next(k["AttributeName"] for k in schema if k["KeyType"] == "HASH")
+    range_key = next((k["AttributeName"] for k in schema if k["KeyType"] == "RANGE"), None)
+    return hash_key, range_key
+
+
+@dataclass(frozen=True, slots=True)
+class PitrWindow:
+    """Point-in-time recovery of a table, as describe-continuous-backups reports it."""
+
+    table: str
+    enabled: bool
+    earliest: datetime | None
+    latest: datetime | None
+
+
+def pitr_window(clients: Clients, table: str, region: str) -> PitrWindow:
+    """`aws dynamodb describe-continuous-backups --table-name <table>`."""
+    desc = clients("dynamodb", region).describe_continuous_backups(TableName=table)[
+        "ContinuousBackupsDescription"].get("PointInTimeRecoveryDescription", {})
+    return PitrWindow(table, desc.get("PointInTimeRecoveryStatus") == "ENABLED",
+                      desc.get("EarliestRestorableDateTime"), desc.get("LatestRestorableDateTime"))
+
+
+@dataclass(frozen=True, slots=True)
+class BackupRef:
+    """An on-demand backup the runbook takes before a change."""
+
+    name: str
+    arn: str
+
+
+def create_on_demand_backup(clients: Clients, table: str, region: str,
+                            timeout: float = 300.0) -> BackupRef:
+    """`aws dynamodb create-backup --backup-name pre-change-<ts>`, waited until AVAILABLE."""
+    ddb = clients("dynamodb", region)
+    name = f"pre-change-{datetime.now(UTC):%Y%m%d-%H%M%S}"
+    arn = ddb.create_backup(TableName=table, BackupName=name)["BackupDetails"]["BackupArn"]
+    deadline = time.monotonic() + timeout
+    while True:
+        status = ddb.describe_backup(BackupArn=arn)["BackupDescription"]["BackupDetails"][
+            "BackupStatus"]
+        if status == "AVAILABLE":
+            return BackupRef(name, arn)
+        if status == "DELETED" or time.monotonic() > deadline:
+            raise RecoveryError(f"on-demand backup {name} of {table} is {status}, not AVAILABLE, "
+                                f"after {timeout:g}s; check `aws dynamodb describe-backup "
+                                f"--backup-arn {arn}` before changing the table")
+        time.sleep(1.0)
+
+
+# -- restore and copy back ---------------------------------------------------------------------
+class ItemOutcome(StrEnum):
+    """What copying one item back did."""
+
+    RESTORED = "restored"  # the live item differed (or was missing) and was replaced
+    UNCHANGED = "unchanged"  # the live item already equalled the restored one
+    NOT_IN_RESTORE = "not-in-restore"  # the item did not exist at the restore time
+
+
+@dataclass(frozen=True, slots=True)
+class ItemCopy:
+    """One affected item after the copy back; `restored` is what the live table now holds."""
+
+    key: str
+    outcome: ItemOutcome
+    restored: dict[str, Any] | None
+    verified: bool  # the live item read back equal to the restored one
+
+
+@dataclass(frozen=True, slots=True)
+class ItemRecovery:
+    """A finished runbook 2.2 recovery of some items."""
+
+    table: str
+    restored_table: str
+    restore_time: datetime  # the moment the restored table holds (whole seconds)
+    use_latest: bool
+    items: tuple[ItemCopy, ...]
+    waited_restorable: float  # seconds spent waiting for the restore time to be restorable
+    restore_seconds: float  # restore call until the restored table was ACTIVE
+    diff: TableDiff  # the verification read that chose the items
+
+    @property
+    def verified(self) -> bool:
+        return all(i.verified for i in self.items)
+
+
+def restored_name(table: str) -> str:
+    """The runbook's name for the restored copy: `<table>-restored`."""
+    return f"{table}-restored"
+
+
+def wait_restorable(clients: Clients, table: str, region: str, moment: datetime,
+                    timeout: float, progress: Progress = _quiet) -> float:
+    """Wait until LatestRestorableDateTime reaches `moment`; returns seconds waited."""
+    started = time.monotonic()
+    while True:
+        window = pitr_window(clients, table, region)
+        if not window.enabled:
+            raise RecoveryError(f"point-in-time recovery is not enabled on {table}; restore "
+                                "from an on-demand backup instead (list-backups)")
+        if window.earliest is not None and moment < window.earliest:
+            raise RecoveryError(f"{moment.isoformat()} is before the earliest restorable time "
+                                f"of {table} ({window.earliest.isoformat()}); restore from an "
+                                "on-demand backup instead (list-backups)")
+        if window.latest is not None and window.latest >= moment:
+            return time.monotonic() - started
+        waited = time.monotonic() - started
+        if waited > timeout:
+            raise RecoveryError(f"{table} is still not restorable to {moment.isoformat()} "
+                                f"after {timeout:g}s (latest restorable "
+                                f"{window.latest.isoformat() if window.latest else 'unknown'})")
+        progress(f"runbook 2.2: waiting for {table} to be restorable to "
+                 f"{moment:%H:%M:%S} (latest restorable "
+                 f"{window.latest:%H:%M:%S}, {waited:.0f}s)" if window.latest else
+                 f"runbook 2.2: waiting for {table}'s restorable window ({waited:.0f}s)")
+        time.sleep(0.5)
+
+
+def restore_table(clients: Clients, table: str, region: str, *,
+                  restore_time: datetime | None = None, use_latest: bool = False,
+                  timeout: float = 600.0, progress: Progress = _quiet) -> tuple[str, datetime]:
+    """`restore-table-to-point-in-time` into `<table>-restored`, waited until ACTIVE.
+
+    Returns (restored table, the moment it holds). Refuses when `<table>-restored` exists: a
+    leftover from an earlier restore must be looked at (and deleted) by a person.
+    """
+    ddb = clients("dynamodb", region)
+    target = restored_name(table)
+    request: dict[str, Any] = {"SourceTableName": table, "TargetTableName": target}
+    if use_latest == (restore_time is not None):
+        raise RecoveryError("restore to either a given time or the latest restorable time")
+    if restore_time is not None:
+        request["RestoreDateTime"] = restore_time
+    else:
+        request["UseLatestRestorableTime"] = True
+    try:
+        ddb.restore_table_to_point_in_time(**request)
+    except ClientError as exc:
+        err = exc.response["Error"]
+        hint = (f"delete the leftover with `aws dynamodb delete-table --table-name {target}` "
+                "once nothing needs it" if err["Code"] in (
+                    "TableAlreadyExistsException", "ResourceInUseException") else
+                "check the table's point-in-time recovery (describe-continuous-backups)")
+        raise RecoveryError(f"restore-table-to-point-in-time of {table} into {target} failed: "
+                            f"{err['Code']}: {err.get('Message', '')}; {hint}") from None
+    deadline = time.monotonic() + timeout
+    while True:
+        desc = ddb.describe_table(TableName=target)["Table"]
+        summary = desc.get("RestoreSummary", {})
+        if desc["TableStatus"] == "ACTIVE" and not summary.get("RestoreInProgress"):
+            return target, summary.get("RestoreDateTime") or restore_time or datetime.now(UTC)
+        if time.monotonic() > deadline:
+            raise RecoveryError(f"{target} is {desc['TableStatus']} {timeout:g}s after the "
+                                "restore started; check it in the console before copying back")
+        progress(f"runbook 2.2: waiting for {target} to be ACTIVE ({desc['TableStatus']})")
+        time.sleep(0.5)
+
+
+@dataclass(frozen=True, slots=True)
+class TableDiff:
+    """How the live table differs from the restored copy, by partition key value."""
+
+    missing: tuple[str, ...]  # in the restored copy, gone from the live table
+    changed: tuple[str, ...]  # in both, with different content
+
+
+def _scan(ddb: Any, table: str, hash_key: str) -> dict[str, dict[str, Any]]:
+    items: dict[str, dict[str, Any]] = {}
+    for page in ddb.get_paginator("scan").paginate(TableName=table, ConsistentRead=True):
+        for item in page["Items"]:
+            items[str(next(iter(item[hash_key].values())))] = item
+    return items
+
+
+def diff_tables(clients: Clients, table: str, restored: str, region: str) -> TableDiff:
+    """A verification read of both tables: which items were deleted or changed since the restore
+    time. Items created since are not the restore's business and are left out."""
+    ddb = clients("dynamodb", region)
+    hash_key, _ = key_schema(clients, table, region)
+    old, live = _scan(ddb, restored, hash_key), _scan(ddb, table, hash_key)
+    return TableDiff(tuple(sorted(k for k in old if k not in live)),
+                     tuple(sorted(k for k in old if k in live
+                                  and item_digest(live[k]) != item_digest(old[k]))))
+
+
+def copy_back(clients: Clients, table: str, restored: str, keys: Sequence[str],
+              region: str) -> tuple[ItemCopy, ...]:
+    """Copy the items of `keys` (partition key values) from `restored` into `table`."""
+    ddb = clients("dynamodb", region)
+    hash_key, _ = key_schema(clients, table, region)
+    out = []
+    for key in keys:
+        wire_key = {hash_key: {"S": key}}
+        old = ddb.get_item(TableName=restored, Key=wire_key, ConsistentRead=True).get("Item")
+        if old is None:
+            out.append(ItemCopy(key, ItemOutcome.NOT_IN_RESTORE, None, False))
+            continue
+        live = ddb.get_item(TableName=table, Key=wire_key, ConsistentRead=True).get("Item")
+        outcome = ItemOutcome.UNCHANGED
+        if item_digest(live) != item_digest(old):
+            ddb.put_item(TableName=table, Item=old)
+            outcome = ItemOutcome.RESTORED
+        back = ddb.get_item(TableName=table, Key=wire_key, ConsistentRead=True).get("Item")
+        out.append(ItemCopy(key, outcome, old, item_digest(back) == item_digest(old)))
+    return tuple(out)
+
+
+def delete_restored(clients: Clients, table: str, region: str, timeout: float = 300.0) -> None:
+    """Delete `<table>-restored` and wait until it is gone."""
+    ddb = clients("dynamodb", region)
+    target = restored_name(table)
+    try:
+        ddb.delete_table(TableName=target)
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] == "ResourceNotFoundException":
+            return
+        raise
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            ddb.describe_table(TableName=target)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ResourceNotFoundException":
+                return
+            raise
+        time.sleep(0.5)
+    raise RecoveryError(f"{target} still exists {timeout:g}s after delete-table; delete it by "
+                        "hand")
+
+
+def recover_items(clients: Clients, table: str, region: str,
+                  suspects: Callable[[], Iterable[str]], *, before: datetime | None = None,
+                  use_latest: bool = False, timeout: float = 900.0,
+                  progress: Progress = _quiet) -> ItemRecovery:
+    """Runbook 2.2 end to end: restore to `before` (or the latest restorable time) into
+    `<table>-restored`, copy the damaged items back, verify them, delete the restored table.
+
+    Damaged = deleted since the restore time, or changed since and named by `suspects()`
+    (asked once the restored copy is ACTIVE: e.g. the vaults whose writes fail). A changed
+    item nobody reports is left alone: it may hold a legitimate write newer than the restore.
+    """
+    waited = 0.0
+    moment = None
+    if before is not None:
+        # The wire carries whole seconds: the restore point is the second at or before `before`.
+        moment = datetime.fromtimestamp(math.floor(before.timestamp()), UTC)
+        waited = wait_restorable(clients, table, region, moment, timeout, progress)
+    started = time.monotonic()
+    target, held = restore_table(clients, table, region, restore_time=moment,
+                                 use_latest=use_latest, timeout=timeout, progress=progress)
+    try:
+        restore_seconds = time.monotonic() - started
+        diff = diff_tables(clients, table, target, region)
+        keys = sorted(set(diff.missing) | (set(diff.changed) & set(suspects())))
+        progress(f"runbook 2.2: copying {len(keys)} item(s) from {target} back into {table}")
+        items = copy_back(clients, table, target, keys, region)
+    finally:
+        delete_restored(clients, table, region)
+    return ItemRecovery(table, target, held, use_latest, items, waited, restore_seconds, diff)
+
+
+# -- the symptom: vault writes ------------------------------------------------------------------
+class WriteProbes(ProbeRunner):
+    """Content-preserving vault writes: read each vault through the service, put the same bytes.
+
+    A put needs the vault's metadata item (its encrypted data key) and fails without it, so
+    these probes see runbook 2.2's damage where reads do not: a read decrypts with the key
+    stored beside the ciphertext in S3. One write per vault at a time, so the probes never
+    race each other on an item.
+    """
+
+    def __init__(self, loop: LoopThread, client: VaultClient, vaults: Sequence[KnownVault],
+                 settings: ProbeSettings) -> None:
+        super().__init__(loop, client, vaults, settings)
+        self._locks = {v.vault_id: asyncio.Lock() for v in self.vaults}
+        self._vault_of: dict[int, str] = {}
+        self._gate = threading.Lock()
+        self._open = True
+        self._inflight = 0
+        self._last_write = 0.0  # wall clock: when the latest put may have landed
+
+    @property
+    def method(self) -> str:
+        """How these probes observe the service, for the evidence."""
+        return (f"content-preserving vault writes (get, then put of the same bytes) to "
+                f"{len(self.vaults)} vault(s), one every {self.settings.interval * 1000:g} ms "
+                f"through NATS, enclave, KMS, S3 and DynamoDB; recovered = first of "
+                f"{self.settings.consecutive} consecutive successes")
+
+    def failed_vaults(self, since: float) -> set[str]:
+        """Vaults whose writes failed after monotonic time `since`: the damage as users see it."""
+        return {self._vault_of[r.seq] for r in self.results() if r.done >= since and not r.ok}
+
+    @contextmanager
+    def quiesced(self, timeout: float = 30.0) -> Iterator[None]:
+        """Hold new writes and let those in flight finish, for as long as the block runs.
+
+        On the way in it also waits out the wall-clock second of the last write: restore
+        points have one-second granularity, so a fault injected inside the block leaves the
+        items' last acknowledged state restorable.
+        """
+        with self._gate:
+            self._open = False
+        deadline = time.monotonic() + timeout
+        try:
+            while self._inflight and time.monotonic() < deadline:
+                time.sleep(0.01)
+            if self._inflight:
+                raise RecoveryError(f"vault write probes still in flight after {timeout:g}s")
+            settle = math.ceil(self._last_write) - time.time()
+            if settle > 0:
+                time.sleep(settle + 0.01)
+            yield
+        finally:
+            with self._gate:
+                self._open = True
+
+    async def _probe(self, seq: int, vault: KnownVault) -> None:
+        with self._gate:
+            if not self._open:
+                return  # quiesced: this slot is skipped, not failed
+            self._inflight += 1
+        sent_utc = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        sent = time.monotonic()
+        try:
+            async with self._locks[vault.vault_id]:
+                outcome, detail = await self._write(vault)
+        finally:
+            with self._gate:
+                self._inflight -= 1
+        self._vault_of[seq] = vault.vault_id
+        result = ProbeResult(seq, sent, time.monotonic(), sent_utc, outcome, detail)
+        with self._lock:
+            self._results.append(result)
+
+    async def _write(self, vault: KnownVault) -> tuple[Outcome, str]:
+        timeout = self.settings.timeout
+        try:
+            reply = await self.client.call("get", {"vault_id": vault.vault_id}, timeout)
+            data = unb64(reply.fields["data"])
+            if digest(data) != vault.sha256:
+                return Outcome.ERROR, f"content of {vault.vault_id} does not match"
+            try:
+                await self.client.put(vault.vault_id, data, timeout)
+            finally:
+                self._last_write = time.time()
+        except VaultUnavailable as exc:
+            if exc.kind == "timeout":
+                # An unanswered put may still land later: count it as landing a timeout later.
+                self._last_write = time.time() + timeout
+                return Outcome.TIMEOUT, str(exc)
+            return Outcome.ERROR, str(exc)
+        return Outcome.OK, ""

@@ -1,0 +1,213 @@
+"""Steps for the DynamoDB vault metadata (runbook 2.2): items deleted or corrupted, restored
+from point-in-time recovery; measured through the writes that need those items."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+from pytest_bdd import given, parsers, then, when
+
+from drills.config import ProbeSettings
+from drills.drill import Drill, seconds
+from drills.errors import ConfigError, ObjectiveBreached, ProbeError, RecoveryError
+from drills.evidence.model import Measurement, OutageRecord, RpoMeasurement
+from drills.faults import ActiveFault
+from drills.faults.dynamodb import CorruptItems, DeleteItems
+from drills.measure import Verdict, compute_recovery
+from drills.procedures.dynamodb import (
+    ItemRecovery,
+    WriteProbes,
+    decode_item,
+    item_digest,
+    recover_items,
+    restored_name,
+)
+
+#: Each write probe is a get and a put (seven AWS calls): a slower pace than read probes
+#: keeps the twin's shared CPU for the drill; the bracket of the RTO widens accordingly.
+WRITE_PROBE_INTERVAL = 0.2
+WRITE_PROBE_TIMEOUT = 2.0
+RECOVERY_TIMEOUT = 900.0
+
+
+@given(parsers.re(r'vault writes to (?:(?P<count>\d+) enrolled vaults?|the vaults '
+                  r'"(?P<ids>[^"]+)") are probed'))
+def write_probes(drill: Drill, count: str | None, ids: str | None) -> None:
+    """Probe with content-preserving writes to N random known vaults (or the named ones).
+
+    Must come before "the vault service is healthy", which then waits for K successful writes.
+    """
+    if drill.probes is not None:
+        raise ProbeError("probes are already running; put 'vault writes to ... are probed' "
+                         "before 'the vault service is healthy'")
+    known = {v.vault_id: v for v in drill.target.known_vaults()}
+    if ids:
+        wanted = [i.strip() for i in ids.split(",") if i.strip()]
+        missing = [i for i in wanted if i not in known]
+        if missing:
+            raise ConfigError(f"unknown vault(s) {', '.join(missing)}; name vaults whose "
+                              "content hash the target knows")
+        vaults = [known[i] for i in wanted]
+    else:
+        if not count or int(count) > len(known) or int(count) < 1:
+            raise ConfigError(f"cannot probe {count} vaults: the target knows {len(known)}")
+        vaults = random.sample(sorted(known.values(), key=lambda v: v.vault_id), int(count))
+    settings = ProbeSettings(WRITE_PROBE_INTERVAL, WRITE_PROBE_TIMEOUT,
+                             drill.settings.probes.consecutive)
+    probes = WriteProbes(drill.loop, drill.client, vaults, settings)
+    probes.start()
+    drill.probes = probes
+
+
+@when(parsers.re(r'the metadata items of the probed vaults are (?P<action>deleted from|'
+                 r'corrupted in) "(?P<table>[^"]+)"'))
+def damage_items(drill: Drill, action: str, table: str) -> Iterator[ActiveFault]:
+    """Delete or corrupt the probed vaults' items (on-demand backup first); reverted at teardown."""
+    probes = _write_probes(drill)
+    kind = DeleteItems if action.startswith("deleted") else CorruptItems
+    with probes.quiesced():
+        active = drill.inject(kind, table=table, keys=[v.vault_id for v in probes.vaults])
+    yield active
+    drill.revert(active)
+
+
+@when(parsers.re(r'the operator restores the damaged items of "(?P<table>[^"]+)" '
+                 r'(?P<when>as of just before the fault|from the latest restorable time) '
+                 r'\(runbook 2\.2\)'), target_fixture="item_recovery")
+def restore_items(drill: Drill, table: str, when: str) -> ItemRecovery:
+    """Runbook 2.2: restore-table-to-point-in-time into <table>-restored, copy back the items
+    deleted since, and the changed ones of vaults whose writes fail; verify; delete the copy."""
+    fault = drill.last_fault
+    probes = _write_probes(drill)
+    before = None if when.startswith("from") else _journaled_at(drill, fault)
+    recovery = recover_items(drill.target.clients, table, drill.target.region,
+                             lambda: probes.failed_vaults(fault.injected_at), before=before,
+                             use_latest=before is None, timeout=RECOVERY_TIMEOUT,
+                             progress=drill.progress)
+    drill.observer.waiting(drill.record, (
+        f"restored {table} as of {recovery.restore_time:%Y-%m-%d %H:%M:%S} UTC into "
+        f"{recovery.restored_table} (waited {seconds(recovery.waited_restorable)} to be "
+        f"restorable, restore took {seconds(recovery.restore_seconds)}); since then "
+        f"{len(recovery.diff.missing)} item(s) deleted, {len(recovery.diff.changed)} changed; "
+        "copied back: " + (", ".join(f"{i.key} ({i.outcome.value})" for i in recovery.items)
+                           or "nothing")))
+    if not recovery.items:
+        raise RecoveryError(f"no damaged item of {table} was found to copy back (nothing "
+                            "deleted since the restore time, no failing vault among the changed)")
+    if not recovery.verified:
+        raise RecoveryError(f"items copied back into {table} did not read back as restored: "
+                            + ", ".join(i.key for i in recovery.items if not i.verified))
+    return recovery
+
+
+@then(parsers.parse('vault writes recover within the "{component}" objective'))
+def writes_recover(drill: Drill, component: str) -> None:
+    """Measured RTO: fault until K consecutive vault writes succeed again, vs the objective."""
+    drill.assert_met(_measure_writes(drill, component))
+
+
+@then(parsers.parse('the restored items match their last acknowledged state (the "{component}" '
+                    "RPO objective)"))
+def items_match(drill: Drill, item_recovery: ItemRecovery, component: str) -> None:
+    """RPO: damaged items whose restored content differs from the state last acknowledged
+    before the fault (captured when the fault was prepared)."""
+    fault = _item_fault(drill)
+    objective = drill.settings.objectives.for_component(component)
+    restored = {i.key: i.restored for i in item_recovery.items}
+    key_attr = fault.fault.params["key_attr"]
+    lost: list[dict[str, Any]] = []
+    stamps = []
+    for seq, image in enumerate(fault.fault.params["items"]):
+        before = decode_item(image)
+        key = before[key_attr]["S"]
+        after = restored.get(key)
+        if item_digest(after) != item_digest(before):
+            stamp = before.get("updated_at", {}).get("S", "")
+            stamps.append(stamp)
+            lost.append({"seq": seq, "vault_id": key,
+                         "reason": "not restored" if after is None else "corrupted",
+                         "acked_utc": stamp})
+    window = _window(stamps)
+    measurement = RpoMeasurement(
+        component=component, objective_writes=objective.rpo_writes,
+        acknowledged=len(fault.fault.params["items"]), unacknowledged=0, lost=len(lost),
+        loss_window=window, unverified=0, met=len(lost) <= objective.rpo_writes,
+        lost_writes=lost,
+        method=(f"each damaged {item_recovery.table} item as copied back from the point-in-time "
+                "restore, hash-compared with its image read just before the fault (no write "
+                "to it was in flight then)"))
+    drill.record.rpo.append(measurement)
+    drill.observer.rpo_measured(drill.record, measurement)
+    if not measurement.met:
+        raise ObjectiveBreached(
+            f"{component} RPO breached: {len(lost)} of {measurement.acknowledged} damaged "
+            f"{item_recovery.table} item(s) not restored to their last acknowledged state "
+            f"({', '.join(x['vault_id'] for x in lost)}); objective {objective.rpo_writes}")
+
+
+@then(parsers.parse('no restored copy of "{table}" is left behind'))
+def restored_copy_deleted(drill: Drill, table: str) -> None:
+    """The runbook's `<table>-restored` was deleted once the items were copied back."""
+    names = drill.target.clients("dynamodb", drill.target.region).list_tables()["TableNames"]
+    assert restored_name(table) not in names, (
+        f"{restored_name(table)} still exists; delete it with `aws dynamodb delete-table "
+        f"--table-name {restored_name(table)}`")
+
+
+# -- helpers ------------------------------------------------------------------------------------
+def _write_probes(drill: Drill) -> WriteProbes:
+    if not isinstance(drill.probes, WriteProbes):
+        raise ProbeError("this step needs vault write probes; add 'Given vault writes to N "
+                         "enrolled vaults are probed' first")
+    return drill.probes
+
+
+def _item_fault(drill: Drill) -> ActiveFault:
+    for active in reversed(drill.injector.active):
+        if isinstance(active.fault, DeleteItems | CorruptItems):
+            return active
+    raise ProbeError("no DynamoDB item fault was injected in this drill")
+
+
+def _journaled_at(drill: Drill, fault: ActiveFault) -> datetime:
+    """When the journal recorded the fault as about to act: the last moment before it."""
+    entry = next(e for e in drill.injector.journal.entries() if e.fault_id == fault.fault_id)
+    return datetime.fromisoformat(entry.injected_utc.replace("Z", "+00:00"))
+
+
+def _window(stamps: list[str]) -> float:
+    moments = [datetime.fromisoformat(s).timestamp() for s in stamps if s]
+    return max(moments) - min(moments) if moments else 0.0
+
+
+def _measure_writes(drill: Drill, component: str) -> Measurement:
+    objective = drill.settings.objectives.for_component(component)
+    probes, fault = _write_probes(drill), drill.last_fault
+    k, interval = probes.settings.consecutive, probes.settings.interval
+
+    def recovered(results: list[Any]) -> bool:
+        rec = compute_recovery(results, fault.injected_at, consecutive=k, interval=interval)
+        return rec.verdict in (Verdict.RECOVERED, Verdict.NO_OUTAGE) and rec.probes >= k
+
+    remaining = objective.rto - (time.monotonic() - fault.injected_at)
+    probes.wait_for(recovered, max(remaining, 0.0), lambda s, t: drill.progress(
+        f"waiting for vault writes to recover ({component} objective "
+        f"{seconds(objective.rto)}): {s.ok} ok / {s.failed} failed since the fault"),
+        since=fault.injected_at)
+    rec = compute_recovery(probes.results(), fault.injected_at, consecutive=k, interval=interval)
+    met = rec.verdict in (Verdict.RECOVERED, Verdict.NO_OUTAGE) and (
+        rec.rto is not None and rec.rto <= objective.rto)
+    measurement = Measurement(
+        name="service", component=component, objective_rto=objective.rto,
+        verdict=rec.verdict.value, rto=rec.rto, rto_lower=rec.rto_lower,
+        uncertainty=rec.uncertainty, time_to_detect=rec.time_to_detect, met=met,
+        fault_id=fault.fault_id, method=probes.method, probes=rec.probes,
+        failures=rec.failures,
+        outages=[OutageRecord(o.start, o.end, o.failures, o.first_detail) for o in rec.outages])
+    drill.record.measurements.append(measurement)
+    drill.observer.measured(drill.record, measurement)
+    return measurement
