@@ -50,13 +50,6 @@ from drills.twin.monitor import MetricPublisher
 from drills.twin.state import TwinState
 from drills.twin.timing import TimingProfile, profile
 
-#: Until TimingProfile carries them (asked of the lead): (first, longest) delay between
-#: launch retries after failed launches. AWS does not document its schedule; it backs off.
-LAUNCH_RETRY: dict[str, tuple[float, float]] = {"fast": (0.5, 4.0), "realistic": (10.0, 300.0)}
-#: Instance warm-up of a refresh that names none. AWS uses the group's DefaultInstanceWarmup
-#: or HealthCheckGracePeriod (None: use that); `fast` compresses it like its boot delay.
-REFRESH_WARMUP: dict[str, float | None] = {"fast": 0.5, "realistic": None}
-
 
 @dataclass(slots=True)
 class Tracked:
@@ -106,10 +99,7 @@ class Controller:
         self.retry: dict[str, LaunchRetry] = {}
         self.refreshes: dict[str, RefreshSeen] = {}
         self.images: dict[tuple[str, str], bool] = {}  # (region, AMI) -> exists
-        first, longest = LAUNCH_RETRY.get(timing.name, LAUNCH_RETRY["realistic"])
-        # The profile's own fields win once TimingProfile has them.
-        self.retry_first = float(getattr(timing, "launch_retry_first", first))
-        self.retry_longest = float(getattr(timing, "launch_retry_max", longest))
+        self.retry_first, self.retry_longest = timing.launch_retry_first, timing.launch_retry_max
         state.workers_dir.mkdir(parents=True, exist_ok=True)
 
     def control(self, route: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -272,7 +262,7 @@ class Controller:
     def _warmup(self, group: dict[str, Any], prefs: dict[str, Any]) -> float:
         if prefs.get("InstanceWarmup") is not None:
             return float(prefs["InstanceWarmup"])
-        scaled = getattr(self.timing, "instance_warmup", REFRESH_WARMUP.get(self.timing.name))
+        scaled = self.timing.instance_warmup
         return float(group.get("HealthCheckGracePeriod") or 0) if scaled is None else scaled
 
     def _waiting_on(self, iid: str, now: float, warmup: float,

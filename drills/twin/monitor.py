@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from drills.clients import Clients
-from drills.errors import ConfigError
 from drills.twin import nats
 from drills.twin.state import Names, TwinState
 
@@ -45,28 +44,12 @@ class MonitoringTiming:
     alarm_period: int
 
 
-#: Until drills.twin.timing.TimingProfile carries these (asked of the lead), by profile name.
-#: realistic: ASG group metrics have 1-minute granularity; 60 s is the standard alarm period.
-TIMINGS: dict[str, MonitoringTiming] = {
-    "fast": MonitoringTiming(metric_interval=1.0, alarm_period=10),
-    "realistic": MonitoringTiming(metric_interval=60.0, alarm_period=60),
-}
-
-
 def timing_for(profile: str) -> MonitoringTiming:
-    """The monitoring timing of a twin timing profile (its own fields once it has them)."""
+    """The monitoring timing of a twin timing profile."""
     from drills.twin.timing import profile as timing_profile
 
     fields = timing_profile(profile)
-    interval, period = (getattr(fields, "metric_interval", None),
-                        getattr(fields, "alarm_period", None))
-    if interval is not None and period is not None:
-        return MonitoringTiming(float(interval), int(period))
-    try:
-        return TIMINGS[profile]
-    except KeyError:
-        raise ConfigError(f"no monitoring timing for profile {profile!r}; choose one of "
-                          f"{', '.join(sorted(TIMINGS))}") from None
+    return MonitoringTiming(float(fields.metric_interval), int(fields.alarm_period))
 
 
 @dataclass(frozen=True, slots=True)
