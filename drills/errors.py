@@ -8,6 +8,7 @@
     ├── JournalError                 the fault journal is unreadable or cannot be written
     ├── ProbeError                   the probe runner cannot run (not: a failed probe, that is data)
     ├── RecoveryError                a runbook recovery procedure did not complete
+    ├── ReportError                  a report is invalid or fails verification (evidence)
     └── ObjectiveBreached            a measured figure is worse than its objective
 
 Messages say what failed, where, and what to do next, in one sentence.
@@ -46,6 +47,10 @@ class ProbeError(DrillError):
 
 class RecoveryError(DrillError):
     """A runbook recovery procedure did not complete."""
+
+
+class ReportError(DrillError):
+    """A report does not follow its schema, or a report directory cannot be read."""
 
 
 class ObjectiveBreached(DrillError):

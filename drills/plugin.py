@@ -259,7 +259,9 @@ def pytest_bdd_before_scenario(request: pytest.FixtureRequest, feature: Any,
     record = DrillRecord(
         drill_id=request.node.nodeid, name=scenario.name, feature=feature.name,
         feature_path=str(feature.rel_filename), tags=sorted(scenario.tags | feature.tags),
-        started_utc=utc_now())
+        started_utc=utc_now(),
+        description="\n\n".join(t.strip() for t in (feature.description,
+                                                    scenario.description) if t and t.strip()))
     request.node.stash[DRILL_KEY] = record
     run.record.drills.append(record)
     record_started = time.monotonic()
@@ -332,7 +334,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     return report
 
 
-@pytest.hookimpl(trylast=True)  # after pytest's own teardown has reverted what was left
+# trylast: after pytest's own teardown has reverted what was left, and after junitxml and
+# cucumberjson wrote their files, so MANIFEST.sha256 seals those too.
+@pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     run = session.config.stash.get(RUN_KEY, None)
     if run is None:

@@ -73,7 +73,7 @@ class ProgressObserver(RunObserver):
         self.write(f"           RPO for {m.component}: {m.lost} of {m.acknowledged} acknowledged "
                    f"writes lost (window {m.loss_window:.2f}s, {m.unacknowledged} never "
                    f"acknowledged, {m.unverified} unverifiable): "
-                   f"{'met' if m.met else 'BREACHED'}")
+                   f"{'met' if m.met else 'EXPECTED LOSS' if m.expected_loss else 'BREACHED'}")
 
     def waiting(self, drill: DrillRecord, message: str) -> None:
         self.write(f"           ... {message}")

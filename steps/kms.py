@@ -114,7 +114,7 @@ def sealed_data_lost(drill: Drill) -> None:
         component=objective.component, objective_writes=objective.rpo_writes,
         acknowledged=len(checks), unacknowledged=0, lost=len(checks),
         loss_window=max(times) - min(times) if checks else 0.0, unverified=0,
-        met=len(checks) <= objective.rpo_writes,
+        met=len(checks) <= objective.rpo_writes, expected_loss=True,
         lost_writes=[{"seq": i, "vault_id": c.vault.vault_id, "reason": "key-deleted",
                       "acked_utc": c.vault.sealed_utc} for i, c in enumerate(checks)],
         method=(f"EXPECTED LOSS (runbook 4.3 step 3, twin only): {len(checks)} scratch vaults "

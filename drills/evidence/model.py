@@ -7,11 +7,18 @@ seconds (float) for durations, relative times measured from a drill's fault inje
 
 from __future__ import annotations
 
+import dataclasses
+import types
+import typing
 from dataclasses import asdict, dataclass, field
 from enum import Enum
-from typing import Any
+from typing import Any, TypeVar
 
+#: Version of report.json's schema (`drills/schemas/report.schema.json`); bump the minor
+#: version for added optional fields, the major version for anything a reader must change for.
 SCHEMA_VERSION = "1.0"
+
+T = TypeVar("T")
 
 
 class Status(str, Enum):
@@ -92,6 +99,9 @@ class RpoMeasurement:
     met: bool
     lost_writes: list[dict[str, Any]] = field(default_factory=list)  # seq, vault, reason
     method: str = ""
+    #: The drill demonstrates loss on purpose (runbook 4.3 step 3, a deleted key): reported
+    #: with its figures, but neither a breach of the drill nor a finding to remediate.
+    expected_loss: bool = False
 
 
 @dataclass(slots=True)
@@ -104,6 +114,16 @@ class ProbePoint:
     outcome: str
     sent_utc: str
     detail: str = ""
+
+
+@dataclass(slots=True)
+class EscalationRecord:
+    """A level of the runbook appendix's escalation path that a drill's outage engages."""
+
+    level: str  # L1 | L2 | L3 | L4
+    contact: str  # On-call engineer | Team lead | Platform architect | Executive
+    reason: str
+    after: float | None  # seconds after the fault at which the level is engaged
 
 
 @dataclass(slots=True)
@@ -127,6 +147,117 @@ class DrillRecord:
     probe_interval: float = 0.0
     probes: list[ProbePoint] = field(default_factory=list)
     deviations: list[str] = field(default_factory=list)
+    description: str = ""  # the feature's (and scenario's) free text, as written in Gherkin
+    runbook_items: list[str] = field(default_factory=list)  # programme item ids it exercises
+    probes_csv: str | None = None  # raw probe data, relative to the report directory
+    escalation: list[EscalationRecord] = field(default_factory=list)  # runbook appendix
+
+    @property
+    def key(self) -> str:
+        """Identifies the drill across runs (node ids change with file moves less than names)."""
+        return f"{self.feature_path}::{self.name}"
+
+
+@dataclass(slots=True)
+class Scope:
+    """What a run covered: features, components, regions and tags."""
+
+    features: list[str] = field(default_factory=list)
+    components: list[str] = field(default_factory=list)
+    regions: list[str] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Remediation:
+    """What the team plans about a finding; read from the remediation file they fill in."""
+
+    owner: str | None = None
+    due: str | None = None  # ISO date
+    action: str | None = None
+    status: str | None = None  # free text: planned, in progress, done, accepted risk
+    signed_off_by: str | None = None
+    signed_off_date: str | None = None
+
+
+@dataclass(slots=True)
+class Finding:
+    """A failed objective, step or revert: tracked by id until a run passes its drill."""
+
+    finding_id: str
+    drill_key: str
+    drill: str
+    feature: str
+    kind: str  # rto | rpo | step | error | revert
+    severity: str  # critical | high | medium | low
+    title: str
+    detail: str
+    component: str | None = None
+    measured: float | None = None
+    objective: float | None = None
+    status: str = "open"  # open | closed
+    first_seen_run: str = ""
+    first_seen_utc: str = ""
+    last_seen_run: str = ""
+    last_seen_utc: str = ""
+    occurrences: int = 1
+    carried_over: bool = False  # open from an earlier run; its drill did not fail in this one
+    closed_by_run: str | None = None
+    closed_utc: str | None = None
+    remediation: Remediation | None = None
+
+
+@dataclass(slots=True)
+class ProgrammeItem:
+    """One runbook item (section 7 cadence item or failure scenario) and when it was exercised."""
+
+    item_id: str  # "7.1.5", "3.2", ...
+    section: str  # runbook section: "7.1", "3", "4", ...
+    title: str
+    cadence: str | None  # monthly | quarterly | annual; None for scenarios (no cadence)
+    evidence: str  # drill | participation | attestation
+    status: str  # ok | overdue | never | exercised | not-exercised
+    last_exercised_utc: str | None = None
+    last_run_id: str | None = None
+    last_result: str | None = None  # passed | failed | attested
+    last_passed_utc: str | None = None
+    target_kind: str | None = None  # where it was last exercised: twin | aws | attested
+    due_utc: str | None = None
+    days_since: float | None = None
+    in_this_run: bool = False
+
+
+@dataclass(slots=True)
+class ObjectiveReview:
+    """Runbook 7.3 "Update RTO/RPO based on actual times": stated vs measured for a component."""
+
+    component: str
+    stated_rto: float
+    stated_rpo_writes: int
+    measured_rto: float | None  # worst in this run
+    measured_rpo_lost: int | None  # worst in this run
+    history_rto_worst: float | None  # worst over the last 12 months on the same target kind
+    history_samples: int
+    target_kind: str
+    assessment: str
+
+
+@dataclass(slots=True)
+class SignOff:
+    """Who accepted the exercise's report, from the remediation file."""
+
+    name: str
+    role: str = ""
+    date: str = ""
+    statement: str = ""
+
+
+@dataclass(slots=True)
+class Amendment:
+    """A change to a sealed report after the run (e.g. remediation filled in), for the record."""
+
+    utc: str
+    what: str
 
 
 @dataclass(slots=True)
@@ -146,10 +277,22 @@ class RunRecord:
     status: Status = Status.PASSED
     drills: list[DrillRecord] = field(default_factory=list)
     schema_version: str = SCHEMA_VERSION
+    scope: Scope = field(default_factory=Scope)
+    findings: list[Finding] = field(default_factory=list)
+    programme: list[ProgrammeItem] = field(default_factory=list)
+    objective_review: list[ObjectiveReview] = field(default_factory=list)
+    sign_off: SignOff | None = None
+    notes: list[str] = field(default_factory=list)  # how the evidence itself was produced
+    amendments: list[Amendment] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form, enums as their values."""
         return _plain(asdict(self))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunRecord:
+        """Rebuild the typed record from its JSON form (as written by `to_dict`)."""
+        return from_plain(cls, data)
 
 
 def _plain(value: Any) -> Any:
@@ -159,4 +302,29 @@ def _plain(value: Any) -> Any:
         return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_plain(v) for v in value]
+    return value
+
+
+def from_plain(cls: type[T], data: Any) -> T:
+    """Construct dataclass `cls` from plain JSON data, recursively, by its type hints."""
+    hints = typing.get_type_hints(cls)
+    kwargs = {f.name: _convert(hints[f.name], data[f.name])
+              for f in dataclasses.fields(cls) if f.name in data}  # type: ignore[arg-type]
+    return cls(**kwargs)
+
+
+def _convert(tp: Any, value: Any) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None:
+            return None
+        inner = [a for a in typing.get_args(tp) if a is not type(None)]
+        return _convert(inner[0], value)
+    if origin is list:
+        (item,) = typing.get_args(tp)
+        return [_convert(item, v) for v in value]
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        return from_plain(tp, value)
+    if isinstance(tp, type) and issubclass(tp, Enum):
+        return tp(value)
     return value

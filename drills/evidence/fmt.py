@@ -1,0 +1,68 @@
+"""Formatting shared by every writer: durations, UTC times, verdict words."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+
+from drills.evidence.model import DrillRecord, Measurement, Status
+
+
+def secs(value: float | None) -> str:
+    """A duration for people: '0.42 s', '3 min 05 s', '1 h 02 min'; 'n/a' when unknown."""
+    if value is None:
+        return "n/a"
+    if value < 60:
+        return f"{value:.2f} s"
+    if value < 3600:
+        return f"{int(value // 60)} min {int(value % 60):02d} s"
+    return f"{int(value // 3600)} h {int(value % 3600 // 60):02d} min"
+
+
+def parse_utc(text: str) -> datetime:
+    """A timestamp written by `utc_now()` (or any ISO-8601 form) as an aware UTC datetime."""
+    value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def utc_text(value: datetime) -> str:
+    """The inverse of `parse_utc`, with milliseconds, as the journal writes them."""
+    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def day(text: str | None) -> str:
+    """'2026-11-28' from a timestamp; '—' when there is none."""
+    return text[:10] if text else "—"
+
+
+def minute(text: str | None) -> str:
+    """'2026-11-28 11:25 UTC' from a timestamp."""
+    return f"{text[:10]} {text[11:16]} UTC" if text else "—"
+
+
+def worst_rto(drill: DrillRecord) -> Measurement | None:
+    """The measurement that used most of its objective (the one an executive should see)."""
+    def used(m: Measurement) -> float:
+        if m.rto is None:
+            return float("inf")
+        return m.rto / m.objective_rto if m.objective_rto else 0.0
+    return max(drill.measurements, key=used, default=None)
+
+
+VERDICT = {Status.PASSED: "PASS", Status.FAILED: "FAIL", Status.ERROR: "ERROR",
+           Status.SKIPPED: "SKIPPED"}
+#: CSS class of each status's badge.
+VERDICT_CSS = {Status.PASSED: "pass", Status.FAILED: "fail", Status.ERROR: "error",
+               Status.SKIPPED: "skipped"}
+
+
+def slug(text: str, limit: int = 60) -> str:
+    """A file-name-safe form of `text`."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:limit] or "drill"
+
+
+def measure_label(name: str) -> str:
+    """'Service RTO', 'Capacity RTO', or the figure's own name ('Time to alarm')."""
+    if name in ("service", "capacity"):
+        return f"{name.capitalize()} RTO"
+    return name.replace("-", " ").replace("_", " ").capitalize()

@@ -1,0 +1,137 @@
+"""One drill's section of report.html: figures against objectives, timeline, faults, steps."""
+
+from __future__ import annotations
+
+from drills.evidence.fmt import VERDICT, VERDICT_CSS, measure_label, parse_utc, secs
+from drills.evidence.model import DrillRecord, Measurement, RpoMeasurement, Status
+from drills.evidence.page import badge, esc, table
+from drills.evidence.svg import frame, gauge, timeline
+
+LEGEND_ITEMS = (
+    ("", '<span><i style="background:#fdb47a;border:1px solid #bc4c00"></i>fault active</span>'),
+    ("", '<span><i style="background:#2da44e"></i>probe succeeded</span>'),
+    ("", '<span><i style="background:#cf222e"></i>probe failed</span>'),
+    ("", '<span><i style="background:rgba(207,34,46,.18)"></i>outage</span>'),
+    ("", '<span><i style="background:#54aeff"></i>step</span>'),
+    ("m-fault", '<span style="color:#cf222e">┆ fault injected</span>'),
+    ("m-detect", '<span style="color:#9a6700">┆ first failure seen</span>'),
+    ("m-other", '<span style="color:#8250df">┆ other figure reached</span>'),
+    ("m-recover", '<span style="color:#1a7f37">┆ service recovered</span>'),
+    ("m-capacity", '<span style="color:#0969da">┆ capacity restored</span>'),
+    ("m-objective", '<span>┆ objective (deadline)</span>'),
+)
+
+
+def legend(drill: DrillRecord) -> str:
+    """The timeline's legend, listing only the marks this drill has."""
+    view = frame(drill)
+    used = {m.css for m in view.marks} if view else set()
+    return '<div class="legend">' + "".join(
+        html for css, html in LEGEND_ITEMS if not css or css in used) + "</div>"
+
+
+def measurement_card(m: Measurement) -> str:
+    """RTO against its objective, with how it was observed."""
+    title = f"{measure_label(m.name)} · {m.component}"
+    facts = []
+    if m.verdict == "no-outage":
+        value = "no outage observed"
+        facts.append(f"{m.probes} probes, none failed; an outage shorter than "
+                     f"{secs(m.uncertainty)} could pass unseen")
+    elif m.rto is None:
+        value = ("not recovered within the objective" if m.verdict == "not-recovered"
+                 else f"not measured ({m.verdict})")
+    else:
+        value = secs(m.rto)
+        if m.uncertainty and m.uncertainty >= 0.005:
+            verb = "recovered" if m.name in ("service", "capacity") else "reached"
+            facts.append(f"{verb} between {secs(m.rto_lower)} and {secs(m.rto)}")
+    if m.rto is not None and m.objective_rto:
+        facts.append(f"{100 * m.rto / m.objective_rto:.1f}% of the {secs(m.objective_rto)} "
+                     "objective")
+    else:
+        facts.append(f"objective {secs(m.objective_rto)}")
+    if m.time_to_detect is not None:
+        facts.append(f"first failure seen {secs(m.time_to_detect)} after the fault")
+    if m.probes and m.verdict != "no-outage":
+        facts.append(f"{m.failures} of {m.probes} probes failed")
+    verdict = badge("MET", "met") if m.met else badge("BREACHED", "breach")
+    return (f'<div class="card{"" if m.met else " bad"}"><div class="t">{esc(title)} '
+            f'{verdict}</div><div class="v">{esc(value)}</div>'
+            f'{gauge(m.rto, m.objective_rto, m.met, m.rto_lower)}'
+            f'<div class="small muted">{esc(" · ".join(facts))}</div>'
+            f'<div class="small muted">Method: {esc(m.method)}</div></div>')
+
+
+def rpo_card(r: RpoMeasurement) -> str:
+    """Acknowledged writes lost against the RPO objective."""
+    verdict = badge("MET", "met") if r.met else badge("BREACHED", "breach")
+    lost = "".join(f"<li>write #{esc(w.get('seq'))} to vault {esc(w.get('vault_id'))}: "
+                   f"{esc(w.get('reason'))}</li>" for w in r.lost_writes[:20])
+    more = f"<li>… and {len(r.lost_writes) - 20} more</li>" if len(r.lost_writes) > 20 else ""
+    return (f'<div class="card{"" if r.met else " bad"}"><div class="t">RPO · {esc(r.component)} '
+            f'{verdict}</div><div class="v">{r.lost} of {r.acknowledged} acknowledged writes '
+            f'lost</div><div class="small muted">objective: at most {r.objective_writes} lost · '
+            f'loss window {esc(secs(r.loss_window))} · {r.unacknowledged} never acknowledged '
+            f'(not counted) · {r.unverified} unverifiable</div>'
+            f'{f"<ul class=small>{lost}{more}</ul>" if lost else ""}'
+            f'<div class="small muted">Method: {esc(r.method)}</div></div>')
+
+
+def _hms(utc: str | None) -> str:
+    return utc[11:23] if utc else "—"
+
+
+def drill_section(number: int, drill: DrillRecord) -> str:
+    """The whole section of one drill."""
+    status = drill.status if isinstance(drill.status, Status) else Status(drill.status)
+    verdict = VERDICT[status]
+    origin = parse_utc(drill.faults[0].injected_utc) if drill.faults else None
+
+    def rel(utc: str | None) -> str:
+        if utc is None or origin is None:
+            return "—"
+        return f"{(parse_utc(utc) - origin).total_seconds():+.2f} s"
+
+    head = (f'<div class="drillhead"><h3>{number}. {esc(drill.name)}</h3>'
+            f'{badge(verdict, VERDICT_CSS[status])}</div>'
+            f'<p class="muted small">Feature <b>{esc(drill.feature)}</b> · '
+            f'<code>{esc(drill.feature_path)}</code> · tags {esc(", ".join(drill.tags))}'
+            f' · runbook {esc(", ".join(drill.runbook_items) or "—")} · '
+            f'{esc(secs(drill.duration))}</p>')
+    if drill.description:
+        head += f'<p class="small">{esc(drill.description)}</p>'
+    if drill.error:
+        head += f'<p class="small" style="color:#a40e26"><b>Error:</b> {esc(drill.error)}</p>'
+    cards = [measurement_card(m) for m in drill.measurements] + [rpo_card(r) for r in drill.rpo]
+    body = f'<div class="cards">{"".join(cards)}</div>' if cards else (
+        '<p class="muted">No recovery figure was measured in this drill.</p>')
+    body += f'<figure>{timeline(drill)}<figcaption>{legend(drill)}</figcaption></figure>'
+    if drill.faults:
+        rows = [[f"<code>{esc(f.fault_id)}</code>", esc(f.kind), esc(f.description),
+                 f"{esc(_hms(f.injected_utc))}", esc(_hms(f.reverted_utc)) if f.reverted_utc
+                 else badge("NOT REVERTED", "fail"),
+                 esc(f.revert_error or "")] for f in drill.faults]
+        body += "<h4>Faults injected and reverted (UTC)</h4>" + table(
+            ["Fault", "Kind", "What", "Injected", "Reverted", "Revert error"], rows)
+    if drill.steps:
+        rows = []
+        for i, s in enumerate(drill.steps, 1):
+            st = s.status if isinstance(s.status, Status) else Status(s.status)
+            rows.append([str(i), f"<b>{esc(s.keyword)}</b> {esc(s.text)}"
+                         + (f'<div class="small" style="color:#a40e26">{esc(s.error)}</div>'
+                            if s.error else ""),
+                         esc(_hms(s.started_utc)), esc(rel(s.started_utc)),
+                         esc(secs(s.duration)),
+                         badge(VERDICT[st], VERDICT_CSS[st])])
+        body += "<h4>Steps (recovery procedure as executed)</h4>" + table(
+            ["#", "Step", "Started (UTC)", "t vs fault", "Duration", "Result"], rows, {2, 3, 4})
+    if drill.deviations:
+        body += "<h4>Deviations</h4><ul>" + "".join(
+            f"<li>{esc(d)}</li>" for d in drill.deviations) + "</ul>"
+    if drill.probes:
+        failed = sum(not p.ok for p in drill.probes)
+        body += (f'<p class="small muted">Raw data: {len(drill.probes)} probes every '
+                 f'{esc(secs(drill.probe_interval))} ({failed} failed) in '
+                 f'<code>{esc(drill.probes_csv or "report.json")}</code>.</p>')
+    return f'<section class="drill" id="drill-{number}">{head}{body}</section>'

@@ -1,0 +1,118 @@
+"""Exercise programme: runbook items mapped from features, and overdue by cadence."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from pytest_bdd.parser import FeatureParser
+
+from drills.evidence.analysis import exercises
+from drills.evidence.fmt import parse_utc, utc_text
+from drills.evidence.index import IndexedDrill, IndexEntry
+from drills.evidence.model import DrillRecord
+from drills.evidence.programme import BY_ID, MAX_AGE_DAYS, Exercise, compliance, items_for
+from drills.evidence.remediation import Attestation, TeamFile
+from tests.evidence.conftest import Runs
+
+FEATURES = Path(__file__).resolve().parents[2] / "features"
+NOW = parse_utc("2026-06-30T12:00:00Z")
+
+#: What the features of the foundation must map to (others map by the same table).
+EXPECTED = {
+    "One enclave instance is terminated and replaced by the ASG": {"7.1.5", "3.1"},
+    "The enclave process crashes and the ASG health check replaces the instance":
+        {"7.1.5", "3.1"},
+    "Every instance is terminated and the ASG brings the service back": {"3.2", "4.1"},
+    "Capacity forced to zero, recovered by runbook 4.1 step 4": {"3.2", "4.1"},
+}
+
+
+def _drills() -> list[DrillRecord]:
+    out = []
+    for path in sorted(FEATURES.rglob("*.feature")):
+        rel = str(path.relative_to(FEATURES))
+        feature = FeatureParser(str(FEATURES), rel).parse()
+        for name, scenario in feature.scenarios.items():
+            out.append(DrillRecord("id", name, feature.name, rel,
+                                   sorted(scenario.tags | feature.tags), "2026-01-01T00:00:00Z",
+                                   description=feature.description))
+    return out
+
+
+def test_foundation_features_map_to_their_runbook_items() -> None:
+    """The single-instance and complete-failure drills exercise 7.1.5/3.1 and 3.2/4.1."""
+    mapped = {d.name: set(items_for(d)) for d in _drills()}
+    for name, items in EXPECTED.items():
+        assert mapped[name] == items, name
+
+
+def test_every_feature_maps_to_at_least_one_runbook_item() -> None:
+    """No drill in features/ is invisible to the programme (tag or text names its item)."""
+    unmapped = [f"{d.feature_path}::{d.name}" for d in _drills() if not items_for(d)]
+    assert not unmapped, f"add these to the table in drills/evidence/programme.py: {unmapped}"
+
+
+def test_a_section_number_inside_another_does_not_match() -> None:
+    """'7.3.1' in a description is not a reference to scenario 3.1."""
+    d = DrillRecord("id", "Something", "Feature", "x.feature", [], "2026-01-01T00:00:00Z",
+                    description="see runbook 7.3.1")
+    assert "3.1" not in items_for(d)
+
+
+@pytest.mark.parametrize("cadence", ["monthly", "quarterly", "annual"])
+def test_cadence_items_are_overdue_after_their_allowed_age(cadence: str) -> None:
+    """A monthly item is on schedule 31 days after its exercise and overdue a minute later
+    (quarterly 92, annual 366 days)."""
+    item = next(i for i in BY_ID.values() if i.cadence == cadence)
+    days = MAX_AGE_DAYS[cadence]
+    for age, status in [(timedelta(days=days), "ok"),
+                        (timedelta(days=days, minutes=1), "overdue")]:
+        done = Exercise(item.item_id, utc_text(NOW - age), "r", "passed", "twin")
+        row = next(r for r in compliance([done], NOW) if r.item_id == item.item_id)
+        assert row.status == status, (cadence, age)
+        assert row.due_utc == utc_text(NOW - age + timedelta(days=days))
+
+
+def test_never_exercised_cadence_items_say_never() -> None:
+    """With no evidence, cadence items are 'never' and scenarios 'not-exercised'."""
+    rows = compliance([], NOW)
+    assert {r.status for r in rows if r.cadence} == {"never"}
+    assert {r.status for r in rows if not r.cadence} == {"not-exercised"}
+
+
+def test_a_failed_exercise_counts_as_exercised_but_not_as_passed() -> None:
+    """A drill that ran and failed is an exercise (with a finding), with no last pass."""
+    rows = compliance([Exercise("7.1.5", utc_text(NOW), "r", "failed", "twin")], NOW)
+    row = next(r for r in rows if r.item_id == "7.1.5")
+    assert row.status == "ok"
+    assert row.last_result == "failed"
+    assert row.last_passed_utc is None
+
+
+def test_on_call_participation_and_attestations_count() -> None:
+    """7.3.3 is met by an annual run with an on-call participant; attested items by the file."""
+    entry = IndexEntry("r", "annual", "2026-06-01T00:00:00Z", "2026-06-01T01:00:00Z", "passed",
+                       "aws", "us-east-1", "r",
+                       participants=[{"name": "A", "role": "On-call engineer"}],
+                       drills=[IndexedDrill("k", "n", "f", "skipped", ["7.1.5"])])
+    team = TeamFile(attestations=[Attestation("7.2.2", "2026-06-10", "Support lead")])
+    rows = {r.item_id: r for r in compliance(exercises([entry], team), NOW)}
+    assert rows["7.3.3"].status == "ok"
+    assert rows["7.2.2"].status == "ok"
+    assert rows["7.2.2"].last_result == "attested"
+    assert rows["7.1.5"].status == "never"  # a skipped drill exercised nothing
+
+
+@pytest.mark.twin
+def test_reports_show_what_was_exercised_when(runs: Runs) -> None:
+    """The monthly report marks 7.1.5 on schedule (this run) and counts the earlier runs'
+    scenarios; items nobody exercised are 'never'."""
+    rows = {p["item_id"]: p for p in runs.report("monthly")["programme"]}
+    assert rows["7.1.5"]["status"] == "ok"
+    assert rows["7.1.5"]["in_this_run"]
+    assert rows["7.1.5"]["target_kind"] == "twin"
+    assert rows["3.2"]["status"] == "exercised"
+    assert not rows["3.2"]["in_this_run"]
+    assert rows["7.2.3"]["status"] == "never"
