@@ -115,6 +115,11 @@ def _pytest_args(args: argparse.Namespace, run_id: str, exercise: str) -> list[s
         out.append(f"--drills-participant={participant}")
     paths = [sel for sel in args.selection if sel.endswith(".feature") or Path(sel).is_dir()]
     tags = [sel for sel in args.selection if sel not in paths]
+    if args.preflight:
+        if paths:
+            paths.append(str(Path(args.project) / "features" / "preflight"))
+        else:
+            tags.append("preflight")
     for path in paths:
         if not Path(path).exists():
             raise ConfigError(
@@ -277,6 +282,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="monthly | quarterly | annual | tag expression | features/... paths",
     )
     run.add_argument("--objectives", help="TOML file overriding the runbook objectives")
+    run.add_argument("--preflight", action="store_true",
+                     help="also run the @preflight backup verification (runbook 2.1-2.4)")
     run.add_argument("--reports", default="reports", help="report root (default reports/)")
     run.add_argument("--run-id", help="run id (default: UTC time, exercise, random suffix)")
     run.add_argument(
