@@ -23,9 +23,14 @@ command -v docker >/dev/null 2>&1 || die "the docker CLI is missing after instal
 if docker info >/dev/null 2>&1; then
     log "Docker engine already answering"
 else
-    log "starting dockerd (log: $LOG)"
-    # setsid: dockerd must outlive this script and not receive the caller's signals.
-    setsid dockerd --ip=127.0.0.1 >>"$LOG" 2>&1 < /dev/null &
+    if [[ -f /var/run/docker.pid ]] && kill -0 "$(cat /var/run/docker.pid)" 2>/dev/null; then
+        # A second dockerd would fail on the pid file: wait for the one already starting.
+        log "dockerd (pid $(cat /var/run/docker.pid)) is starting; waiting for it"
+    else
+        log "starting dockerd (log: $LOG)"
+        # setsid: dockerd must outlive this script and not get the caller's signals.
+        setsid dockerd --ip=127.0.0.1 >>"$LOG" 2>&1 < /dev/null &
+    fi
     end=$(( $(date +%s) + DEADLINE_SECONDS ))
     until docker info >/dev/null 2>&1; do
         if (( $(date +%s) >= end )); then

@@ -168,7 +168,8 @@ def _start(root: Path, timing: str, backend: nats.Backend, vaults: int, desired:
     user, password = nats_credentials()
     # A unique cluster name keeps two twins' containers and networks apart.
     spec = nats.allocate(PRIMARY_REGION, root / f"nats-{PRIMARY_REGION}", backend, user,
-                         password, cluster_name=f"twin-{PRIMARY_REGION}-{uuid.uuid4().hex[:6]}")
+                         password, cluster_name=f"twin-{PRIMARY_REGION}-{uuid.uuid4().hex[:6]}",
+                         ping_interval=timing_profile(timing).nats_ping_interval)
     region = RegionState(PRIMARY_REGION, spec.to_dict(), names.asg, desired)
     state = TwinState(str(root), timing, asdict(endpoint), {PRIMARY_REGION: region}, names,
                       utc_now())
@@ -181,6 +182,9 @@ def _start(root: Path, timing: str, backend: nats.Backend, vaults: int, desired:
         made = provision_aws(clients, names, PRIMARY_REGION, desired, user, password)
         monitor.provision(clients, names, PRIMARY_REGION, timing)  # runbook 3.2/3.3 alarms
         forming.result()
+    # Runbook 4.2 finds NATS as EC2 instances tagged Application=vettid-nats and restarts it
+    # through SSM Run Command: give each node its instance and SSM agent.
+    nats.ensure_instances(clients, endpoint.url, spec)
     region = replace(region, key_arn=made.key_arn, ami_id=made.ami_id)
     state = replace(state, regions={PRIMARY_REGION: region})
     state.save()

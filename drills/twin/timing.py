@@ -31,6 +31,9 @@ class TimingProfile:
     #: Instance warm-up of an instance refresh that names none (AWS: the group's
     #: DefaultInstanceWarmup or HealthCheckGracePeriod; None = use the group's).
     instance_warmup: float | None
+    #: nats-server ping interval (clients and routes): a frozen or cut-off peer is noticed
+    #: after two unanswered pings. NATS's default is 2 minutes.
+    nats_ping_interval: float
     #: How often the twin publishes the metrics its CloudWatch alarms watch.
     metric_interval: float
     #: Period of the runbook's alarms (CloudWatch: 10/30 s high resolution, else n*60 s).
@@ -47,6 +50,7 @@ PROFILES: dict[str, TimingProfile] = {
         launch_retry_first=0.5,
         launch_retry_max=4.0,
         instance_warmup=0.5,
+        nats_ping_interval=5.0,
         metric_interval=1.0,
         alarm_period=10,
     ),
@@ -64,6 +68,7 @@ PROFILES: dict[str, TimingProfile] = {
         launch_retry_first=10.0,
         launch_retry_max=300.0,
         instance_warmup=None,
+        nats_ping_interval=120.0,
         metric_interval=60.0,
         alarm_period=60,
     ),

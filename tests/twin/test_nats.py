@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -27,6 +29,7 @@ from drills.twin.nats import (
     cluster_for,
     docker_available,
 )
+from drills.twin.nats.cluster import wait_for
 
 T = TypeVar("T")
 REPO = Path(__file__).resolve().parents[2]
@@ -93,14 +96,16 @@ async def _publish(js: Any, msg_id: str) -> Any:
     return await _retry(lambda: js.publish(f"{STREAM}.new", msg_id.encode(), 2, headers=headers))
 
 
-async def _create_stream_and_publish(spec: NatsClusterSpec, urls: list[str]) -> int:
+async def _create_stream_and_publish(spec: NatsClusterSpec, urls: list[str]) -> tuple[int, int]:
+    """(sequence of the first acked message, replicas of the stream that stored it)"""
     nc = await _connect(spec, urls)
     try:
         js = nc.jetstream()
-        await js.add_stream(name=STREAM, subjects=[f"{STREAM}.>"], num_replicas=3)
+        # Placement may lag formation by a fraction of a second ("no suitable peers").
+        await _retry(lambda: js.add_stream(name=STREAM, subjects=[f"{STREAM}.>"], num_replicas=3))
         ack = await _publish(js, "first")
         info = await js.stream_info(STREAM)
-        return int(ack.seq) if info.config.num_replicas == 3 else -1
+        return int(ack.seq), 1 + len(info.cluster.replicas or [])
     finally:
         await nc.close()
 
@@ -156,7 +161,7 @@ def test_cluster_forms_and_serves_an_r3_stream(cluster: NatsCluster) -> None:
     assert all(status.handle for status in cluster.describe())
     assert all(cluster.healthy(name) for name in names)
     assert _peers(cluster, names[0]) == set(names[1:])
-    assert asyncio.run(_create_stream_and_publish(cluster.spec, cluster.spec.urls)) == 1
+    assert asyncio.run(_create_stream_and_publish(cluster.spec, cluster.spec.urls)) == (1, 3)
 
 
 def test_killed_node_is_stopped_and_the_others_keep_serving(cluster: NatsCluster) -> None:
@@ -232,6 +237,106 @@ def test_stop_leaves_nothing_behind(cluster: NatsCluster) -> None:
     assert _leftovers(cluster.spec) == []
     cluster.stop()
     assert [s.state for s in cluster.describe()] == [NodeState.STOPPED] * 3
+
+
+async def _reply_through(spec: NatsClusterSpec, responder_url: str, asker_url: str,
+                         timeout: float = 1.0) -> bytes:
+    """Ask on one node for an answer from a responder connected to another."""
+    responder = await _connect(spec, [responder_url])
+    asker = await _connect(spec, [asker_url])
+    try:
+        async def echo(msg: Any) -> None:
+            await msg.respond(b"pong")
+
+        await responder.subscribe("drills.echo", cb=echo)
+        await responder.flush()
+        # The subscription reaches the asker's server through a route a moment later.
+        deadline = asyncio.get_running_loop().time() + 3
+        while True:
+            try:
+                return bytes((await asker.request("drills.echo", b"ping", timeout=timeout)).data)
+            except nats.errors.NoRespondersError:
+                if asyncio.get_running_loop().time() > deadline:
+                    raise
+                await asyncio.sleep(0.05)
+    finally:
+        await asker.close()
+        await responder.close()
+
+
+def _routes(cluster: NatsCluster, name: str) -> set[str]:
+    """Peers a node routes to, or an empty set if its monitor does not answer."""
+    try:
+        return _peers(cluster, name)
+    except OSError:
+        return set()
+
+
+def test_partitioned_node_is_cut_off_and_rejoins_when_healed(cluster: NatsCluster) -> None:
+    """partition_node cuts one node off peers and clients with sockets left open: it reads
+    PARTITIONED, the majority still lists its routes to it (nothing was closed, unlike a
+    crash), keeps an R3 stream writable and serves requests, while a client connected only
+    to the cut-off node gets no answer; heal_node makes it a full member again."""
+    spec = cluster.spec
+    asyncio.run(_create_stream_and_publish(spec, spec.urls))
+    victim, a, b = spec.nodes
+    cluster.partition_node(victim.name)
+    assert cluster.node_state(victim.name) is NodeState.PARTITIONED
+    assert cluster.partitioned() == {victim.name}
+    assert victim.name in _routes(cluster, a.name)  # a blackhole, not a reset
+    with pytest.raises((nats.errors.Error, asyncio.TimeoutError, OSError)):
+        asyncio.run(asyncio.wait_for(_reply_through(spec, a.url, victim.url), timeout=5))
+    assert asyncio.run(_reply_through(spec, a.url, b.url)) == b"pong"
+    assert asyncio.run(_publish_and_count(spec, [a.url, b.url], "during-partition")) == 2
+    cluster.heal_node(victim.name)
+    cluster.heal_node(victim.name)  # idempotent
+    assert cluster.partitioned() == set()
+    cluster.wait_formed(timeout=60)
+    assert cluster.node_state(victim.name) is NodeState.RUNNING
+    assert asyncio.run(_reply_through(spec, a.url, victim.url)) == b"pong"
+
+
+def test_partition_of_an_unknown_node_changes_nothing(cluster: NatsCluster) -> None:
+    """Partitioning a node the cluster does not have is a ConfigError, before any change."""
+    with pytest.raises(ConfigError):
+        cluster.partition_node("nats-test-9")
+    assert cluster.partitioned() == set()
+
+
+PROCESS_ONLY = pytest.mark.parametrize(
+    "spec", [pytest.param(Backend.PROCESS, id="process")], indirect=True)
+
+
+@PROCESS_ONLY
+def test_proxy_knows_who_dialled_every_route(cluster: NatsCluster) -> None:
+    """Process backend: each route through the proxy is tagged with the node that dialled
+    it (read from the kernel), so a partition also cuts the routes a node opened itself."""
+    log = Path(cluster.spec.workdir) / "netfault.log"
+    assert "serving" in log.read_text()
+    assert "dialler unknown" not in log.read_text()
+
+
+@PROCESS_ONLY
+def test_proxy_restart_keeps_the_partition(spec: NatsClusterSpec) -> None:
+    """Process backend: a proxy that dies and starts again puts the same partition back in
+    force (its state file is the truth), and stop() leaves neither proxy nor partition."""
+    cluster = cluster_for(spec)
+    cluster.start()
+    try:
+        proxy = cluster.proxy  # type: ignore[attr-defined]
+        name = spec.nodes[1].name
+        cluster.partition_node(name)
+        old = proxy.pid()
+        os.kill(old, signal.SIGKILL)
+        assert wait_for(lambda: proxy.pid() is None, 5)
+        assert cluster.partitioned() == {name}  # read from the state file meanwhile
+        cluster.start_node(spec.nodes[0].name)  # a start brings the proxy back
+        assert proxy.pid() not in (None, old)
+        assert cluster.partitioned() == {name}
+    finally:
+        cluster.stop()
+    assert cluster.partitioned() == set()
+    assert _leftovers(spec) == []
 
 
 def test_start_fails_clearly_when_a_port_is_taken(spec: NatsClusterSpec) -> None:

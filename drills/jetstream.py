@@ -1,0 +1,245 @@
+"""JetStream writes, measured: an R3 stream the drill creates, acknowledged publishes, read back.
+
+The vault service itself speaks core NATS request/reply; what NATS keeps durably is
+JetStream. A `JetStreamCanary` publishes to a replicated stream of its own (`VETTID_DRILL`,
+3 replicas) at a steady rate, each publish carrying a `Nats-Msg-Id` (the server drops a
+duplicate id within the stream's window) and waiting for its ack with a timeout of its own.
+Only acknowledged publishes are promises. A publish that timed out may still be stored
+later (a "ghost write"): reported, never counted as loss. After recovery every message of
+the stream is read back by sequence, and every acknowledged one is checked by id and hash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from drills.errors import ProbeError
+from drills.loop import LoopThread
+from drills.measure import Outcome, ProbeResult
+
+STREAM = "VETTID_DRILL"
+SUBJECT = "vettid.drill.jetstream"
+MSG_ID = "Nats-Msg-Id"
+
+
+@dataclass(frozen=True, slots=True)
+class JsPublish:
+    """One publish and whether JetStream acknowledged it (with the stream sequence)."""
+
+    seq: int
+    msg_id: str
+    sha256: str
+    sent: float  # monotonic
+    done: float  # monotonic
+    sent_utc: str
+    acked: bool
+    stream_seq: int = 0
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class JsLoss:
+    """An acknowledged publish the stream does not hold intact."""
+
+    publish: JsPublish
+    reason: str  # "missing" or "corrupted"
+
+
+@dataclass(frozen=True, slots=True)
+class JsVerification:
+    """The stream read back against the acknowledged publishes."""
+
+    acknowledged: int
+    unacknowledged: int
+    lost: tuple[JsLoss, ...]
+    loss_window: float  # seconds between the oldest and newest lost publish (0 if none)
+    ghosts: int  # unacknowledged publishes the stream holds all the same
+    duplicates: int  # message ids stored more than once (de-duplication failed)
+    unverified: int  # stream sequences that could not be read back
+
+
+def _utc() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class JetStreamCanary:
+    """Publishes at `rate` per second on `loop` into its own R3 stream until stopped."""
+
+    def __init__(self, loop: LoopThread, nc: Any, rate: float = 10.0, timeout: float = 1.0,
+                 stream: str = STREAM, replicas: int = 3) -> None:
+        self.loop, self.nc, self.rate, self.timeout = loop, nc, rate, timeout
+        self.stream, self.replicas = stream, replicas
+        self.prefix = f"js-{uuid.uuid4().hex[:6]}"
+        self._publishes: list[JsPublish] = []
+        self._lock = threading.Lock()
+        self._running = False
+        self._task: Any = None
+
+    @property
+    def interval(self) -> float:
+        return 1.0 / self.rate
+
+    def create_stream(self) -> None:
+        """Create the stream afresh (a leftover of an earlier drill is removed first)."""
+        import nats.js.errors
+        from nats.js.api import StorageType
+
+        async def create() -> int:
+            jsm = self.nc.jetstream()
+            with contextlib.suppress(nats.js.errors.NotFoundError):
+                await jsm.delete_stream(self.stream)
+            deadline = time.monotonic() + 20
+            while True:
+                try:
+                    info = await jsm.add_stream(
+                        name=self.stream, subjects=[f"{SUBJECT}.>"], num_replicas=self.replicas,
+                        storage=StorageType.FILE, duplicate_window=120.0)
+                    return int(info.config.num_replicas or 1)
+                except nats.js.errors.APIError as exc:
+                    # 10005: the meta leader has not heard from every peer yet (it lags
+                    # the cluster forming by a fraction of a second); anything else is final.
+                    if exc.err_code != 10005 or time.monotonic() > deadline:
+                        raise
+                    await asyncio.sleep(0.2)
+
+        try:
+            replicas = self.loop.run(create(), timeout=30)
+        except Exception as exc:
+            raise ProbeError(f"could not create JetStream stream {self.stream} with "
+                             f"{self.replicas} replicas ({type(exc).__name__}: {exc}); is "
+                             "JetStream enabled on every NATS node?") from exc
+        if replicas != self.replicas:
+            raise ProbeError(f"stream {self.stream} got {replicas} replicas, not {self.replicas}")
+
+    def delete_stream(self) -> None:
+        """Remove the drill's stream (it is the drill's own data, nobody else's)."""
+        self.loop.run(self.nc.jetstream().delete_stream(self.stream), timeout=30)
+
+    def start(self) -> None:
+        """Start publishing in the background."""
+        if not self._running:
+            self._running = True
+            self._task = self.loop.submit(self._schedule())
+
+    def stop(self) -> None:
+        """Stop publishing and wait for publishes in flight."""
+        if self._running:
+            self._running = False
+            self._task.result(timeout=self.timeout + 5)
+
+    def publishes(self) -> list[JsPublish]:
+        """Every completed publish, in completion order."""
+        with self._lock:
+            return list(self._publishes)
+
+    def results(self) -> list[ProbeResult]:
+        """The publishes as probe results, for `drills.measure.compute_recovery`."""
+        return [ProbeResult(p.seq, p.sent, p.done, p.sent_utc,
+                            Outcome.OK if p.acked else Outcome.TIMEOUT
+                            if p.detail.startswith("TimeoutError") else Outcome.ERROR, p.detail)
+                for p in self.publishes()]
+
+    def wait(self, condition: Any, timeout: float, poll: float = 0.05) -> bool:
+        """Block until `condition(publishes)` holds or `timeout` passes; True if it held."""
+        deadline = time.monotonic() + timeout
+        while not condition(self.publishes()):
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(poll)
+        return True
+
+    async def _schedule(self) -> None:
+        js, seq, next_at = self.nc.jetstream(), 0, time.monotonic()
+        inflight: set[asyncio.Task[None]] = set()
+        while self._running:
+            task = asyncio.ensure_future(self._publish(js, seq))
+            inflight.add(task)
+            task.add_done_callback(inflight.discard)
+            seq += 1
+            next_at = max(next_at + self.interval, time.monotonic())
+            await asyncio.sleep(next_at - time.monotonic())
+        if inflight:
+            await asyncio.gather(*inflight, return_exceptions=True)
+
+    async def _publish(self, js: Any, seq: int) -> None:
+        msg_id = f"{self.prefix}-{seq:06d}"
+        data = f"{msg_id}:".encode() + os.urandom(32)
+        sent_utc, sent = _utc(), time.monotonic()
+        try:
+            ack = await js.publish(f"{SUBJECT}.canary", data, timeout=self.timeout,
+                                   stream=self.stream, headers={MSG_ID: msg_id})
+            acked, stream_seq, detail = True, int(ack.seq), ""
+        except Exception as exc:  # no ack of any kind: the write was never promised
+            acked, stream_seq, detail = False, 0, f"{type(exc).__name__}: {exc}"
+        publish = JsPublish(seq, msg_id, hashlib.sha256(data).hexdigest(), sent,
+                            time.monotonic(), sent_utc, acked, stream_seq, detail)
+        with self._lock:
+            self._publishes.append(publish)
+
+    def verify(self, timeout: float = 60.0) -> JsVerification:
+        """Read the whole stream back and check every acknowledged publish against it."""
+        stored = self.loop.run(self._read_stream(timeout), timeout=timeout + 10)
+        publishes = self.publishes()
+        acked = [p for p in publishes if p.acked]
+        by_id: dict[str, list[str]] = {}
+        for msg_id, digest in stored["messages"]:
+            by_id.setdefault(msg_id, []).append(digest)
+        lost = []
+        for p in acked:
+            digests = by_id.get(p.msg_id)
+            if not digests:
+                lost.append(JsLoss(p, "missing"))
+            elif p.sha256 not in digests:
+                lost.append(JsLoss(p, "corrupted"))
+        window = (max(x.publish.done for x in lost) - min(x.publish.done for x in lost)
+                  if lost else 0.0)
+        ghosts = sum(1 for p in publishes if not p.acked and p.msg_id in by_id)
+        duplicates = sum(1 for digests in by_id.values() if len(digests) > 1)
+        return JsVerification(len(acked), len(publishes) - len(acked), tuple(lost), window,
+                              ghosts, duplicates, stored["unreadable"])
+
+    async def _read_stream(self, timeout: float) -> dict[str, Any]:
+        """(msg id, sha256) of every message of the stream, read by sequence."""
+        import nats.errors
+        import nats.js.errors
+
+        jsm = self.nc.jetstream()
+        deadline = time.monotonic() + timeout
+        while True:  # right after recovery the stream may still be electing its leader
+            try:
+                state = (await jsm.stream_info(self.stream)).state
+                break
+            except (TimeoutError, nats.errors.Error):
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.2)
+        limit = asyncio.Semaphore(16)
+
+        async def read(seq: int) -> tuple[str, str] | bool | None:
+            async with limit:
+                while True:
+                    try:
+                        msg = await jsm.get_msg(self.stream, seq)
+                    except nats.js.errors.NotFoundError:
+                        return None  # deleted or never there: nothing to check
+                    except (TimeoutError, nats.errors.Error):
+                        if time.monotonic() > deadline:
+                            return False
+                        await asyncio.sleep(0.2)
+                        continue
+                    msg_id = (msg.headers or {}).get(MSG_ID, "")
+                    return msg_id, hashlib.sha256(msg.data or b"").hexdigest()
+
+        seqs = range(max(state.first_seq, 1), state.last_seq + 1) if state.messages else ()
+        got = await asyncio.gather(*(read(s) for s in seqs))
+        return {"messages": [g for g in got if isinstance(g, tuple)],
+                "unreadable": sum(1 for g in got if g is False)}
