@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
+from drills.clients import Clients
 from drills.target import Target, TwinTarget
+from drills.twin.aws import AwsEndpoint, start_aws, stop_aws
 from drills.twin.manager import Twin
 
 
@@ -40,3 +42,17 @@ def healthy_twin(twin: Twin) -> Twin:
     desired, _ = twin.in_service()
     wait_for(lambda: len(_serving(twin)) >= desired, 60, "the twin to serve at capacity")
     return twin
+
+
+@pytest.fixture(scope="module")
+def aws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AwsEndpoint]:
+    """A bare AWS endpoint (moto + fidelity layer) of this module's own, in its own process."""
+    endpoint = start_aws(tmp_path_factory.mktemp("aws"))
+    yield endpoint
+    stop_aws(endpoint)
+
+
+@pytest.fixture(scope="module")
+def clients(aws: AwsEndpoint) -> Clients:
+    """boto3 clients aimed at the module's AWS endpoint, in us-east-1."""
+    return Clients.for_twin(aws.url, "us-east-1")

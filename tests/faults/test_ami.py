@@ -11,7 +11,6 @@ import json
 import os
 import subprocess
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,23 +24,10 @@ from drills.faults.enclave import TerminateInstances
 from drills.journal import FaultState, Journal
 from drills.procedures.enclave import image_exists
 from drills.twin import manager
-from drills.twin.aws import AwsEndpoint, start_aws, stop_aws
 from drills.twin.manager import Twin
 from tests.conftest import wait_for
 
 REGION = "us-east-1"
-
-
-@pytest.fixture(scope="module")
-def aws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AwsEndpoint]:
-    endpoint = start_aws(tmp_path_factory.mktemp("aws-ami-faults"))
-    yield endpoint
-    stop_aws(endpoint)
-
-
-@pytest.fixture(scope="module")
-def clients(aws: AwsEndpoint) -> Clients:
-    return Clients.for_twin(aws.url, REGION)
 
 
 @dataclass

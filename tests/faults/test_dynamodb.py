@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,22 +15,9 @@ from drills.errors import FaultError, TargetNotAllowed
 from drills.faults import AllowList, FaultContext, FaultInjector, rollback
 from drills.faults.dynamodb import CorruptItems, DeleteItems
 from drills.journal import FaultState, Journal
-from drills.twin.aws import AwsEndpoint, start_aws, stop_aws
 
 REGION = "us-east-1"
 EDK = bytes(range(96))  # stands for a KMS ciphertext blob
-
-
-@pytest.fixture(scope="module")
-def aws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AwsEndpoint]:
-    endpoint = start_aws(tmp_path_factory.mktemp("aws-ddb-faults"))
-    yield endpoint
-    stop_aws(endpoint)
-
-
-@pytest.fixture(scope="module")
-def clients(aws: AwsEndpoint) -> Clients:
-    return Clients.for_twin(aws.url, REGION)
 
 
 def make_table(clients: Clients, pitr: bool = True, range_key: bool = False) -> str:

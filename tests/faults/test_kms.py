@@ -5,7 +5,6 @@ key deletion refused anywhere but the twin before anything acts."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,6 @@ from drills.faults import AllowList, FaultContext, FaultInjector, rollback
 from drills.faults.kms import DisableKey, ScheduleKeyDeletion, ScratchKeyDeleted
 from drills.journal import Journal
 from drills.procedures.kms import check_recoverable, diagnose
-from drills.twin.aws import AwsEndpoint, start_aws, stop_aws
 
 REGION = "us-east-1"
 
@@ -25,18 +23,6 @@ REGION = "us-east-1"
 class TwinStandIn:
     """What the scratch-key fault asks of the twin: only that it runs on one (its control
     endpoint is the moto server's, reached through the clients' endpoint)."""
-
-
-@pytest.fixture(scope="module")
-def aws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AwsEndpoint]:
-    endpoint = start_aws(tmp_path_factory.mktemp("aws-kms-faults"))
-    yield endpoint
-    stop_aws(endpoint)
-
-
-@pytest.fixture(scope="module")
-def clients(aws: AwsEndpoint) -> Clients:
-    return Clients.for_twin(aws.url, REGION)
 
 
 @pytest.fixture

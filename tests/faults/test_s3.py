@@ -4,7 +4,6 @@ versioning, reverted exactly (also from the journal after a crash), idempotently
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,21 +15,8 @@ from drills.faults import AllowList, Fault, FaultContext, FaultInjector, rollbac
 from drills.faults.s3 import CorruptVaultObject, DeleteVaultObject
 from drills.journal import Journal
 from drills.procedures.s3 import object_key, versions
-from drills.twin.aws import AwsEndpoint, start_aws, stop_aws
 
 REGION = "us-east-1"
-
-
-@pytest.fixture(scope="module")
-def aws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AwsEndpoint]:
-    endpoint = start_aws(tmp_path_factory.mktemp("aws-s3-faults"))
-    yield endpoint
-    stop_aws(endpoint)
-
-
-@pytest.fixture(scope="module")
-def clients(aws: AwsEndpoint) -> Clients:
-    return Clients.for_twin(aws.url, REGION)
 
 
 @pytest.fixture

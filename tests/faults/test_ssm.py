@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,21 +15,8 @@ from drills.faults import AllowList, FaultContext, FaultInjector, rollback
 from drills.faults.ssm import CorruptParameter, DeleteParameter
 from drills.journal import Journal
 from drills.procedures.ssm import BackupRef, export_parameters, read_parameter
-from drills.twin.aws import AwsEndpoint, start_aws, stop_aws
 
 REGION = "us-east-1"
-
-
-@pytest.fixture(scope="module")
-def aws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AwsEndpoint]:
-    endpoint = start_aws(tmp_path_factory.mktemp("aws-ssm-faults"))
-    yield endpoint
-    stop_aws(endpoint)
-
-
-@pytest.fixture(scope="module")
-def clients(aws: AwsEndpoint) -> Clients:
-    return Clients.for_twin(aws.url, REGION)
 
 
 @pytest.fixture(scope="module")

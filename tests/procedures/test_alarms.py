@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,7 +16,6 @@ import pytest
 from drills.clients import Clients
 from drills.errors import ConfigError
 from drills.procedures import alarms
-from drills.twin.aws import AwsEndpoint, start_aws, stop_aws
 
 REGION = "us-east-1"
 
@@ -80,18 +78,6 @@ def test_escalation_lines_name_level_contact_time_and_reason() -> None:
 
 
 # ------------------------------------------------------------------ on a moto server
-
-
-@pytest.fixture(scope="module")
-def aws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AwsEndpoint]:
-    endpoint = start_aws(tmp_path_factory.mktemp("aws-alarm-procedures"))
-    yield endpoint
-    stop_aws(endpoint)
-
-
-@pytest.fixture(scope="module")
-def clients(aws: AwsEndpoint) -> Clients:
-    return Clients.for_twin(aws.url, REGION)
 
 
 @pytest.fixture

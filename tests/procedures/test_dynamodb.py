@@ -52,11 +52,6 @@ def lag(endpoint: AwsEndpoint, seconds: float) -> None:
     urllib.request.urlopen(request, timeout=10).close()
 
 
-@pytest.fixture(scope="module")
-def clients(aws: AwsEndpoint) -> Clients:
-    return Clients.for_twin(aws.url, REGION)
-
-
 @pytest.fixture
 def table(clients: Clients) -> str:
     name = f"ledger-{uuid.uuid4().hex[:8]}"

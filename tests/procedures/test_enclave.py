@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import urllib.request
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -13,21 +12,9 @@ import pytest
 from drills.clients import Clients
 from drills.errors import ConfigError, RecoveryError
 from drills.procedures import enclave as procedure
-from drills.twin.aws import AwsEndpoint, start_aws, stop_aws
+from drills.twin.aws import AwsEndpoint
 
 REGION = "us-east-1"
-
-
-@pytest.fixture(scope="module")
-def aws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AwsEndpoint]:
-    endpoint = start_aws(tmp_path_factory.mktemp("aws-enclave-procedures"))
-    yield endpoint
-    stop_aws(endpoint)
-
-
-@pytest.fixture(scope="module")
-def clients(aws: AwsEndpoint) -> Clients:
-    return Clients.for_twin(aws.url, REGION)
 
 
 @dataclass

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import urllib.request
-from collections.abc import Iterator
 
 import pytest
 
@@ -19,23 +18,11 @@ from drills.procedures.kms import (
     seal,
     unseal,
 )
-from drills.twin.aws import AwsEndpoint, start_aws, stop_aws
+from drills.twin.aws import AwsEndpoint
 from drills.twin.state import Names
 from drills.vault import b64, unb64
 
 REGION = "us-east-1"
-
-
-@pytest.fixture(scope="module")
-def aws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AwsEndpoint]:
-    endpoint = start_aws(tmp_path_factory.mktemp("aws-kms-procedures"))
-    yield endpoint
-    stop_aws(endpoint)
-
-
-@pytest.fixture(scope="module")
-def clients(aws: AwsEndpoint) -> Clients:
-    return Clients.for_twin(aws.url, REGION)
 
 
 @pytest.fixture

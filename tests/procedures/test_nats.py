@@ -12,7 +12,7 @@ import pytest
 from drills.clients import Clients
 from drills.errors import RecoveryError
 from drills.procedures import nats as runbook
-from drills.twin.aws import AwsEndpoint, start_aws, stop_aws
+from drills.twin.aws import AwsEndpoint
 from drills.twin.nats import Backend, NatsCluster, NodeState, allocate, cluster_for
 from drills.twin.nats.instances import ensure_instances
 
@@ -22,18 +22,6 @@ LINES: list[str] = []
 
 def _progress(line: str) -> None:
     LINES.append(line)
-
-
-@pytest.fixture(scope="module")
-def aws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AwsEndpoint]:
-    endpoint = start_aws(tmp_path_factory.mktemp("aws-nats-runbook"))
-    yield endpoint
-    stop_aws(endpoint)
-
-
-@pytest.fixture(scope="module")
-def clients(aws: AwsEndpoint) -> Clients:
-    return Clients.for_twin(aws.url, REGION)
 
 
 @pytest.fixture(scope="module")

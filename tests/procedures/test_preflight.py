@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import itertools
 import random
-from collections.abc import Iterator
 
 import pytest
 
@@ -20,19 +19,12 @@ from drills.procedures.preflight import (
     sealing_key,
     table_pitr,
 )
-from drills.twin.aws import AwsEndpoint, start_aws, stop_aws
+from drills.twin.aws import AwsEndpoint
 from drills.twin.state import Names
 
 #: Each test gets its own region (tables, keys, parameters) and account id (bucket name).
 REGIONS = itertools.cycle(["us-east-2", "us-west-1", "eu-west-1", "eu-central-1", "ap-south-1",
                            "ap-northeast-1", "ca-central-1", "sa-east-1", "eu-north-1"])
-
-
-@pytest.fixture(scope="module")
-def aws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AwsEndpoint]:
-    endpoint = start_aws(tmp_path_factory.mktemp("aws-preflight"))
-    yield endpoint
-    stop_aws(endpoint)
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ import logging
 import os
 import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,23 +30,10 @@ from drills.procedures.ssm import (
     restore_parameters,
     verify_parameters,
 )
-from drills.twin.aws import AwsEndpoint, start_aws, stop_aws
 from drills.twin.manager import Twin
 from drills.twin.state import Names
 
 REGION = "us-east-1"
-
-
-@pytest.fixture(scope="module")
-def aws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AwsEndpoint]:
-    endpoint = start_aws(tmp_path_factory.mktemp("aws-ssm-procedures"))
-    yield endpoint
-    stop_aws(endpoint)
-
-
-@pytest.fixture(scope="module")
-def clients(aws: AwsEndpoint) -> Clients:
-    return Clients.for_twin(aws.url, REGION)
 
 
 @pytest.fixture(scope="module")

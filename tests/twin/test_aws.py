@@ -7,7 +7,7 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,13 +27,6 @@ from drills.twin.aws import (
 
 REGION = "eu-west-1"
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def aws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AwsEndpoint]:
-    endpoint = start_aws(tmp_path_factory.mktemp("aws"))
-    yield endpoint
-    stop_aws(endpoint)
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ import json
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,21 +25,9 @@ import pytest
 from botocore.exceptions import ClientError
 
 from drills.clients import Clients
-from drills.twin.aws import AwsEndpoint, start_aws, stop_aws
+from drills.twin.aws import AwsEndpoint
 
 REGION = "us-east-1"
-
-
-@pytest.fixture(scope="module")
-def aws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AwsEndpoint]:
-    endpoint = start_aws(tmp_path_factory.mktemp("aws-autoscaling"))
-    yield endpoint
-    stop_aws(endpoint)
-
-
-@pytest.fixture(scope="module")
-def clients(aws: AwsEndpoint) -> Clients:
-    return Clients.for_twin(aws.url, REGION)
 
 
 @dataclass

@@ -23,7 +23,6 @@ import json
 import math
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -31,23 +30,10 @@ from typing import Any
 import pytest
 
 from drills.clients import Clients
-from drills.twin.aws import AwsEndpoint, start_aws, stop_aws
 from tests.conftest import wait_for
 
 REGION = "us-east-1"
 PERIOD = 10
-
-
-@pytest.fixture(scope="module")
-def aws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AwsEndpoint]:
-    endpoint = start_aws(tmp_path_factory.mktemp("aws-cloudwatch"))
-    yield endpoint
-    stop_aws(endpoint)
-
-
-@pytest.fixture(scope="module")
-def clients(aws: AwsEndpoint) -> Clients:
-    return Clients.for_twin(aws.url, REGION)
 
 
 @dataclass

@@ -22,18 +22,11 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from drills.twin.aws import AwsEndpoint, fake_credentials, start_aws, stop_aws
+from drills.twin.aws import AwsEndpoint, fake_credentials
 
 REGION = "us-east-1"
 #: Every item write is stamped with the moto process's clock; leave a margin either side.
 MARGIN = 0.05
-
-
-@pytest.fixture(scope="module")
-def aws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AwsEndpoint]:
-    endpoint = start_aws(tmp_path_factory.mktemp("aws-dynamodb"))
-    yield endpoint
-    stop_aws(endpoint)
 
 
 @pytest.fixture(scope="module")

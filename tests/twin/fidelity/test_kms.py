@@ -11,7 +11,7 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,18 +22,11 @@ from moto import mock_aws
 from moto.core.utils import utcnow
 from moto.kms.models import kms_backends
 
-from drills.twin.aws import AwsEndpoint, fake_credentials, start_aws, stop_aws
+from drills.twin.aws import AwsEndpoint, fake_credentials
 from drills.twin.fidelity.kms import key_problem
 
 REGION = "us-east-1"
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
-
-
-@pytest.fixture(scope="module")
-def aws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AwsEndpoint]:
-    endpoint = start_aws(tmp_path_factory.mktemp("aws-kms"))
-    yield endpoint
-    stop_aws(endpoint)
 
 
 @pytest.fixture(scope="module")

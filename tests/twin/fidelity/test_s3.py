@@ -17,7 +17,7 @@ import subprocess
 import sys
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,17 +25,10 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from drills.twin.aws import AwsEndpoint, fake_credentials, start_aws, stop_aws
+from drills.twin.aws import AwsEndpoint, fake_credentials
 
 REGION = "us-east-1"
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
-
-
-@pytest.fixture(scope="module")
-def aws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AwsEndpoint]:
-    endpoint = start_aws(tmp_path_factory.mktemp("aws-s3"))
-    yield endpoint
-    stop_aws(endpoint)
 
 
 def _client(aws: AwsEndpoint, service: str) -> Any:

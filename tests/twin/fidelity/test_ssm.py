@@ -15,7 +15,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,25 +23,12 @@ import pytest
 from botocore.exceptions import ClientError
 
 from drills.clients import Clients
-from drills.twin.aws import AwsEndpoint, start_aws, stop_aws
 from drills.twin.provision import provision_aws
 from drills.twin.state import Names
 
 REGION = "us-east-1"
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 SECRET = "s3cr3t-value-never-in-errors"
-
-
-@pytest.fixture(scope="module")
-def aws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AwsEndpoint]:
-    endpoint = start_aws(tmp_path_factory.mktemp("aws-ssm"))
-    yield endpoint
-    stop_aws(endpoint)
-
-
-@pytest.fixture(scope="module")
-def clients(aws: AwsEndpoint) -> Clients:
-    return Clients.for_twin(aws.url, REGION)
 
 
 @pytest.fixture(scope="module")

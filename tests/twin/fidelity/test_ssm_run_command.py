@@ -23,20 +23,13 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from drills.twin.aws import AwsEndpoint, fake_credentials, start_aws, stop_aws
+from drills.twin.aws import AwsEndpoint, fake_credentials
 from drills.twin.fidelity.ssm_run_command import NatsAgent, run_script
 from drills.twin.nats import Backend, NatsCluster, NodeState, allocate, cluster_for
 from drills.twin.nats.instances import ensure_instances, nats_instances
 
 REGION = "us-east-1"
 TERMINAL = ("Success", "Failed", "Cancelled", "TimedOut")
-
-
-@pytest.fixture(scope="module")
-def aws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AwsEndpoint]:
-    endpoint = start_aws(tmp_path_factory.mktemp("aws-ssm-run"))
-    yield endpoint
-    stop_aws(endpoint)
 
 
 class _Clients:
