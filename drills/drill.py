@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from drills.config import Objective, Settings
+from drills.config import Settings
 from drills.errors import ObjectiveBreached, ProbeError
 from drills.evidence.model import (
     DrillRecord,
@@ -183,7 +183,7 @@ class Drill:
             probes=rec.probes, failures=rec.failures,
             outages=[OutageRecord(o.start, o.end, o.failures, o.first_detail)
                      for o in rec.outages])
-        return self._measured(measurement, objective)
+        return self.record_measurement(measurement)
 
     def measure_capacity(self, component: str, poll: float = 0.25) -> Measurement:
         """Wait until the enclave ASG serves at desired capacity again; measure how long."""
@@ -219,11 +219,17 @@ class Drill:
             met=restored and rto is not None and rto <= objective.rto, fault_id=fault.fault_id,
             method=(f"polled the Auto Scaling group every {poll:g} s: desired capacity "
                     "reached by InService, Healthy instances that answer a health check"))
-        return self._measured(measurement, objective)
+        return self.record_measurement(measurement)
 
-    def _measured(self, measurement: Measurement, objective: Objective) -> Measurement:
+    def record_measurement(self, measurement: Measurement) -> Measurement:
+        """Add a recovery figure to the drill's evidence and tell the observers."""
         self.record.measurements.append(measurement)
         self.observer.measured(self.record, measurement)
+        return measurement
+
+    def record_rpo(self, measurement: RpoMeasurement) -> RpoMeasurement:
+        """Add a data-loss figure to the drill's evidence and tell the observers."""
+        self.record_rpo(measurement)
         return measurement
 
     def assert_met(self, measurement: Measurement) -> None:
@@ -278,8 +284,7 @@ class Drill:
                          for x in result.lost],
             method=(f"{self.canary.rate:g} acknowledged enrolments per second through the "
                     "service, each read back and hash-checked after recovery"))
-        self.record.rpo.append(measurement)
-        self.observer.rpo_measured(self.record, measurement)
+        self.record_rpo(measurement)
         if not measurement.met:
             raise ObjectiveBreached(
                 f"{component} RPO breached: {result.lost_count} of {result.acknowledged} "

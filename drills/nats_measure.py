@@ -66,8 +66,7 @@ def _recovery_measurement(drill: Drill, name: str, component: str,
         met=met, fault_id=fault.fault_id, method=method, probes=rec.probes,
         failures=rec.failures,
         outages=[OutageRecord(o.start, o.end, o.failures, o.first_detail) for o in rec.outages])
-    drill.record.measurements.append(measurement)
-    drill.observer.measured(drill.record, measurement)
+    drill.record_measurement(measurement)
     return measurement
 
 
@@ -115,8 +114,7 @@ def measure_cluster(drill: Drill, component: str, cluster: Any,
         method=(f"polled every NATS node's monitor every {poll:g} s: healthy (/healthz), "
                 "routed to every peer (/routez), JetStream meta leader with every follower "
                 "current (/jsz)"))
-    drill.record.measurements.append(measurement)
-    drill.observer.measured(drill.record, measurement)
+    drill.record_measurement(measurement)
     return measurement
 
 
@@ -169,8 +167,7 @@ def measure_jetstream_rpo(drill: Drill, canary: JetStreamCanary,
                 f"{canary.stream}, every acknowledged one read back by id and hash; "
                 f"{result.ghosts} unacknowledged publishes were stored all the same (ghost "
                 f"writes), {result.duplicates} ids stored twice"))
-    drill.record.rpo.append(measurement)
-    drill.observer.rpo_measured(drill.record, measurement)
+    drill.record_rpo(measurement)
     if not measurement.met:
         raise ObjectiveBreached(
             f"{component} JetStream RPO breached: {len(result.lost)} of {result.acknowledged} "

@@ -38,8 +38,7 @@ def _measure(drill: Drill, name: str, component: str, figure: float | None, verd
         uncertainty=None if figure is None else uncertainty, time_to_detect=None,
         met=figure is not None and figure <= objective.rto, fault_id=drill.last_fault.fault_id,
         method=method)
-    drill.record.measurements.append(measurement)
-    drill.observer.measured(drill.record, measurement)
+    drill.record_measurement(measurement)
     return measurement
 
 

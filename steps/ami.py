@@ -130,8 +130,7 @@ def refresh_completes(drill: Drill, component: str, instance_refresh: RefreshSta
                 f"to Successful; statuses seen {' -> '.join(outcome.statuses_seen)}, "
                 f"PercentageComplete {outcome.percentages_seen}; took "
                 f"{seconds(time.monotonic() - instance_refresh.started_at)}"))
-    drill.record.measurements.append(measurement)
-    drill.observer.measured(drill.record, measurement)
+    drill.record_measurement(measurement)
     drill.assert_met(measurement)
 
 

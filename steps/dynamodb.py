@@ -140,8 +140,7 @@ def items_match(drill: Drill, item_recovery: ItemRecovery, component: str) -> No
         method=(f"each damaged {item_recovery.table} item as copied back from the point-in-time "
                 "restore, hash-compared with its image read just before the fault (no write "
                 "to it was in flight then)"))
-    drill.record.rpo.append(measurement)
-    drill.observer.rpo_measured(drill.record, measurement)
+    drill.record_rpo(measurement)
     if not measurement.met:
         raise ObjectiveBreached(
             f"{component} RPO breached: {len(lost)} of {measurement.acknowledged} damaged "
@@ -208,6 +207,5 @@ def _measure_writes(drill: Drill, component: str) -> Measurement:
         fault_id=fault.fault_id, method=probes.method, probes=rec.probes,
         failures=rec.failures,
         outages=[OutageRecord(o.start, o.end, o.failures, o.first_detail) for o in rec.outages])
-    drill.record.measurements.append(measurement)
-    drill.observer.measured(drill.record, measurement)
+    drill.record_measurement(measurement)
     return measurement

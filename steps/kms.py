@@ -124,5 +124,4 @@ def sealed_data_lost(drill: Drill) -> None:
                 f"through KMS ({first.kms_error or 'decrypted'}); none could be. A deleted "
                 "sealing key loses every vault it sealed: this is the runbook's 'permanently "
                 "unrecoverable' case, demonstrated, not an objective the drill can meet"))
-    drill.record.rpo.append(measurement)
-    drill.observer.rpo_measured(drill.record, measurement)
+    drill.record_rpo(measurement)

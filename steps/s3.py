@@ -175,8 +175,7 @@ def damaged_vault_recovers(drill: Drill, damaged_vault: DamagedVault, component:
         probes=rec.probes, failures=rec.failures,
         outages=[OutageRecord(o.start, o.end, o.failures, o.first_detail)
                  for o in rec.outages])
-    drill.record.measurements.append(measurement)
-    drill.observer.measured(drill.record, measurement)
+    drill.record_measurement(measurement)
     drill.assert_met(measurement)
 
 
@@ -203,8 +202,7 @@ def damaged_vault_intact(drill: Drill, damaged_vault: DamagedVault, component: s
         lost_writes=[{"seq": 0, "vault_id": vault.vault_id, "reason": reason}] if lost else [],
         method=("the damaged vault read back through the service after the restore and its "
                 "content hash compared with that of its last acknowledged write"))
-    drill.record.rpo.append(measurement)
-    drill.observer.rpo_measured(drill.record, measurement)
+    drill.record_rpo(measurement)
     if not measurement.met:
         raise ObjectiveBreached(
             f"{component} RPO breached: vault {vault.vault_id} is "

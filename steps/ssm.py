@@ -128,8 +128,7 @@ def restored_identically(drill: Drill, ssm_backup: BackupRef, ssm_restore: Resto
         method=(f"every {POLL:g} s, each of the {len(checks)} backed-up parameters read back "
                 "from SSM (decrypted) and compared with the backup by type, KMS key and a "
                 "keyed hash of the value"))
-    drill.record.measurements.append(measurement)
-    drill.observer.measured(drill.record, measurement)
+    drill.record_measurement(measurement)
     drill.assert_met(measurement)
 
 
@@ -148,8 +147,7 @@ def none_lost(drill: Drill, ssm_backup: BackupRef, component: str) -> None:
                      for i, c in enumerate(checks) if not c.ok],
         method=(f"each of the {len(checks)} parameters of backup {ssm_backup} read back from "
                 "SSM and compared by type, KMS key and a keyed hash of the value"))
-    drill.record.rpo.append(measurement)
-    drill.observer.rpo_measured(drill.record, measurement)
+    drill.record_rpo(measurement)
     if not measurement.met:
         raise ObjectiveBreached(f"{component} RPO breached: {len(lost)} of {len(checks)} "
                                 f"parameters not restored identically ({_problems(checks)})")
