@@ -23,6 +23,7 @@ from drills.procedures.kms import (
     sealing_key_arn,
 )
 
+
 def _sealing_key(drill: Drill) -> str:
     return sealing_key_arn(drill.target.clients, drill.target.names, drill.target.region)
 

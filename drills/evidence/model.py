@@ -11,7 +11,7 @@ import dataclasses
 import types
 import typing
 from dataclasses import asdict, dataclass, field
-from enum import Enum
+from enum import Enum, StrEnum
 from typing import Any, TypeVar
 
 #: Version of report.json's schema (`drills/schemas/report.schema.json`); bump the minor
@@ -21,7 +21,7 @@ SCHEMA_VERSION = "1.0"
 T = TypeVar("T")
 
 
-class Status(str, Enum):
+class Status(StrEnum):
     """Outcome of a drill or step."""
 
     PASSED = "passed"

@@ -21,7 +21,6 @@ from typing import Any
 
 from moto.core.exceptions import JsonRESTError
 
-
 __all__ = ["CONTROL_PREFIX", "MODULES", "ControlApp", "install"]
 
 #: Fidelity modules: every module of this package with an `install()`, by name. A new
