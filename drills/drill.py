@@ -229,7 +229,8 @@ class Drill:
 
     def record_rpo(self, measurement: RpoMeasurement) -> RpoMeasurement:
         """Add a data-loss figure to the drill's evidence and tell the observers."""
-        self.record_rpo(measurement)
+        self.record.rpo.append(measurement)
+        self.observer.rpo_measured(self.record, measurement)
         return measurement
 
     def assert_met(self, measurement: Measurement) -> None:

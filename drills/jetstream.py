@@ -79,6 +79,8 @@ class JetStreamCanary:
         self.loop, self.nc, self.rate, self.timeout = loop, nc, rate, timeout
         self.stream, self.replicas = stream, replicas
         self.prefix = f"js-{uuid.uuid4().hex[:6]}"
+        # A subject of the stream's own: a leftover stream of another name never overlaps it.
+        self.subject = f"{SUBJECT}.{stream.lower()}"
         self._publishes: list[JsPublish] = []
         self._lock = threading.Lock()
         self._running = False
@@ -101,7 +103,7 @@ class JetStreamCanary:
             while True:
                 try:
                     info = await jsm.add_stream(
-                        name=self.stream, subjects=[f"{SUBJECT}.>"], num_replicas=self.replicas,
+                        name=self.stream, subjects=[self.subject], num_replicas=self.replicas,
                         storage=StorageType.FILE, duplicate_window=120.0)
                     return int(info.config.num_replicas or 1)
                 except nats.js.errors.APIError as exc:
@@ -110,6 +112,14 @@ class JetStreamCanary:
                     if exc.err_code != 10005 or time.monotonic() > deadline:
                         raise
                     await asyncio.sleep(0.2)
+                except nats.errors.TimeoutError:
+                    # A busy meta leader may create the stream after the request timed out.
+                    with contextlib.suppress(nats.js.errors.NotFoundError,
+                                             nats.errors.TimeoutError):
+                        info = await jsm.stream_info(self.stream)
+                        return int(info.config.num_replicas or 1)
+                    if time.monotonic() > deadline:
+                        raise
 
         try:
             replicas = self.loop.run(create(), timeout=30)
@@ -175,7 +185,7 @@ class JetStreamCanary:
         data = f"{msg_id}:".encode() + os.urandom(32)
         sent_utc, sent = _utc(), time.monotonic()
         try:
-            ack = await js.publish(f"{SUBJECT}.canary", data, timeout=self.timeout,
+            ack = await js.publish(self.subject, data, timeout=self.timeout,
                                    stream=self.stream, headers={MSG_ID: msg_id})
             acked, stream_seq, detail = True, int(ack.seq), ""
         except Exception as exc:  # no ack of any kind: the write was never promised

@@ -43,12 +43,18 @@ def test_run_monthly_prints_the_report_path(healthy_twin: Twin, tmp_path: Path) 
     assert report["drills"]
     assert all("monthly" in d["tags"] for d in report["drills"])
     for drill in report["drills"]:
-        names = {m["name"] for m in drill["measurements"]}
-        assert {"service", "capacity"} <= names
+        assert drill["measurements"], "every drill measures its recovery"
+        assert all(m["met"] and m["rto"] is not None or m["verdict"] == "no-outage"
+                   for m in drill["measurements"])
+        assert drill["rpo"], "every monthly drill measures data loss"
         assert drill["probes"], "the probe timeline is in the report"
         assert all(f["reverted_utc"] for f in drill["faults"])
     assert (report_path.parent / "junit.xml").exists()
     assert "drill: Single enclave instance failure" in result.stdout + result.stderr
+    single = [d for d in report["drills"] if d["feature"] == "Single enclave instance failure"]
+    assert len(single) == 2
+    assert all({"service", "capacity"} <= {m["name"] for m in d["measurements"]}
+               for d in single)
 
 
 def test_breached_objective_fails_the_run(healthy_twin: Twin, tmp_path: Path) -> None:
