@@ -64,6 +64,11 @@ class _Drill:
     def progress(self, message: str, *, every: float = 1.0) -> None:
         pass
 
+    def record_measurement(self, measurement: Any) -> Any:
+        self.record.measurements.append(measurement)
+        self.observer.measured(self.record, measurement)
+        return measurement
+
 
 def _flapping(now: float) -> tuple[float, list[ProbeResult]]:
     """Every seventh probe fails for 80 s after the fault (six successes in a row between
