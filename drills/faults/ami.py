@@ -40,9 +40,6 @@ class DeregisterCurrentAmi(Fault):
     def target(self) -> str:
         return str(self.params["asg"])
 
-    @property
-    def region(self) -> str:
-        return str(self.params.get("region", "us-east-1"))
 
     def describe(self) -> str:
         return (f"release a new enclave AMI as {self.params['current_param']} for {self.target}, "

@@ -50,6 +50,11 @@ class Fault(ABC):
     def target(self) -> str:
         """The name of what this fault acts on, checked against the allow-list."""
 
+    @property
+    def region(self) -> str:
+        """The AWS region the fault acts in (`params["region"]`, us-east-1 by default)."""
+        return str(self.params.get("region", "us-east-1"))
+
     @abstractmethod
     def describe(self) -> str:
         """One line for humans: what this fault does."""

@@ -40,9 +40,6 @@ class _ItemsFault(Fault):
     def target(self) -> str:
         return str(self.params["table"])
 
-    @property
-    def region(self) -> str:
-        return str(self.params.get("region", "us-east-1"))
 
     @property
     def _ddb(self) -> Any:

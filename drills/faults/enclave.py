@@ -30,9 +30,6 @@ class _AsgFault(Fault):
     def target(self) -> str:
         return str(self.params["asg"])
 
-    @property
-    def region(self) -> str:
-        return str(self.params.get("region", "us-east-1"))
 
     def _restore_capacity(self) -> None:
         """Bring desired capacity back to what it was before the fault, if it is lower."""

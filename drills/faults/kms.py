@@ -52,9 +52,6 @@ class _KeyFault(Fault):
     def target(self) -> str:
         return str(self.params["key"])
 
-    @property
-    def region(self) -> str:
-        return str(self.params.get("region", "us-east-1"))
 
     @property
     def kms(self) -> Any:
@@ -141,9 +138,6 @@ class ScratchKeyDeleted(Fault):
     def target(self) -> str:
         return str(self.params["bucket"])
 
-    @property
-    def region(self) -> str:
-        return str(self.params.get("region", "us-east-1"))
 
     def describe(self) -> str:
         return (f"delete a scratch KMS key sealing {self.params.get('count')} scratch vaults "

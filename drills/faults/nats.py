@@ -33,9 +33,6 @@ class _NatsFault(Fault):
             self.params["cluster"] = self._cluster().spec.cluster_name
         return str(self.params["cluster"])
 
-    @property
-    def region(self) -> str:
-        return str(self.params.get("region", "us-east-1"))
 
     def _cluster(self) -> Any:  # drills.twin.nats.NatsCluster
         return self.ctx.twin.nats(self.region)

@@ -30,9 +30,6 @@ class _VaultObjectFault(Fault):
     def target(self) -> str:
         return str(self.params["bucket"])
 
-    @property
-    def region(self) -> str:
-        return str(self.params.get("region", "us-east-1"))
 
     @property
     def key(self) -> str:

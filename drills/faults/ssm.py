@@ -34,9 +34,6 @@ class _ParameterFault(Fault):
     def target(self) -> str:
         return str(self.params["name"])
 
-    @property
-    def region(self) -> str:
-        return str(self.params.get("region", "us-east-1"))
 
     @property
     def backup(self) -> BackupRef:
