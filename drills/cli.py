@@ -152,9 +152,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     code = int(pytest.main(_pytest_args(args, run_id, exercise)))
     report = Path(args.reports) / run_id / "report.json"
     if code == pytest.ExitCode.NO_TESTS_COLLECTED:
+        hint = (" (quarterly and annual exercises fail over to the DR region, which this "
+                "version does not drill yet)" if exercise in ("quarterly", "annual") else "")
         raise ConfigError(
-            f"no drill matches {' '.join(args.selection)!r}; tags are "
-            "monthly, quarterly, annual, scenario and the component tags"
+            f"no drill matches {' '.join(args.selection)!r}{hint}; tags in use: monthly, "
+            "scenario, preflight, enclave, nats, kms, s3, dynamodb, ssm, monitoring; "
+            "`drills steps` and features/ show what exists"
         )
     if code == pytest.ExitCode.USAGE_ERROR:
         return 2
