@@ -144,7 +144,7 @@ class JetStreamCanary:
         """Stop publishing and wait for publishes in flight."""
         if self._running:
             self._running = False
-            self._task.result(timeout=self.timeout + 5)
+            self.loop.wait_stopped(self._task, self.timeout + 5)
 
     def publishes(self) -> list[JsPublish]:
         """Every completed publish, in completion order."""

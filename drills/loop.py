@@ -8,6 +8,8 @@ submit coroutines to it with a timeout.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
 import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
@@ -37,6 +39,15 @@ class LoopThread:
     def submit(self, coro: Coroutine[Any, Any, T]) -> Any:
         """Start `coro` on the loop without waiting; returns its concurrent future."""
         return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+    @staticmethod
+    def wait_stopped(future: Any, timeout: float) -> None:
+        """Wait for a background coroutine started with `submit` to end after being told to.
+
+        When the run is interrupted the loop cancels it on shutdown: nothing to wait for.
+        """
+        with contextlib.suppress(concurrent.futures.CancelledError):
+            future.result(timeout=timeout)
 
     def close(self) -> None:
         """Cancel what is left, stop the loop and join the thread."""

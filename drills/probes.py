@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 import itertools
 import threading
 import time
@@ -71,9 +70,7 @@ class ProbeRunner:
             return
         self._running = False
         if self._task is not None:
-            # Cancelled when the run is interrupted and the loop shuts down: nothing to wait for.
-            with contextlib.suppress(concurrent.futures.CancelledError):
-                self._task.result(timeout=self.settings.timeout + 5)
+            self.loop.wait_stopped(self._task, self.settings.timeout + 5)
 
     @property
     def running(self) -> bool:

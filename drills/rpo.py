@@ -10,8 +10,6 @@ errors) are reported on their own and never counted as loss: the service made no
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import contextlib
 import os
 import threading
 import time
@@ -83,9 +81,7 @@ class CanaryWriter:
         """Stop writing and wait for writes in flight."""
         if self._running:
             self._running = False
-            # Cancelled when the run is interrupted and the loop shuts down: nothing to wait for.
-            with contextlib.suppress(concurrent.futures.CancelledError):
-                self._task.result(timeout=self.timeout + 5)  # type: ignore[attr-defined]
+            self.loop.wait_stopped(self._task, self.timeout + 5)
 
     def writes(self) -> list[CanaryWrite]:
         with self._lock:
