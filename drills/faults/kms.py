@@ -10,8 +10,6 @@ period at once.
 
 from __future__ import annotations
 
-import json
-import urllib.request
 import uuid
 from typing import Any
 
@@ -29,6 +27,7 @@ from drills.procedures.kms import (
     remove_objects,
     seal_scratch_vaults,
 )
+from drills.twin.control import request as control_request
 
 #: ScheduleKeyDeletion's PendingWindowInDays must lie in 7..30 (KMS API Reference).
 MIN_WINDOW_DAYS, MAX_WINDOW_DAYS = 7, 30
@@ -187,11 +186,7 @@ class ScratchKeyDeleted(Fault):
         if self.ctx.twin is None or not url:
             raise FaultError(f"cannot end the waiting period of {key_arn}: that needs the "
                              "local twin's control endpoint")
-        request = urllib.request.Request(
-            f"{url}/drills-twin/kms/expire-deletion", method="POST",
-            data=json.dumps({"key_id": key_arn}).encode(),
-            headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=10) as response:
-            if response.status != 200:
-                raise FaultError(f"the twin refused to expire the deletion of {key_arn} "
-                                 f"(HTTP {response.status})")
+        status, reply = control_request(url, "kms/expire-deletion", {"key_id": key_arn})
+        if status != 200:
+            raise FaultError(f"the twin refused to expire the deletion of {key_arn} "
+                             f"(HTTP {status}: {reply.get('message', reply)})")

@@ -35,8 +35,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,6 +44,7 @@ from botocore.exceptions import ClientError
 from drills.clients import Clients
 from drills.errors import TwinError
 from drills.journal import utc_now
+from drills.twin import control as twin_control
 from drills.twin.monitor import MetricPublisher
 from drills.twin.state import TwinState
 from drills.twin.timing import TimingProfile, profile
@@ -104,15 +103,7 @@ class Controller:
 
     def control(self, route: str, body: dict[str, Any]) -> dict[str, Any]:
         """POST to one of the moto process's twin-only routes (`/drills-twin/<route>`)."""
-        request = urllib.request.Request(
-            f"{self.state.aws_url}/drills-twin/{route}", data=json.dumps(body).encode(),
-            headers={"Content-Type": "application/json"}, method="POST")
-        try:
-            with urllib.request.urlopen(request, timeout=10) as response:
-                return dict(json.loads(response.read()))
-        except urllib.error.HTTPError as exc:
-            raise TwinError(f"twin route {route} answered {exc.code}: "
-                            f"{exc.read().decode(errors='replace')[:300]}") from None
+        return twin_control.post(self.state.aws_url, route, body)
 
     def log(self, region: str, description: str, cause: str) -> None:
         """Append a scaling activity (what AWS shows in describe-scaling-activities)."""

@@ -10,19 +10,16 @@ which live in the AWS endpoint's memory.
 
 from __future__ import annotations
 
-import json
-import urllib.error
-import urllib.request
 from typing import Any
 
 from drills.errors import TwinError
+from drills.twin.control import post
 from drills.twin.nats.spec import NatsClusterSpec
 
 APPLICATION_TAG = {"Key": "Application", "Value": "vettid-nats"}  # as runbook 4.2 filters
 NODE_TAG = "drills:nats-node"
 CLUSTER_TAG = "drills:nats-cluster"
 _ROUTE = "ssm/register-nats-agent"
-_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback only
 
 
 def ensure_instances(clients: Any, aws_url: str, spec: NatsClusterSpec) -> dict[str, str]:
@@ -42,8 +39,8 @@ def ensure_instances(clients: Any, aws_url: str, spec: NatsClusterSpec) -> dict[
                                                          "Tags": tags}])
             found[name] = made["Instances"][0]["InstanceId"]
     for name, instance_id in found.items():
-        _register(aws_url, {"region": spec.region, "instance_id": instance_id, "node": name,
-                            "cluster": spec.to_dict()})
+        post(aws_url, _ROUTE, {"region": spec.region, "instance_id": instance_id,
+                                  "node": name, "cluster": spec.to_dict()})
     return found
 
 
@@ -72,18 +69,3 @@ def _image(ec2: Any) -> str:
         raise TwinError("the twin's AWS endpoint offers no Amazon image to run NATS "
                         "instances from; restart the twin")
     return str(sorted(i["ImageId"] for i in images)[0])
-
-
-def _register(aws_url: str, body: dict[str, Any]) -> None:
-    request = urllib.request.Request(
-        f"{aws_url}/drills-twin/{_ROUTE}", data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json"}, method="POST")
-    try:
-        with _NO_PROXY.open(request, timeout=10) as response:
-            response.read()
-    except urllib.error.HTTPError as exc:
-        raise TwinError(f"the twin's AWS endpoint refused {_ROUTE} for {body['instance_id']} "
-                        f"({exc.code}: {exc.read().decode(errors='replace')[:200]})") from None
-    except OSError as exc:
-        raise TwinError(f"the twin's AWS endpoint at {aws_url} did not answer {_ROUTE} "
-                        f"({exc}); is the twin up? (drills twin status)") from None

@@ -7,12 +7,9 @@ developer guide page "Restoring a DynamoDB table to a point in time" (PointInTim
 
 from __future__ import annotations
 
-import json
 import math
 import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -23,6 +20,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from drills.twin.aws import AwsEndpoint, fake_credentials
+from drills.twin.control import request as control_request
 
 REGION = "us-east-1"
 #: Every item write is stamped with the moto process's clock; leave a margin either side.
@@ -39,14 +37,7 @@ def ddb(aws: AwsEndpoint) -> Any:
 
 def control(aws: AwsEndpoint, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     """POST to the twin-only PITR settings endpoint; (HTTP status, JSON body)."""
-    request = urllib.request.Request(f"{aws.url}/drills-twin/dynamodb/pitr-settings",
-                                     data=json.dumps(body).encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
+    return control_request(aws.url, "dynamodb/pitr-settings", body)
 
 
 @pytest.fixture(autouse=True)

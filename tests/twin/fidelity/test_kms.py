@@ -6,11 +6,8 @@ References: the key state table, https://docs.aws.amazon.com/kms/latest/develope
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,6 +20,7 @@ from moto.core.utils import utcnow
 from moto.kms.models import kms_backends
 
 from drills.twin.aws import AwsEndpoint, fake_credentials
+from drills.twin.control import request as control_request
 from drills.twin.fidelity.kms import key_problem
 
 REGION = "us-east-1"
@@ -44,21 +42,6 @@ def kms(aws: AwsEndpoint) -> Any:
 @pytest.fixture
 def key(kms: Any) -> str:
     return str(kms.create_key(Description="fidelity")["KeyMetadata"]["KeyId"])
-
-
-def control(aws: AwsEndpoint, route: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-    """POST to a twin-only control endpoint; (HTTP status, JSON body)."""
-    request = urllib.request.Request(
-        f"{aws.url}/drills-twin/{route}",
-        data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
 
 
 def error_of(call: Callable[[], object]) -> tuple[str, int, str]:
@@ -217,7 +200,7 @@ def test_key_is_deleted_once_its_deletion_window_has_passed(
     kms.schedule_key_deletion(KeyId=key, PendingWindowInDays=7)
     assert state_of(kms, key) == "PendingDeletion"  # still there within the window
 
-    status, body = control(aws, "kms/expire-deletion", {"key_id": key})
+    status, body = control_request(aws.url, "kms/expire-deletion", {"key_id": key})
 
     assert status == 200
     assert body["KeyId"].endswith(f"key/{key}")
@@ -233,7 +216,7 @@ def test_expire_deletion_accepts_a_key_arn(aws: AwsEndpoint, kms: Any, key: str)
     """The twin-only expire-deletion endpoint takes a key ARN as well as a key ID."""
     arn = kms.describe_key(KeyId=key)["KeyMetadata"]["Arn"]
     kms.schedule_key_deletion(KeyId=key, PendingWindowInDays=30)
-    assert control(aws, "kms/expire-deletion", {"key_id": arn})[0] == 200
+    assert control_request(aws.url, "kms/expire-deletion", {"key_id": arn})[0] == 200
     assert error_of(lambda: kms.describe_key(KeyId=key))[0] == "NotFoundException"
 
 
@@ -241,7 +224,7 @@ def test_expire_deletion_refuses_a_key_not_pending_deletion(
     aws: AwsEndpoint, kms: Any, key: str
 ) -> None:
     """The twin-only endpoint never deletes a key that was not scheduled for deletion."""
-    status, body = control(aws, "kms/expire-deletion", {"key_id": key})
+    status, body = control_request(aws.url, "kms/expire-deletion", {"key_id": key})
     assert (status, body["__type"]) == (400, "KMSInvalidStateException")
     assert state_of(kms, key) == "Enabled"
 
@@ -258,13 +241,13 @@ def test_expire_deletion_rejects_bad_requests(
     aws: AwsEndpoint, body: dict[str, Any], status: int, error: str
 ) -> None:
     """The twin-only endpoint answers an unknown or missing key with a JSON error."""
-    got_status, got_body = control(aws, "kms/expire-deletion", body)
+    got_status, got_body = control_request(aws.url, "kms/expire-deletion", body)
     assert (got_status, got_body["__type"]) == (status, error)
 
 
 def test_unknown_control_route_is_404(aws: AwsEndpoint) -> None:
     """/drills-twin/ paths that name no route answer 404 and list the routes."""
-    status, body = control(aws, "kms/no-such-thing", {})
+    status, body = control_request(aws.url, "kms/no-such-thing", {})
     assert status == 404
     assert "/drills-twin/kms/expire-deletion" in body["routes"]
 
@@ -325,6 +308,6 @@ def test_decrypt_under_a_deleted_key_is_access_denied(aws: AwsEndpoint, kms: Any
     the code but drops that message.)"""
     blob = kms.encrypt(KeyId=key, Plaintext=b"p")["CiphertextBlob"]
     kms.schedule_key_deletion(KeyId=key, PendingWindowInDays=7)
-    assert control(aws, "kms/expire-deletion", {"key_id": key})[0] == 200
+    assert control_request(aws.url, "kms/expire-deletion", {"key_id": key})[0] == 200
     code, status, _ = error_of(lambda: kms.decrypt(CiphertextBlob=blob))
     assert (code, status) == ("AccessDeniedException", 400)
