@@ -14,13 +14,7 @@ What AWS documents, and this module makes moto do (moto 5.2.1: none of it):
 - DescribeScalingActivities lists the group's launches and terminations with Description,
   Cause, StatusCode, StatusMessage, Progress, StartTime and EndTime, newest first
   (API_DescribeScalingActivities.html, API_Activity.html). moto always answers `[]`.
-- StartInstanceRefresh / DescribeInstanceRefreshes / CancelInstanceRefresh
-  (API_StartInstanceRefresh.html, API_InstanceRefresh.html, API_CancelInstanceRefresh.html):
-  one active refresh per group (`InstanceRefreshInProgress` otherwise), Status `Pending` ->
-  `InProgress` -> `Successful` (or `Cancelling` -> `Cancelled`), PercentageComplete,
-  InstancesToUpdate, preferences with AWS's defaults (MinHealthyPercentage 90). moto answers
-  NotImplemented. This module keeps the refresh records; the twin's ASG controller, which
-  knows when an instance is healthy, performs the replacements through the routes below.
+- Instance refresh: see `instance_refresh.py`, which builds on this module.
 
 Twin-only control endpoints (no such thing in AWS; `POST /drills-twin/<route>`), all taking
 `{"region": ..., "account": <optional>}` plus:
@@ -30,24 +24,19 @@ Twin-only control endpoints (no such thing in AWS; `POST /drills-twin/<route>`),
     autoscaling/replace-instance         {"instance_id", "cause", "unhealthy": bool}:
                                          take it out of service as the ASG would (a health
                                          check or an instance refresh); it is replaced
-    autoscaling/instance-refreshes       {"group"}: the active refreshes, with the instances
-                                         each must replace
-    autoscaling/update-instance-refresh  {"group", "id", "status"?, "percentage"?,
-                                         "to_update"?, "reason"? ("" clears it)}
 """
 
 from __future__ import annotations
 
 import contextvars
 import json
-import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from moto.autoscaling.exceptions import AutoscalingClientError, ValidationError
+from moto.autoscaling.exceptions import ValidationError
 from moto.autoscaling.models import AutoScalingBackend, FakeAutoScalingGroup, autoscaling_backends
 from moto.autoscaling.responses import AutoScalingResponse
 from moto.core import DEFAULT_ACCOUNT_ID
@@ -57,33 +46,17 @@ from moto.core.utils import utcnow
 from moto.moto_api._internal import mock_random
 from moto.ssm.models import ssm_backends
 
-__all__ = ["ROUTES", "install"]
+__all__ = ["ROUTES", "Route", "backend_for", "control_route", "group_named", "install",
+           "page", "resolve_image"]
 
 _MARK = "_drills_twin_fidelity"
 _ORIGINAL: dict[str, Callable[..., Any]] = {}
 SSM_PREFIX = "resolve:ssm:"
-ACTIVE = ("Pending", "InProgress", "Cancelling")
-TERMINAL = ("Successful", "Failed", "Cancelled")
-DEFAULT_MIN_HEALTHY = 90  # "If you do not specify this property, the default is 90 percent"
 
 # Set while an API call explains why capacity changes, so the activities it causes say so.
 _cause_prefix: contextvars.ContextVar[str] = contextvars.ContextVar("cause_prefix", default="")
 _termination_cause: contextvars.ContextVar[str] = contextvars.ContextVar("term_cause",
                                                                           default="")
-
-
-class InstanceRefreshInProgress(AutoscalingClientError):
-    """AWS: an active instance refresh blocks starting another one."""
-
-    code = "InstanceRefreshInProgress"
-    message = ("An Instance Refresh is already in progress and blocks the execution of this "
-               "Instance Refresh.")
-
-
-class ActiveInstanceRefreshNotFound(AutoscalingClientError):
-    """AWS: CancelInstanceRefresh needs a Pending or InProgress refresh."""
-
-    code = "ActiveInstanceRefreshNotFound"
 
 
 def _stamp(when: datetime) -> str:
@@ -130,7 +103,7 @@ def _record(activity: Activity) -> None:
 # ------------------------------------------------------------------ launches
 
 
-def _resolve_image(group: FakeAutoScalingGroup) -> tuple[str, str | None]:
+def resolve_image(group: FakeAutoScalingGroup) -> tuple[str, str | None]:
     """(image id the next launch uses, why it cannot launch or None)."""
     raw = _ORIGINAL["image_id"](group) or ""
     if not raw:
@@ -157,7 +130,7 @@ def _resolve_image(group: FakeAutoScalingGroup) -> tuple[str, str | None]:
 
 def _image_id(self: FakeAutoScalingGroup) -> str:
     """The AMI the group launches now: an SSM parameter reference is resolved."""
-    return _resolve_image(self)[0]
+    return resolve_image(self)[0]
 
 
 def _replace_instances(self: FakeAutoScalingGroup, count_needed: int,
@@ -167,7 +140,7 @@ def _replace_instances(self: FakeAutoScalingGroup, count_needed: int,
     cause = (f"{_cause_prefix.get()}At {_stamp(now)} an instance was started in response to "
              "a difference between desired and actual capacity, increasing the capacity from "
              f"{before} to {before + count_needed}.")
-    image, problem = _resolve_image(self)
+    image, problem = resolve_image(self)
     if problem is not None:
         # AWS launches asynchronously: the API call that asked for capacity succeeds and
         # the failure is only visible as an activity; the group stays below desired.
@@ -232,109 +205,6 @@ def _terminate_instance(self: AutoScalingBackend, instance_id: str,
     return result
 
 
-# ------------------------------------------------------------------ instance refresh
-
-
-@dataclass(slots=True)
-class InstanceRefresh:
-    """One instance refresh (API_InstanceRefresh.html) and what it has to replace."""
-
-    group: str
-    preferences: dict[str, Any]
-    to_replace: list[str]
-    refresh_id: str = field(default_factory=lambda: str(mock_random.uuid4()))
-    status: str = "Pending"
-    status_reason: str | None = None
-    start: datetime = field(default_factory=utcnow)
-    end: datetime | None = None
-    percentage: int = 0
-    to_update: int = 0
-
-    def to_api(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "InstanceRefreshId": self.refresh_id, "AutoScalingGroupName": self.group,
-            "Status": self.status, "StartTime": self.start, "PercentageComplete": self.percentage,
-            "InstancesToUpdate": self.to_update, "Preferences": self.preferences,
-            "Strategy": "Rolling",
-            "ProgressDetails": {"LivePoolProgress": {"PercentageComplete": self.percentage,
-                                                     "InstancesToUpdate": self.to_update}}}
-        if self.status_reason:
-            out["StatusReason"] = self.status_reason
-        if self.end is not None:
-            out["EndTime"] = self.end
-        return out
-
-    def to_control(self) -> dict[str, Any]:
-        return {"id": self.refresh_id, "status": self.status, "preferences": self.preferences,
-                "to_replace": self.to_replace, "start": self.start.timestamp()}
-
-
-def _refreshes(backend: AutoScalingBackend, group: str) -> list[InstanceRefresh]:
-    store = backend.__dict__.setdefault("_drills_refreshes", {})
-    return store.setdefault(group, [])  # type: ignore[no-any-return]
-
-
-def _group(backend: AutoScalingBackend, name: str | None) -> FakeAutoScalingGroup:
-    group = backend.autoscaling_groups.get(name or "")
-    if group is None:
-        raise ValidationError(f"AutoScalingGroup name not found - AutoScalingGroup {name} "
-                              "not found")
-    return group
-
-
-def _preferences(raw: dict[str, Any]) -> dict[str, Any]:
-    prefs = {"MinHealthyPercentage": DEFAULT_MIN_HEALTHY, "SkipMatching": False,
-             "AutoRollback": False, "ScaleInProtectedInstances": "Ignore",
-             "StandbyInstances": "Ignore", **{k: v for k, v in raw.items() if v is not None}}
-    low = int(prefs["MinHealthyPercentage"])
-    if not 0 <= low <= 100:
-        raise ValidationError("MinHealthyPercentage must be between 0 and 100.")
-    high = prefs.get("MaxHealthyPercentage")
-    if high is not None and int(high) != 100:
-        # Launch-before-terminate needs capacity above desired, which moto's group cannot
-        # hold; refuse loudly rather than replace differently from what was asked.
-        raise ValidationError("The drills twin replaces instances terminate-first only: "
-                              "MaxHealthyPercentage must be 100 (the default).")
-    return prefs
-
-
-def _start_instance_refresh(self: AutoScalingResponse) -> ActionResult:
-    backend = self.autoscaling_backend
-    group = _group(backend, self._get_param("AutoScalingGroupName"))
-    history = _refreshes(backend, group.name)
-    if any(r.status in ACTIVE for r in history):
-        raise InstanceRefreshInProgress()
-    prefs = _preferences(self._get_param("Preferences") or {})
-    image = _resolve_image(group)[0]
-    ids = [s.instance.id for s in group.instance_states
-           # SkipMatching: leave instances that already run the image launches use now
-           if not (prefs["SkipMatching"] and s.instance.image_id == image)]
-    refresh = InstanceRefresh(group.name, prefs, sorted(ids), to_update=len(ids))
-    history.append(refresh)
-    return ActionResult({"InstanceRefreshId": refresh.refresh_id})
-
-
-def _describe_instance_refreshes(self: AutoScalingResponse) -> ActionResult:
-    backend = self.autoscaling_backend
-    group = _group(backend, self._get_param("AutoScalingGroupName"))
-    wanted = set(self._get_param("InstanceRefreshIds") or [])
-    items = [r.to_api() for r in reversed(_refreshes(backend, group.name))
-             if not wanted or r.refresh_id in wanted]
-    return ActionResult(_page(items, "InstanceRefreshes", self._get_param("NextToken"),
-                              self._get_param("MaxRecords") or 50))
-
-
-def _cancel_instance_refresh(self: AutoScalingResponse) -> ActionResult:
-    backend = self.autoscaling_backend
-    group = _group(backend, self._get_param("AutoScalingGroupName"))
-    active = [r for r in _refreshes(backend, group.name) if r.status in ("Pending", "InProgress")]
-    if not active:
-        raise ActiveInstanceRefreshNotFound(
-            f"No in progress or pending Instance Refresh found for Auto Scaling group {group.name}")
-    active[-1].status = "Cancelling"
-    return ActionResult({"InstanceRefreshId": active[-1].refresh_id})
-
-
 def _describe_scaling_activities(self: AutoScalingResponse) -> ActionResult:
     backend = self.autoscaling_backend
     name = self._get_param("AutoScalingGroupName")
@@ -342,12 +212,13 @@ def _describe_scaling_activities(self: AutoScalingResponse) -> ActionResult:
     found = [a for group, acts in _activities(backend).items() if name in (None, group)
              for a in acts if not wanted or a.activity_id in wanted]
     found.sort(key=lambda a: a.start, reverse=True)  # newest first, as AWS lists them
-    return ActionResult(_page([a.to_api() for a in found], "Activities",
+    return ActionResult(page([a.to_api() for a in found], "Activities",
                               self._get_param("NextToken"), self._get_param("MaxRecords") or 100))
 
 
-def _page(items: list[dict[str, Any]], key: str, token: str | None,
-          limit: int) -> dict[str, Any]:
+def page(items: list[dict[str, Any]], key: str, token: str | None,
+         limit: int) -> dict[str, Any]:
+    """One page of `items` under `key`, with the NextToken of the next page if any."""
     start = int(token) if token and token.isdigit() else 0
     out: dict[str, Any] = {key: items[start:start + int(limit)]}
     if start + int(limit) < len(items):
@@ -376,16 +247,23 @@ def install() -> None:
         _ORIGINAL[key] = getattr(owner, name)
         setattr(owner, name, patch)
     AutoScalingResponse.describe_scaling_activities = _describe_scaling_activities  # type: ignore[method-assign]
-    AutoScalingResponse.start_instance_refresh = _start_instance_refresh  # type: ignore[attr-defined]
-    AutoScalingResponse.describe_instance_refreshes = _describe_instance_refreshes  # type: ignore[attr-defined]
-    AutoScalingResponse.cancel_instance_refresh = _cancel_instance_refresh  # type: ignore[attr-defined]
     setattr(FakeAutoScalingGroup, _MARK, True)
 
 
 # ------------------------------------------------------------------ twin-only control
 
 
-def _backend(request: dict[str, Any]) -> AutoScalingBackend:
+def group_named(backend: AutoScalingBackend, name: str | None) -> FakeAutoScalingGroup:
+    """The group called `name`, or the ValidationError AWS answers."""
+    group = backend.autoscaling_groups.get(name or "")
+    if group is None:
+        raise ValidationError(f"AutoScalingGroup name not found - AutoScalingGroup {name} "
+                              "not found")
+    return group
+
+
+def backend_for(request: dict[str, Any]) -> AutoScalingBackend:
+    """The Auto Scaling backend a control request names by region (and account)."""
     region = request.get("region")
     if not isinstance(region, str) or not region:
         raise ValidationError('"region" is required')
@@ -403,8 +281,8 @@ def _termination(cause: str) -> Iterator[None]:
 
 def fulfil_capacity(request: dict[str, Any]) -> dict[str, Any]:
     """Launch what the group lacks (the ASG retrying after failed launches)."""
-    backend = _backend(request)
-    group = _group(backend, request.get("group"))
+    backend = backend_for(request)
+    group = group_named(backend, request.get("group"))
     missing = (group.desired_capacity or 0) - len(group.instance_states)
     known = {s.instance.id for s in group.instance_states}
     if missing > 0:
@@ -419,7 +297,7 @@ def fulfil_capacity(request: dict[str, Any]) -> dict[str, Any]:
 
 def replace_instance(request: dict[str, Any]) -> dict[str, Any]:
     """Take an instance out of service as the ASG does for a health check or a refresh."""
-    backend = _backend(request)
+    backend = backend_for(request)
     iid, cause = request.get("instance_id"), str(request.get("cause") or "")
     if not isinstance(iid, str) or not any(s.instance.id == iid for g in
                                            backend.autoscaling_groups.values()
@@ -432,42 +310,10 @@ def replace_instance(request: dict[str, Any]) -> dict[str, Any]:
     return {"instance_id": iid}
 
 
-def instance_refreshes(request: dict[str, Any]) -> dict[str, Any]:
-    """The group's active refreshes with the instances each must replace."""
-    backend = _backend(request)
-    group = _group(backend, request.get("group"))
-    return {"refreshes": [r.to_control() for r in _refreshes(backend, group.name)
-                          if r.status in ACTIVE]}
-
-
-def update_instance_refresh(request: dict[str, Any]) -> dict[str, Any]:
-    """Record a refresh's progress, as the controller drives it."""
-    backend = _backend(request)
-    group = _group(backend, request.get("group"))
-    refresh = next((r for r in _refreshes(backend, group.name)
-                    if r.refresh_id == request.get("id")), None)
-    if refresh is None:
-        raise ValidationError(f"no instance refresh {request.get('id')} for {group.name}")
-    status = request.get("status")
-    if status is not None:
-        if status not in ACTIVE + TERMINAL:
-            raise ValidationError(f"unknown instance refresh status {status!r}")
-        refresh.status = status
-        if status in TERMINAL:
-            refresh.end = utcnow()
-    if request.get("percentage") is not None:
-        refresh.percentage = max(0, min(100, math.floor(float(request["percentage"]))))
-    if request.get("to_update") is not None:
-        refresh.to_update = max(0, int(request["to_update"]))
-    if "reason" in request:  # "" clears it
-        refresh.status_reason = str(request["reason"] or "") or None
-    return refresh.to_control()
-
-
 Route = Callable[[dict[str, Any]], dict[str, Any]]
 
 
-def _route(handler: Route) -> Route:
+def control_route(handler: Route) -> Route:
     """Answer moto's service errors as the control app's JSON errors (HTTP 400)."""
 
     def wrapped(request: dict[str, Any]) -> dict[str, Any]:
@@ -482,8 +328,6 @@ def _route(handler: Route) -> Route:
 
 #: Twin-only control endpoints, served at POST /drills-twin/<name>.
 ROUTES: dict[str, Route] = {
-    "autoscaling/fulfil-capacity": _route(fulfil_capacity),
-    "autoscaling/replace-instance": _route(replace_instance),
-    "autoscaling/instance-refreshes": _route(instance_refreshes),
-    "autoscaling/update-instance-refresh": _route(update_instance_refresh),
+    "autoscaling/fulfil-capacity": control_route(fulfil_capacity),
+    "autoscaling/replace-instance": control_route(replace_instance),
 }
