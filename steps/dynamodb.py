@@ -18,9 +18,9 @@ from drills.evidence.model import Measurement, OutageRecord, RpoMeasurement
 from drills.faults import ActiveFault
 from drills.faults.dynamodb import CorruptItems, DeleteItems
 from drills.measure import Verdict, compute_recovery
+from drills.probes import WriteProbes
 from drills.procedures.dynamodb import (
     ItemRecovery,
-    WriteProbes,
     decode_item,
     item_digest,
     recover_items,

@@ -14,15 +14,12 @@ at or before it, and says so in its result.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import json
 import math
-import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -31,12 +28,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from drills.clients import Clients
-from drills.config import ProbeSettings
 from drills.errors import RecoveryError
-from drills.loop import LoopThread
-from drills.measure import Outcome, ProbeResult
-from drills.probes import KnownVault, ProbeRunner
-from drills.vault import VaultClient, VaultUnavailable, digest, unb64
 
 Progress = Callable[[str], None]
 
@@ -353,97 +345,3 @@ def recover_items(clients: Clients, table: str, region: str,
     finally:
         delete_restored(clients, table, region)
     return ItemRecovery(table, target, held, use_latest, items, waited, restore_seconds, diff)
-
-
-# -- the symptom: vault writes ------------------------------------------------------------------
-class WriteProbes(ProbeRunner):
-    """Content-preserving vault writes: read each vault through the service, put the same bytes.
-
-    A put needs the vault's metadata item (its encrypted data key) and fails without it, so
-    these probes see runbook 2.2's damage where reads do not: a read decrypts with the key
-    stored beside the ciphertext in S3. One write per vault at a time, so the probes never
-    race each other on an item.
-    """
-
-    def __init__(self, loop: LoopThread, client: VaultClient, vaults: Sequence[KnownVault],
-                 settings: ProbeSettings) -> None:
-        super().__init__(loop, client, vaults, settings)
-        self._locks = {v.vault_id: asyncio.Lock() for v in self.vaults}
-        self._vault_of: dict[int, str] = {}
-        self._gate = threading.Lock()
-        self._open = True
-        self._inflight = 0
-        self._last_write = 0.0  # wall clock: when the latest put may have landed
-
-    @property
-    def method(self) -> str:
-        """How these probes observe the service, for the evidence."""
-        return (f"content-preserving vault writes (get, then put of the same bytes) to "
-                f"{len(self.vaults)} vault(s), one every {self.settings.interval * 1000:g} ms "
-                f"through NATS, enclave, KMS, S3 and DynamoDB; recovered = first of "
-                f"{self.settings.consecutive} consecutive successes")
-
-    def failed_vaults(self, since: float) -> set[str]:
-        """Vaults whose writes failed after monotonic time `since`: the damage as users see it."""
-        return {self._vault_of[r.seq] for r in self.results() if r.done >= since and not r.ok}
-
-    @contextmanager
-    def quiesced(self, timeout: float = 30.0) -> Iterator[None]:
-        """Hold new writes and let those in flight finish, for as long as the block runs.
-
-        On the way in it also waits out the wall-clock second of the last write: restore
-        points have one-second granularity, so a fault injected inside the block leaves the
-        items' last acknowledged state restorable.
-        """
-        with self._gate:
-            self._open = False
-        deadline = time.monotonic() + timeout
-        try:
-            while self._inflight and time.monotonic() < deadline:
-                time.sleep(0.01)
-            if self._inflight:
-                raise RecoveryError(f"vault write probes still in flight after {timeout:g}s")
-            settle = math.ceil(self._last_write) - time.time()
-            if settle > 0:
-                time.sleep(settle + 0.01)
-            yield
-        finally:
-            with self._gate:
-                self._open = True
-
-    async def _probe(self, seq: int, vault: KnownVault) -> None:
-        with self._gate:
-            if not self._open:
-                return  # quiesced: this slot is skipped, not failed
-            self._inflight += 1
-        sent_utc = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-        sent = time.monotonic()
-        try:
-            async with self._locks[vault.vault_id]:
-                outcome, detail = await self._write(vault)
-        finally:
-            with self._gate:
-                self._inflight -= 1
-        self._vault_of[seq] = vault.vault_id
-        result = ProbeResult(seq, sent, time.monotonic(), sent_utc, outcome, detail)
-        with self._lock:
-            self._results.append(result)
-
-    async def _write(self, vault: KnownVault) -> tuple[Outcome, str]:
-        timeout = self.settings.timeout
-        try:
-            reply = await self.client.call("get", {"vault_id": vault.vault_id}, timeout)
-            data = unb64(reply.fields["data"])
-            if digest(data) != vault.sha256:
-                return Outcome.ERROR, f"content of {vault.vault_id} does not match"
-            try:
-                await self.client.put(vault.vault_id, data, timeout)
-            finally:
-                self._last_write = time.time()
-        except VaultUnavailable as exc:
-            if exc.kind == "timeout":
-                # An unanswered put may still land later: count it as landing a timeout later.
-                self._last_write = time.time() + timeout
-                return Outcome.TIMEOUT, str(exc)
-            return Outcome.ERROR, str(exc)
-        return Outcome.OK, ""

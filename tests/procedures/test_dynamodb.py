@@ -18,9 +18,9 @@ from drills.clients import Clients
 from drills.config import ProbeSettings
 from drills.errors import RecoveryError
 from drills.loop import LoopThread
+from drills.probes import WriteProbes
 from drills.procedures.dynamodb import (
     ItemOutcome,
-    WriteProbes,
     create_on_demand_backup,
     decode_item,
     encode_item,
