@@ -27,7 +27,6 @@ Run: python -m drills.twin.controller --state-dir DIR
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import math
 import os
@@ -46,8 +45,13 @@ from drills.errors import TwinError
 from drills.journal import utc_now
 from drills.twin import control as twin_control
 from drills.twin.monitor import MetricPublisher
+from drills.twin.procs import stop_process
 from drills.twin.state import TwinState
 from drills.twin.timing import TimingProfile, profile
+
+#: The module of an enclave worker process, and of this controller: markers in their argv.
+WORKER_MODULE = "drills.twin.worker"
+CONTROLLER_MODULE = "drills.twin.controller"
 
 
 @dataclass(slots=True)
@@ -192,7 +196,7 @@ class Controller:
     def _start_worker(self, region: str, iid: str) -> subprocess.Popen[bytes]:
         log = (self.state.workers_dir / f"{iid}.log").open("ab")
         proc = subprocess.Popen(
-            [sys.executable, "-m", "drills.twin.worker", "--state-dir", self.state.state_dir,
+            [sys.executable, "-m", WORKER_MODULE, "--state-dir", self.state.state_dir,
              "--region", region, "--instance-id", iid],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True)
@@ -342,7 +346,7 @@ class Controller:
 
     def _retire(self, t: Tracked, reason: str) -> None:
         if t.worker is not None:
-            stop_process(t.worker.pid, timeout=5.0)
+            stop_process(t.worker.pid, WORKER_MODULE, t.instance_id, timeout=5.0)
             t.worker.wait(timeout=1)
         worker_record(self.state, t.instance_id).unlink(missing_ok=True)
 
@@ -351,31 +355,6 @@ class Controller:
         for t in list(self.tracked.values()):
             self._retire(t, "twin shutting down")
         self.tracked.clear()
-
-
-def stop_process(pid: int, timeout: float) -> None:
-    """SIGTERM (and SIGCONT, in case it is frozen), then SIGKILL after `timeout`."""
-    for sig in (signal.SIGTERM, signal.SIGCONT):
-        try:
-            os.kill(pid, sig)
-        except ProcessLookupError:
-            return
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not pid_alive(pid):
-            return
-        time.sleep(0.02)
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
-
-
-def pid_alive(pid: int) -> bool:
-    """True when `pid` exists and is not a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
-            return handle.read().split(") ", 1)[1][0] != "Z"
-    except (FileNotFoundError, IndexError):
-        return False
 
 
 def main(argv: list[str] | None = None) -> None:

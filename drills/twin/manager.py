@@ -27,8 +27,9 @@ from drills.journal import utc_now
 from drills.loop import LoopThread
 from drills.probes import KnownVault
 from drills.twin import aws, monitor, nats
-from drills.twin.controller import pid_alive, stop_process
+from drills.twin.controller import CONTROLLER_MODULE, WORKER_MODULE
 from drills.twin.nats import NatsCluster, NatsClusterSpec
+from drills.twin.procs import live_pid, still_running, stop_process
 from drills.twin.provision import nats_credentials, provision_aws
 from drills.twin.state import PRIMARY_REGION, Names, RegionState, TwinState, default_state_dir
 from drills.twin.timing import profile as timing_profile
@@ -91,7 +92,8 @@ class Twin:
                 data = json.loads(record.read_text(encoding="utf-8"))
             except (json.JSONDecodeError, FileNotFoundError):
                 continue  # being written or removed by the controller right now
-            if data["region"] == region and pid_alive(data["pid"]):
+            if data["region"] == region and still_running(data["pid"], WORKER_MODULE,
+                                                          data["instance_id"]):
                 out[data["instance_id"]] = data["pid"]
         return out
 
@@ -126,11 +128,14 @@ def running_twin(state_dir: Path) -> Twin | None:
         twin = Twin.load(state_dir)
     except TwinError:
         return None
-    ctl = Path(twin.state.state_dir) / "controller.pid"
-    if not (aws.is_running(twin.endpoint) and ctl.exists()
-            and pid_alive(int(ctl.read_text() or 0))):
+    if not (aws.is_running(twin.endpoint) and _controller_pid(twin.state.state_dir)):
         return None
     return twin
+
+
+def _controller_pid(state_dir: str) -> int | None:
+    """The pid of the twin's live ASG controller (checked against /proc), else None."""
+    return live_pid(Path(state_dir) / "controller.pid", CONTROLLER_MODULE, state_dir)
 
 
 def up(state_dir: Path | None = None, *, timing: str = "fast", backend: str = "process",
@@ -281,13 +286,14 @@ def down(state_dir: Path | None = None, *, keep_logs: bool = False,
         state = TwinState.load(root)
     except TwinError:
         return False
-    ctl = root / "controller.pid"
-    if ctl.exists():
+    ctl_pid = _controller_pid(state.state_dir)
+    if ctl_pid:
         progress("stopping ASG controller and enclave workers")
-        stop_process(int(ctl.read_text() or 0), timeout=10)
+        stop_process(ctl_pid, CONTROLLER_MODULE, state.state_dir, timeout=10)
     for record in state.workers_dir.glob("*.json"):
         with contextlib.suppress(json.JSONDecodeError, KeyError, FileNotFoundError):
-            stop_process(json.loads(record.read_text())["pid"], timeout=5)
+            data = json.loads(record.read_text())
+            stop_process(data["pid"], WORKER_MODULE, data["instance_id"], timeout=5)
     for region in state.regions.values():
         progress(f"stopping NATS cluster in {region.name}")
         try:
@@ -308,9 +314,8 @@ def status(state_dir: Path | None = None) -> list[Component]:
     twin = Twin.load(state_dir)
     endpoint = twin.endpoint
     rows = [Component("aws", aws.is_running(endpoint), endpoint.url)]
-    ctl = Path(twin.state.state_dir) / "controller.pid"
-    ctl_pid = int(ctl.read_text() or 0) if ctl.exists() else 0
-    rows.append(Component("asg-controller", bool(ctl_pid) and pid_alive(ctl_pid),
+    ctl_pid = _controller_pid(twin.state.state_dir)
+    rows.append(Component("asg-controller", ctl_pid is not None,
                           f"pid {ctl_pid}" if ctl_pid else "not running"))
     for name, region in twin.state.regions.items():
         cluster = twin.nats(name)

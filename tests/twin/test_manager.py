@@ -7,13 +7,17 @@ import os
 import signal
 import subprocess
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 
 from drills.twin import manager
-from drills.twin.controller import pid_alive
-from drills.twin.manager import Twin, _serving
+from drills.twin.aws import AwsEndpoint
+from drills.twin.manager import Twin, _serving, down, running_twin
+from drills.twin.nats import Backend, allocate
+from drills.twin.procs import still_running
+from drills.twin.state import PRIMARY_REGION, RegionState, TwinState
 from tests.conftest import wait_for
 
 pytestmark = pytest.mark.twin
@@ -98,12 +102,39 @@ def test_up_and_down_leave_no_process(tmp_path: Path) -> None:
     pids = list(twin.worker_pids().values())
     pids += [int(p.read_text()) for p in state_dir.rglob("*.pid")]
     assert len(pids) >= 2 + 3 + 2  # workers, nats nodes, aws + controller
-    assert all(pid_alive(p) for p in pids)
+    assert all(still_running(p) for p in pids)
     down = subprocess.run([sys.executable, "-m", "drills.cli", "twin", "down", "--state-dir",
                            str(state_dir)], capture_output=True, text=True, timeout=120)
     assert down.returncode == 0, down.stderr
-    assert not [p for p in pids if pid_alive(p)]
+    assert not [p for p in pids if still_running(p)]
     assert not state_dir.exists()
+
+
+def test_down_never_signals_a_stranger_holding_a_stale_pid(tmp_path: Path) -> None:
+    """A twin's state left behind (a reboot, a restored snapshot) names pids that other
+    processes may hold now: cleaning it up must not signal them."""
+    stranger = subprocess.Popen(["sleep", "300"])
+    try:
+        root = tmp_path / "twin"
+        spec = allocate(PRIMARY_REGION, root / "nats", Backend.PROCESS, "u", "p")
+        endpoint = AwsEndpoint("127.0.0.1", spec.nodes[0].client_port, str(root / "aws.pid"),
+                               str(root / "aws.log"))
+        state = TwinState(str(root), "fast", asdict(endpoint),
+                          {PRIMARY_REGION: RegionState(PRIMARY_REGION, spec.to_dict(), "asg", 2)})
+        root.mkdir()
+        state.save()
+        for pid_file in (root / "controller.pid", root / "aws.pid"):
+            pid_file.write_text(str(stranger.pid))
+        state.workers_dir.mkdir(parents=True, exist_ok=True)
+        (state.workers_dir / "i-1.json").write_text(json.dumps(
+            {"instance_id": "i-1", "region": PRIMARY_REGION, "pid": stranger.pid}))
+        assert running_twin(root) is None
+        assert down(root)
+        assert stranger.poll() is None, "the stranger was signalled"
+        assert not root.exists()
+    finally:
+        stranger.kill()
+        stranger.wait()
 
 
 @pytest.mark.docker

@@ -35,7 +35,7 @@ from typing import Any
 
 from drills.errors import TwinError
 from drills.twin.nats.cluster import wait_for
-from drills.twin.nats.procs import live_pid, signal_quietly, still_running
+from drills.twin.procs import live_pid, signal_quietly, still_running
 
 PLAN_FILE = "netfault.json"  # what to listen on, written by the cluster before start
 STATE_FILE = "netfault.state.json"  # the partition in force, so a restarted proxy keeps it

@@ -14,8 +14,8 @@ from typing import Any
 from drills.errors import TwinError
 from drills.twin.nats.cluster import NatsCluster, tail, wait_for
 from drills.twin.nats.netfault import Listener, ProxyHandle, write_plan
-from drills.twin.nats.procs import live_pid, proc_state, signal_quietly, still_running
 from drills.twin.nats.spec import NatsNode, NodeState
+from drills.twin.procs import live_pid, proc_state, signal_quietly, still_running
 
 _STOP_GRACE = 10  # seconds a node gets to shut down cleanly before SIGKILL
 

@@ -1,0 +1,62 @@
+"""The twin's processes found again from any process: pid files and records are checked
+against /proc, so a stale pid (after SIGKILL, a reboot or a restored snapshot) that now
+belongs to a stranger is never signalled; signals tolerate a process already gone."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from pathlib import Path
+
+
+def proc_state(pid: int) -> str | None:
+    """One-letter state of a process (R, S, T, Z, ...) from /proc, None if it is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except (OSError, IndexError):  # the command name before ")" may hold anything
+        return None
+
+
+def signal_quietly(pid: int, sig: int) -> None:
+    """Send `sig` to `pid`; a process that is already gone is not an error."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, sig)
+
+
+def still_running(pid: int, *markers: str) -> bool:
+    """True while process `pid` lives (not a zombie) and its argv holds every marker (so a
+    recycled pid is never mistaken for it)."""
+    if pid <= 0:
+        return False
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return (all(any(m.encode() in arg for arg in argv) for m in markers)
+            and proc_state(pid) not in (None, "Z"))
+
+
+def live_pid(pid_file: Path, *markers: str) -> int | None:
+    """The pid in `pid_file` if that process lives and its argv holds every marker."""
+    try:
+        pid = int(pid_file.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return pid if still_running(pid, *markers) else None
+
+
+def stop_process(pid: int, *markers: str, timeout: float) -> None:
+    """SIGTERM (and SIGCONT, in case it is frozen) to `pid` if it is still the process the
+    markers describe, then SIGKILL if it has not gone after `timeout` seconds."""
+    if not still_running(pid, *markers):
+        return
+    for sig in (signal.SIGTERM, signal.SIGCONT):
+        signal_quietly(pid, sig)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc_state(pid) in (None, "Z"):
+            return
+        time.sleep(0.02)
+    signal_quietly(pid, signal.SIGKILL)
