@@ -13,7 +13,7 @@ from drills.evidence.model import (
     Status,
     StepRecord,
 )
-from tests.evidence.conftest import Runs
+from tests.conftest import Runs
 
 T0 = "2026-01-01T00:00:00.000Z"
 

@@ -11,8 +11,8 @@ import pytest
 from drills.evidence.analysis import analyse
 from drills.evidence.html_report import render
 from drills.evidence.json_report import load_report
+from tests.conftest import Runs
 from tests.evidence.browser import Chromium
-from tests.evidence.conftest import Runs
 
 pytestmark = pytest.mark.twin
 

@@ -19,7 +19,7 @@ from drills.evidence.json_report import (
     schema,
     validate,
 )
-from tests.evidence.conftest import Runs
+from tests.conftest import Runs
 
 #: Which $defs entry of the schema describes which record type.
 DEFS = {

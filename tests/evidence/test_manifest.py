@@ -11,7 +11,7 @@ import pytest
 from drills.cli import main
 from drills.evidence import index as index_mod
 from drills.evidence.manifest import MANIFEST_NAME, verify, write_manifest
-from tests.evidence.conftest import Runs
+from tests.conftest import Runs
 
 
 @pytest.fixture

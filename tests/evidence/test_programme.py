@@ -14,7 +14,7 @@ from drills.evidence.index import IndexedDrill, IndexEntry
 from drills.evidence.model import DrillRecord
 from drills.evidence.programme import BY_ID, MAX_AGE_DAYS, Exercise, compliance, items_for
 from drills.evidence.remediation import Attestation, TeamFile
-from tests.evidence.conftest import Runs
+from tests.conftest import Runs
 
 FEATURES = Path(__file__).resolve().parents[2] / "features"
 NOW = parse_utc("2026-06-30T12:00:00Z")

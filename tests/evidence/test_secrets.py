@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from drills.evidence.redact import scrub
-from tests.evidence.conftest import Runs
+from tests.conftest import Runs
 
 
 @pytest.mark.twin
