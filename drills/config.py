@@ -6,6 +6,7 @@ figure an auditor reads in the report is the one the team wrote in its config.
 
 from __future__ import annotations
 
+import time
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -34,6 +35,10 @@ RUNBOOK_PRIORITY: dict[str, str] = {
 }
 
 
+#: Drills keep measuring at least this long (seconds) past an objective (`Objective.window`).
+MIN_OVERRUN = 60.0
+
+
 @dataclass(frozen=True, slots=True)
 class Objective:
     """What one component must meet: RTO in seconds and RPO in acknowledged writes lost."""
@@ -42,6 +47,18 @@ class Objective:
     rto: float
     rpo_writes: int = 0
     priority: str = ""
+
+    @property
+    def window(self) -> float:
+        """How long after a fault a drill keeps measuring: past the objective, so that a
+        breach is reported with the actual RTO rather than only "not within the objective"
+        (twice the objective, and at least a minute past it)."""
+        return max(2 * self.rto, self.rto + MIN_OVERRUN)
+
+    def remaining(self, injected_at: float) -> float:
+        """Seconds left of the measurement window of a fault injected at monotonic time
+        `injected_at` (0 once it has passed)."""
+        return max(0.0, self.window - (time.monotonic() - injected_at))
 
 
 @dataclass(frozen=True, slots=True)

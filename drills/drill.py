@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from drills.config import Settings
+from drills.config import Objective, Settings
 from drills.errors import ObjectiveBreached, ProbeError
 from drills.evidence.model import (
     DrillRecord,
@@ -23,7 +23,7 @@ from drills.evidence.observer import RunObserver
 from drills.faults import ActiveFault, Fault, FaultInjector
 from drills.journal import utc_now
 from drills.loop import LoopThread
-from drills.measure import Outcome, Verdict, compute_recovery
+from drills.measure import Outcome, Recovery, Verdict, compute_recovery
 from drills.probes import ProbeRunner
 from drills.rpo import CanaryWriter, verify
 from drills.target import Capacity, Target
@@ -150,40 +150,55 @@ class Drill:
     # -- measurement ------------------------------------------------------------------------
     def measure_service(self, component: str) -> Measurement:
         """Wait for the service to recover from the last fault, then measure its RTO."""
+        probes = self._running_probes()
+        k, interval = self.settings.probes.consecutive, self.settings.probes.interval
+        return self.measure_probes(
+            component, probes, interval=interval,
+            method=(f"synthetic vault reads every {interval * 1000:g} ms through NATS, enclave, "
+                    f"KMS and S3; recovered = first of {k} consecutive successes"))
+
+    def measure_probes(self, component: str, probes: ProbeRunner, *, method: str,
+                       interval: float, name: str = "service", what: str = "recovery",
+                       fault: ActiveFault | None = None,
+                       outage_expected: bool = False) -> Measurement:
+        """Wait until `probes` show recovery from `fault` (default: the last one), within the
+        objective's measurement window, then record the RTO they measure.
+
+        Recovered = the first of K consecutive successes after a failure; with no failure at
+        all (unless `outage_expected`), K successes once the service has settled."""
         self._last_progress = 0.0
         objective = self.settings.objectives.for_component(component)
-        probes, fault = self._running_probes(), self.last_fault
-        k, interval = self.settings.probes.consecutive, self.settings.probes.interval
+        fault = fault or self.last_fault
+        k = self.settings.probes.consecutive
+
+        def recovery(results: list[Any]) -> Recovery:
+            return compute_recovery(results, fault.injected_at, consecutive=k,
+                                    interval=interval)
 
         def recovered(results: list[Any]) -> bool:
-            rec = compute_recovery(results, fault.injected_at, consecutive=k, interval=interval)
+            rec = recovery(results)
             if rec.verdict is Verdict.RECOVERED:
                 return True
             settled = self.settled_at or fault.injected_at
-            return rec.verdict is Verdict.NO_OUTAGE and sum(
+            return not outage_expected and rec.verdict is Verdict.NO_OUTAGE and sum(
                 r.ok for r in results if r.done >= settled) >= k
 
-        remaining = objective.rto - (time.monotonic() - fault.injected_at)
-        probes.wait_for(recovered, max(remaining, 0.0), lambda s, t: self.progress(
-            f"waiting for recovery ({component} objective {seconds(objective.rto)}): "
-            f"{s.ok} ok / {s.failed} failed since the fault"
-            + (f", last error {s.last_detail[:60]}" if s.last is not Outcome.OK else "")),
+        probes.wait_for(recovered, objective.remaining(fault.injected_at), lambda s, t: (
+            self.progress(f"waiting for {what} ({self._objective_note(objective, fault)}): "
+                          f"{s.ok} ok / {s.failed} failed since the fault"
+                          + (f", last error {s.last_detail[:60]}"
+                             if s.last is not Outcome.OK else ""))),
             since=fault.injected_at)
-        rec = compute_recovery(probes.results(), fault.injected_at, consecutive=k,
-                               interval=interval)
+        rec = recovery(probes.results())
         met = rec.verdict in (Verdict.RECOVERED, Verdict.NO_OUTAGE) and (
             rec.rto is not None and rec.rto <= objective.rto)
-        measurement = Measurement(
-            name="service", component=component, objective_rto=objective.rto,
+        return self.record_measurement(Measurement(
+            name=name, component=component, objective_rto=objective.rto,
             verdict=rec.verdict.value, rto=rec.rto, rto_lower=rec.rto_lower,
             uncertainty=rec.uncertainty, time_to_detect=rec.time_to_detect, met=met,
-            fault_id=fault.fault_id,
-            method=(f"synthetic vault reads every {interval * 1000:g} ms through NATS, enclave, "
-                    f"KMS and S3; recovered = first of {k} consecutive successes"),
-            probes=rec.probes, failures=rec.failures,
+            fault_id=fault.fault_id, method=method, probes=rec.probes, failures=rec.failures,
             outages=[OutageRecord(o.start, o.end, o.failures, o.first_detail)
-                     for o in rec.outages])
-        return self.record_measurement(measurement)
+                     for o in rec.outages]))
 
     def measure_capacity(self, component: str, poll: float = 0.25) -> Measurement:
         """Wait until the enclave ASG serves at desired capacity again; measure how long."""
@@ -192,7 +207,7 @@ class Drill:
         fault = self.last_fault
         lower = fault.injected_at
         observed: Capacity | None = None
-        deadline = fault.injected_at + objective.rto
+        deadline = fault.injected_at + objective.window
         while True:
             polled_at = time.monotonic()
             observed = self.target.capacity(self.loop, self.client)
@@ -204,7 +219,7 @@ class Drill:
             self.progress(f"waiting for {self.target.asg_name()} to serve at desired capacity: "
                           f"desired {observed.desired}, InService {observed.in_service}, "
                           f"serving {observed.serving} "
-                          f"({seconds(time.monotonic() - fault.injected_at)} after the fault)")
+                          f"({self._objective_note(objective, fault)})")
             time.sleep(min(poll, max(0.0, deadline - time.monotonic())))
         now = time.monotonic()
         restored = observed.restored
@@ -237,10 +252,25 @@ class Drill:
         """Raise ObjectiveBreached, with the figures, when a measurement missed its objective."""
         if measurement.met:
             return
+        if measurement.rto is None:
+            window = self.settings.objectives.for_component(measurement.component).window
+            figure = f"no recovery within {seconds(window)} of the fault"
+        else:
+            figure = f"measured RTO {seconds(measurement.rto)}"
         raise ObjectiveBreached(
-            f"{measurement.component} objective breached ({measurement.name}): "
-            f"measured RTO {seconds(measurement.rto)} (verdict {measurement.verdict}) against "
-            f"an objective of {seconds(measurement.objective_rto)}")
+            f"{measurement.component} objective breached ({measurement.name}): {figure} "
+            f"(verdict {measurement.verdict}) against an objective of "
+            f"{seconds(measurement.objective_rto)}")
+
+    @staticmethod
+    def _objective_note(objective: Objective, fault: ActiveFault) -> str:
+        """'12.3s after the fault, objective 5m' or, past it, that it is breached."""
+        elapsed = time.monotonic() - fault.injected_at
+        note = f"{seconds(elapsed)} after the fault, {objective.component} objective " \
+               f"{seconds(objective.rto)}"
+        if elapsed > objective.rto:
+            note += f" BREACHED; still measuring, up to {seconds(objective.window)}"
+        return note
 
     # -- data loss ----------------------------------------------------------------------------
     def start_canary(self, rate: float = 10.0) -> CanaryWriter:

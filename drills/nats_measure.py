@@ -77,7 +77,7 @@ def measure_service_stable(drill: Drill, component: str, settle: float = SETTLE)
                          "before the fault")
     probes, interval = drill.probes, drill.settings.probes.interval
     objective = drill.settings.objectives.for_component(component)
-    stable = _wait_stable(drill, probes.results, "vault operations", objective.rto + settle,
+    stable = _wait_stable(drill, probes.results, "vault operations", objective.window + settle,
                           settle)
     method = (f"synthetic vault reads every {interval * 1000:g} ms through NATS, enclave, KMS "
               f"and S3; recovered = first success after the last failure, once none has "
@@ -91,7 +91,7 @@ def measure_cluster(drill: Drill, component: str, cluster: Any,
     """Time from the last fault until every NATS node is a full member of the cluster."""
     objective = drill.settings.objectives.for_component(component)
     fault = drill.last_fault
-    deadline, lower = fault.injected_at + objective.rto, fault.injected_at
+    deadline, lower = fault.injected_at + objective.window, fault.injected_at
     while True:
         polled = time.monotonic()
         problems = {n.name: p for n in cluster.spec.nodes
@@ -139,7 +139,7 @@ def measure_jetstream_writes(drill: Drill, canary: JetStreamCanary, component: s
                              settle: float = SETTLE) -> Measurement:
     """RTO of JetStream writes after the last fault, from acknowledged publishes."""
     objective = drill.settings.objectives.for_component(component)
-    stable = _wait_stable(drill, canary.results, "JetStream writes", objective.rto + settle,
+    stable = _wait_stable(drill, canary.results, "JetStream writes", objective.window + settle,
                           settle)
     method = (f"JetStream publishes with ack to R{canary.replicas} stream {canary.stream} every "
               f"{canary.interval * 1000:g} ms (ack timeout {canary.timeout:g} s, Nats-Msg-Id "

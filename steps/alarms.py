@@ -76,7 +76,7 @@ def alarm_fires(drill: Drill, alarm: str, component: str) -> None:
     since = alarms.parse_utc(fault.injected_utc)
     change = alarms.wait_for_change(
         target.clients, target.region, alarm, "ALARM", since,
-        max(0.0, objective.rto - (time.monotonic() - fault.injected_at)), _quiet(drill))
+        objective.remaining(fault.injected_at), _quiet(drill))
     figure = None if change is None else (change.at - since).total_seconds()
     drill.assert_met(_measure(
         drill, "time-to-alarm", component, figure, "alarm" if change else "no-alarm",
@@ -92,7 +92,7 @@ def paged(drill: Drill, alarm: str, component: str, pager: alarms.PagerWatch) ->
     fault = drill.last_fault
     objective = drill.settings.objectives.for_component(component)
     page = pager.wait_for_page(alarm, "ALARM", alarms.parse_utc(fault.injected_utc),
-                               max(0.0, objective.rto - (time.monotonic() - fault.injected_at)),
+                               objective.remaining(fault.injected_at),
                                _quiet(drill))
     figure = None if page is None else (
         page.delivered - alarms.parse_utc(fault.injected_utc)).total_seconds()

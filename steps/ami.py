@@ -115,10 +115,9 @@ def refresh_completes(drill: Drill, component: str, instance_refresh: RefreshSta
     objective = drill.settings.objectives.for_component(component)
     fault = drill.last_fault
     target = drill.target
-    remaining = objective.rto - (time.monotonic() - fault.injected_at)
     outcome = procedure.wait_for_instance_refresh(
         target.clients, target.asg_name(), target.region, instance_refresh.refresh_id,
-        max(remaining, 0.0), drill.progress)
+        objective.remaining(fault.injected_at), drill.progress)
     done = time.monotonic() - fault.injected_at
     ok = outcome.status == "Successful" and outcome.percentage == 100
     measurement = Measurement(

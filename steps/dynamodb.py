@@ -4,7 +4,6 @@ from point-in-time recovery; measured through the writes that need those items."
 from __future__ import annotations
 
 import random
-import time
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
@@ -14,10 +13,9 @@ from pytest_bdd import given, parsers, then, when
 from drills.config import ProbeSettings
 from drills.drill import Drill, seconds
 from drills.errors import ConfigError, ObjectiveBreached, ProbeError, RecoveryError
-from drills.evidence.model import Measurement, OutageRecord, RpoMeasurement
+from drills.evidence.model import Measurement, RpoMeasurement
 from drills.faults import ActiveFault
 from drills.faults.dynamodb import CorruptItems, DeleteItems
-from drills.measure import Verdict, compute_recovery
 from drills.probes import WriteProbes
 from drills.procedures.dynamodb import (
     ItemRecovery,
@@ -184,28 +182,6 @@ def _window(stamps: list[str]) -> float:
 
 
 def _measure_writes(drill: Drill, component: str) -> Measurement:
-    objective = drill.settings.objectives.for_component(component)
-    probes, fault = _write_probes(drill), drill.last_fault
-    k, interval = probes.settings.consecutive, probes.settings.interval
-
-    def recovered(results: list[Any]) -> bool:
-        rec = compute_recovery(results, fault.injected_at, consecutive=k, interval=interval)
-        return rec.verdict in (Verdict.RECOVERED, Verdict.NO_OUTAGE) and rec.probes >= k
-
-    remaining = objective.rto - (time.monotonic() - fault.injected_at)
-    probes.wait_for(recovered, max(remaining, 0.0), lambda s, t: drill.progress(
-        f"waiting for vault writes to recover ({component} objective "
-        f"{seconds(objective.rto)}): {s.ok} ok / {s.failed} failed since the fault"),
-        since=fault.injected_at)
-    rec = compute_recovery(probes.results(), fault.injected_at, consecutive=k, interval=interval)
-    met = rec.verdict in (Verdict.RECOVERED, Verdict.NO_OUTAGE) and (
-        rec.rto is not None and rec.rto <= objective.rto)
-    measurement = Measurement(
-        name="service", component=component, objective_rto=objective.rto,
-        verdict=rec.verdict.value, rto=rec.rto, rto_lower=rec.rto_lower,
-        uncertainty=rec.uncertainty, time_to_detect=rec.time_to_detect, met=met,
-        fault_id=fault.fault_id, method=probes.method, probes=rec.probes,
-        failures=rec.failures,
-        outages=[OutageRecord(o.start, o.end, o.failures, o.first_detail) for o in rec.outages])
-    drill.record_measurement(measurement)
-    return measurement
+    probes = _write_probes(drill)
+    return drill.measure_probes(component, probes, interval=probes.settings.interval,
+                                what="vault writes to recover", method=probes.method)

@@ -9,7 +9,6 @@ run of intact reads after the restore is the vault's measured recovery.
 from __future__ import annotations
 
 import random
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -19,10 +18,9 @@ from pytest_bdd import parsers, then, when
 from drills.config import ProbeSettings
 from drills.drill import Drill
 from drills.errors import ObjectiveBreached
-from drills.evidence.model import Measurement, OutageRecord, RpoMeasurement
+from drills.evidence.model import RpoMeasurement
 from drills.faults import ActiveFault, Fault
 from drills.faults.s3 import CorruptVaultObject, DeleteVaultObject
-from drills.measure import Verdict, compute_recovery
 from drills.probes import KnownVault, ProbeRunner
 from drills.procedures.s3 import (
     Restore,
@@ -147,35 +145,15 @@ def restore_chose_good_version(damaged_vault: DamagedVault, restore: Restore,
 def damaged_vault_recovers(drill: Drill, damaged_vault: DamagedVault, component: str) -> None:
     """Measured RTO of the damaged vault: from the fault to the first of K consecutive reads
     of it whose content hash matches its last acknowledged write."""
-    objective = drill.settings.objectives.for_component(component)
-    fault, vault_id = damaged_vault.active, damaged_vault.vault.vault_id
+    vault_id = damaged_vault.vault.vault_id
     k = drill.settings.probes.consecutive
-
-    def recovery(results: list[Any]) -> Any:
-        return compute_recovery(results, fault.injected_at, consecutive=k,
-                                interval=WATCH_INTERVAL)
-
-    damaged_vault.watch.wait_for(
-        lambda rs: recovery(rs).verdict is Verdict.RECOVERED,
-        max(0.0, objective.rto - (time.monotonic() - fault.injected_at)),
-        lambda s, t: drill.progress(f"waiting for vault {vault_id} to read back intact "
-                                    f"({s.ok} ok / {s.failed} failed since the fault)"),
-        since=fault.injected_at)
-    rec = recovery(damaged_vault.watch.results())
-    measurement = Measurement(
-        name="vault", component=component, objective_rto=objective.rto,
-        verdict=rec.verdict.value, rto=rec.rto, rto_lower=rec.rto_lower,
-        uncertainty=rec.uncertainty, time_to_detect=rec.time_to_detect,
-        met=rec.verdict in (Verdict.RECOVERED, Verdict.NO_OUTAGE) and rec.rto is not None
-        and rec.rto <= objective.rto, fault_id=fault.fault_id,
+    measurement = drill.measure_probes(
+        component, damaged_vault.watch, name="vault", what=f"vault {vault_id} to read back intact",
+        interval=WATCH_INTERVAL, fault=damaged_vault.active, outage_expected=True,
         method=(f"a probe of the damaged vault {vault_id} alone, every "
                 f"{WATCH_INTERVAL * 1000:g} ms through NATS, enclave, KMS and S3 from before "
                 f"the fault; recovered = first of {k} consecutive reads whose content hash is "
-                "its last acknowledged write's"),
-        probes=rec.probes, failures=rec.failures,
-        outages=[OutageRecord(o.start, o.end, o.failures, o.first_detail)
-                 for o in rec.outages])
-    drill.record_measurement(measurement)
+                "its last acknowledged write's"))
     drill.assert_met(measurement)
 
 

@@ -111,7 +111,7 @@ def restored_identically(drill: Drill, ssm_backup: BackupRef, ssm_restore: Resto
     while True:
         polled = time.monotonic()
         checks = verify_parameters(drill.target.clients, drill.target.region, ssm_backup)
-        if all(c.ok for c in checks) or polled - first.injected_at > objective.rto:
+        if all(c.ok for c in checks) or polled - first.injected_at > objective.window:
             break
         lower = polled
         drill.progress(f"waiting for the parameters to match the backup: {_problems(checks)}")

@@ -13,10 +13,9 @@ import pytest
 
 from drills.journal import FaultState, Journal
 from drills.twin.manager import Twin
-from tests.conftest import wait_for
+from tests.conftest import ROOT, Runs, drills_cli, wait_for
 
 pytestmark = pytest.mark.twin
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def drills(*args: str, tmp_path: Path, twin: Twin | None = None,
@@ -25,18 +24,15 @@ def drills(*args: str, tmp_path: Path, twin: Twin | None = None,
     env = dict(os.environ, DRILLS_JOURNAL=str(tmp_path / "journal.jsonl"))
     if twin is not None:
         env["DRILLS_STATE_DIR"] = twin.state.state_dir
-    return subprocess.run([sys.executable, "-m", "drills.cli", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return drills_cli(*args, env=env, timeout=timeout)
 
 
-def test_run_monthly_prints_the_report_path(healthy_twin: Twin, tmp_path: Path) -> None:
+def test_run_monthly_prints_the_report_path(runs: Runs) -> None:
     """`drills run monthly` passes and ends with the path of a report of real measurements."""
-    result = drills("run", "monthly", "--reports", str(tmp_path / "reports"),
-                    tmp_path=tmp_path, twin=healthy_twin)
-    assert result.returncode == 0, result.stdout + result.stderr
-    report_path = Path(result.stdout.strip().splitlines()[-1])
+    assert runs.codes["monthly"] == 0, runs.output["monthly"]
+    report_path = Path(runs.stdout["monthly"].strip().splitlines()[-1])
     assert report_path.name == "report.json"
-    assert report_path.exists()
+    assert report_path == runs.dirs["monthly"] / "report.json"
     report = json.loads(report_path.read_text())
     assert report["exercise"] == "monthly"
     assert report["status"] == "passed"
@@ -44,34 +40,36 @@ def test_run_monthly_prints_the_report_path(healthy_twin: Twin, tmp_path: Path) 
     assert all("monthly" in d["tags"] for d in report["drills"])
     for drill in report["drills"]:
         assert drill["measurements"], "every drill measures its recovery"
-        assert all(m["met"] and m["rto"] is not None or m["verdict"] == "no-outage"
+        assert all((m["met"] and m["rto"] is not None) or m["verdict"] == "no-outage"
                    for m in drill["measurements"])
         assert drill["rpo"], "every monthly drill measures data loss"
         assert drill["probes"], "the probe timeline is in the report"
         assert all(f["reverted_utc"] for f in drill["faults"])
     assert (report_path.parent / "junit.xml").exists()
-    assert "drill: Single enclave instance failure" in result.stdout + result.stderr
+    assert "drill: Single enclave instance failure" in runs.output["monthly"]
     single = [d for d in report["drills"] if d["feature"] == "Single enclave instance failure"]
     assert len(single) == 2
     assert all({"service", "capacity"} <= {m["name"] for m in d["measurements"]}
                for d in single)
 
 
-def test_breached_objective_fails_the_run(healthy_twin: Twin, tmp_path: Path) -> None:
-    """An objective shorter than the real recovery makes the run exit 1 with the figures."""
-    objectives = tmp_path / "tight.toml"
-    objectives.write_text('[components."Nitro Enclave ASG"]\nrto = 0.2\n')
-    feature = "features/scenarios/complete_enclave_failure.feature"
-    result = drills("run", feature, "--objectives", str(objectives), "--reports",
-                    str(tmp_path / "reports"), "--", "-k", "terminated", tmp_path=tmp_path,
-                    twin=healthy_twin)
-    assert result.returncode == 1, result.stdout + result.stderr
-    report = json.loads(Path(result.stdout.strip().splitlines()[-1]).read_text())
-    (drill,) = report["drills"]
-    assert drill["status"] == "failed"
-    assert "objective breached" in drill["error"]
-    assert not drill["measurements"][0]["met"]
-    assert Journal(tmp_path / "journal.jsonl").pending() == []
+def test_breached_objective_fails_the_run(runs: Runs) -> None:
+    """An objective shorter than the real recovery (0.2 s for the ASG to be back at capacity)
+    makes the run exit 1 with the figures."""
+    assert runs.codes["breach"] == 1, runs.output["breach"]
+    report_path = Path(runs.stdout["breach"].strip().splitlines()[-1])
+    report = json.loads(report_path.read_text())
+    assert report["status"] == "failed"
+    assert report["drills"]
+    for drill in report["drills"]:
+        assert drill["status"] == "failed"
+        assert "objective breached" in drill["error"]
+        capacity = next(m for m in drill["measurements"] if m["name"] == "capacity")
+        assert not capacity["met"]
+        assert capacity["rto"] > 0.2
+        assert all(f["reverted_utc"] for f in drill["faults"])
+    # Every fault of every run was reverted before its run ended.
+    assert Journal(runs.journal).pending() == []
 
 
 @pytest.mark.parametrize(("args", "message"), [

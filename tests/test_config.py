@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
 
-from drills.config import SERVICE_COMPONENT, load_settings
+from drills.config import SERVICE_COMPONENT, Objective, load_settings
 from drills.errors import ConfigError
 
 
@@ -82,3 +83,18 @@ def test_unknown_component_lists_the_known_ones() -> None:
     """Asking for an unknown component lists the names features may use."""
     with pytest.raises(ConfigError, match='"NATS Cluster"'):
         load_settings(None).objectives.for_component("NATS cluster")
+
+
+@pytest.mark.parametrize(("rto", "window"), [(0.2, 60.2), (30, 90), (60, 120), (300, 600),
+                                             (900, 1800)])
+def test_measurement_window_runs_past_the_objective(rto: float, window: float) -> None:
+    """Drills keep measuring past an objective (2x, at least a minute more), so a breach is
+    reported with its actual RTO; for the runbook's 15 min that is its 30 min MTTR."""
+    assert Objective("x", rto).window == pytest.approx(window)
+
+
+def test_remaining_counts_down_from_the_fault_and_stops_at_zero() -> None:
+    objective = Objective("x", 10)  # window 70 s
+    now = time.monotonic()
+    assert 69 < objective.remaining(now - 0.5) <= 69.5
+    assert objective.remaining(now - 1000) == 0.0

@@ -107,11 +107,11 @@ def test_flapping_service_is_measured_at_its_last_failure() -> None:
 
 
 def test_a_service_still_flapping_at_the_deadline_is_not_recovered() -> None:
-    """If failures continue past the objective (plus the settle window), the verdict is
-    not-recovered with no RTO, and the objective is breached."""
+    """If failures continue past the measurement window (twice the 300 s objective) plus the
+    settle window, the verdict is not-recovered with no RTO, and the objective is breached."""
     now = time.monotonic()
-    origin = now - 400  # objective 300 s + settle 10 s already behind us
-    results = _timeline(origin, [(t, t % 2 == 0) for t in range(1, 400)])
+    origin = now - 700  # window 600 s + settle 10 s already behind us
+    results = _timeline(origin, [(t, t % 2 == 0) for t in range(1, 700)])
     m = measure_service_stable(_Drill(origin, results), "NATS Cluster")  # type: ignore[arg-type]
     assert (m.verdict, m.rto, m.met) == ("not-recovered", None, False)
 

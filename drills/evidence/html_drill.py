@@ -39,7 +39,7 @@ def measurement_card(m: Measurement) -> str:
         facts.append(f"{m.probes} probes, none failed; an outage shorter than "
                      f"{secs(m.uncertainty)} could pass unseen")
     elif m.rto is None:
-        value = ("not recovered within the objective" if m.verdict == "not-recovered"
+        value = ("not recovered while measured" if m.verdict == "not-recovered"
                  else f"not measured ({m.verdict})")
     else:
         value = secs(m.rto)
