@@ -30,12 +30,23 @@ def still_running(pid: int, *markers: str) -> bool:
     recycled pid is never mistaken for it)."""
     if pid <= 0:
         return False
-    try:
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return False
+    argv = _argv(pid)
     return (all(any(m.encode() in arg for arg in argv) for m in markers)
             and proc_state(pid) not in (None, "Z"))
+
+
+def _argv(pid: int, patience: float = 0.5) -> list[bytes]:
+    """The argv of `pid` from /proc ([] if it is gone). A process in the middle of exec
+    shows an empty cmdline for a moment: wait that out rather than misjudge it."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return []
+        if raw or time.monotonic() > deadline or proc_state(pid) in (None, "Z"):
+            return raw.split(b"\0") if raw else []
+        time.sleep(0.002)
 
 
 def live_pid(pid_file: Path, *markers: str) -> int | None:

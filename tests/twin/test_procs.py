@@ -57,3 +57,15 @@ def test_stop_process_stops_a_frozen_process(sleeper: subprocess.Popen[bytes]) -
     wait_for(lambda: proc_state(sleeper.pid) == "T", 10, "the process to stop")
     stop_process(sleeper.pid, "sleep", "300", timeout=5)
     assert sleeper.wait(timeout=10) == -signal.SIGTERM
+
+
+def test_a_process_still_in_exec_is_recognised() -> None:
+    """Right after exec a process shows an empty cmdline for a moment; it must not be taken
+    for a stranger (or `stop_process` would skip a worker it should stop)."""
+    missed = 0
+    for _ in range(100):
+        proc = subprocess.Popen(["sleep", "300"])
+        missed += not still_running(proc.pid, "sleep", "300")
+        proc.kill()
+        proc.wait()
+    assert missed == 0
