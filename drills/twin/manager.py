@@ -181,20 +181,22 @@ def _start(root: Path, timing: str, backend: nats.Backend, vaults: int, desired:
     state.save()  # from here on, `down` can find and stop everything
     progress(f"starting NATS cluster ({backend.value} backend, {len(spec.nodes)} nodes) and "
              f"provisioning stack {names.stack} in {PRIMARY_REGION}")
-    # Independent and each about a second: the cluster forms while the stack is created.
+    # Independent and each a second or two: the cluster forms (JetStream elects its meta
+    # leader) while the stack is created and the enclave instances boot; the servers take
+    # client connections from their first moment, so workers may connect before it is done.
     with ThreadPoolExecutor(max_workers=1) as pool:
         forming = pool.submit(nats.cluster_for(spec).start, timeout=min(60.0, timeout))
         made = provision_aws(clients, names, PRIMARY_REGION, desired, user, password)
         monitor.provision(clients, names, PRIMARY_REGION, timing)  # runbook 3.2/3.3 alarms
+        region = replace(region, key_arn=made.key_arn, ami_id=made.ami_id)
+        state = replace(state, regions={PRIMARY_REGION: region})
+        state.save()
+        progress("starting ASG controller")
+        _spawn_controller(root)
         forming.result()
     # Runbook 4.2 finds NATS as EC2 instances tagged Application=vettid-nats and restarts it
     # through SSM Run Command: give each node its instance and SSM agent.
     nats.ensure_instances(clients, endpoint.url, spec)
-    region = replace(region, key_arn=made.key_arn, ami_id=made.ami_id)
-    state = replace(state, regions={PRIMARY_REGION: region})
-    state.save()
-    progress("starting ASG controller")
-    _spawn_controller(root)
     twin = Twin(state)
     progress(f"waiting for {desired} enclave workers to boot")
     _wait(lambda: len(_serving(twin)) >= desired, timeout, f"{desired} serving workers",
