@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from drills.errors import TwinError
+from drills.twin.procs import live_pid
 
 __all__ = [
     "AwsEndpoint",
@@ -216,19 +217,9 @@ def _answers(endpoint: AwsEndpoint, timeout: float) -> bool:
 
 
 def _twin_pid(endpoint: AwsEndpoint) -> int | None:
-    """The pid in the pid file if that process is alive and is a twin server."""
-    try:
-        pid = int(Path(endpoint.pid_file).read_text().strip())
-    except (OSError, ValueError):
-        return None
-    if not _alive(pid):
-        return None
-    # Guard against pid reuse after a crash: never signal someone else's process.
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return pid  # no /proc (not Linux): trust the pid file
-    return pid if _MODULE.encode() in cmdline else None
+    """The pid in the pid file if that process is alive and is the twin server writing it
+    (checked against its argv: a recycled pid is never signalled)."""
+    return live_pid(Path(endpoint.pid_file), _MODULE, endpoint.pid_file)
 
 
 def _alive(pid: int) -> bool:
