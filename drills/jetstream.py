@@ -121,8 +121,25 @@ class JetStreamCanary:
                     if time.monotonic() > deadline:
                         raise
 
+        async def writable() -> int:
+            # A new stream answers publishes only once its own raft group has a leader:
+            # before that a publish gets "no response from stream", which must not be
+            # counted against a healthy cluster.
+            replicas = await create()
+            jsm, deadline = self.nc.jetstream(), time.monotonic() + 20
+            while True:
+                with contextlib.suppress(nats.errors.TimeoutError, nats.js.errors.APIError):
+                    cluster = (await jsm.stream_info(self.stream)).cluster
+                    if cluster is None or (cluster.leader and all(
+                            r.current for r in cluster.replicas or [])):
+                        return replicas
+                if time.monotonic() > deadline:
+                    raise ProbeError(f"stream {self.stream} has no leader with every replica "
+                                     "current 20 s after it was created")
+                await asyncio.sleep(0.1)
+
         try:
-            replicas = self.loop.run(create(), timeout=30)
+            replicas = self.loop.run(writable(), timeout=50)
         except Exception as exc:
             raise ProbeError(f"could not create JetStream stream {self.stream} with "
                              f"{self.replicas} replicas ({type(exc).__name__}: {exc}); is "

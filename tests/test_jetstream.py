@@ -50,8 +50,15 @@ def _canary(conn: tuple[LoopThread, Any], **kwargs: Any) -> JetStreamCanary:
 
 def test_every_acknowledged_publish_is_read_back(conn: tuple[LoopThread, Any]) -> None:
     """With a healthy cluster every publish is acknowledged, found by its Nats-Msg-Id with
-    the same hash, and the stream is deleted afterwards."""
+    the same hash, and the stream is deleted afterwards. `create_stream` returns only once
+    the stream has a leader and every replica is current, so not even the first publish
+    meets "no response from stream"."""
+    loop, nc = conn
     canary = _canary(conn)
+    cluster = loop.run(nc.jetstream().stream_info(canary.stream), timeout=10).cluster
+    assert cluster.leader
+    assert len(cluster.replicas) == 2
+    assert all(r.current for r in cluster.replicas)
     canary.start()
     assert canary.wait(lambda ps: sum(p.acked for p in ps) >= 20, 20)
     canary.stop()
