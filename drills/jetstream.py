@@ -19,10 +19,10 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from drills.errors import ProbeError
+from drills.journal import utc_now
 from drills.loop import LoopThread
 from drills.measure import Outcome, ProbeResult
 
@@ -65,10 +65,6 @@ class JsVerification:
     ghosts: int  # unacknowledged publishes the stream holds all the same
     duplicates: int  # message ids stored more than once (de-duplication failed)
     unverified: int  # stream sequences that could not be read back
-
-
-def _utc() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class JetStreamCanary:
@@ -200,7 +196,7 @@ class JetStreamCanary:
     async def _publish(self, js: Any, seq: int) -> None:
         msg_id = f"{self.prefix}-{seq:06d}"
         data = f"{msg_id}:".encode() + os.urandom(32)
-        sent_utc, sent = _utc(), time.monotonic()
+        sent_utc, sent = utc_now(), time.monotonic()
         try:
             ack = await js.publish(self.subject, data, timeout=self.timeout,
                                    stream=self.stream, headers={MSG_ID: msg_id})

@@ -17,10 +17,10 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from drills.config import ProbeSettings
 from drills.errors import ProbeError, RecoveryError
+from drills.journal import utc_now
 from drills.loop import LoopThread
 from drills.measure import Outcome, ProbeResult
 from drills.vault import VaultClient, VaultUnavailable, digest, unb64
@@ -129,7 +129,7 @@ class ProbeRunner:
             await asyncio.gather(*inflight, return_exceptions=True)
 
     async def _probe(self, seq: int, vault: KnownVault) -> None:
-        sent_utc = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        sent_utc = utc_now()
         sent = time.monotonic()
         try:
             data = await self.client.get(vault.vault_id, timeout=self.settings.timeout)
@@ -205,7 +205,7 @@ class WriteProbes(ProbeRunner):
             if not self._open:
                 return  # quiesced: this slot is skipped, not failed
             self._inflight += 1
-        sent_utc = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        sent_utc = utc_now()
         sent = time.monotonic()
         try:
             async with self._locks[vault.vault_id]:

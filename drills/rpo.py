@@ -15,8 +15,8 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
+from drills.journal import utc_now
 from drills.loop import LoopThread
 from drills.vault import VaultClient, VaultUnavailable, digest
 
@@ -104,7 +104,7 @@ class CanaryWriter:
     async def _write(self, seq: int) -> None:
         vault_id = f"{self.prefix}-{seq:06d}"
         data = f"{seq}:".encode() + os.urandom(48)
-        sent_utc = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        sent_utc = utc_now()
         sent = time.monotonic()
         try:
             await self.client.enroll(vault_id, data, timeout=self.timeout)
