@@ -23,7 +23,7 @@ from typing import Any
 
 from drills.errors import ProbeError
 from drills.journal import utc_now
-from drills.loop import LoopThread
+from drills.loop import LoopThread, Ticker
 from drills.measure import Outcome, ProbeResult
 
 STREAM = "VETTID_DRILL"
@@ -67,24 +67,20 @@ class JsVerification:
     unverified: int  # stream sequences that could not be read back
 
 
-class JetStreamCanary:
+class JetStreamCanary(Ticker):
     """Publishes at `rate` per second on `loop` into its own R3 stream until stopped."""
 
     def __init__(self, loop: LoopThread, nc: Any, rate: float = 10.0, timeout: float = 1.0,
                  stream: str = STREAM, replicas: int = 3) -> None:
-        self.loop, self.nc, self.rate, self.timeout = loop, nc, rate, timeout
+        super().__init__(loop, 1.0 / rate, timeout + 5)
+        self.nc, self.rate, self.timeout = nc, rate, timeout
+        self._js = nc.jetstream()  # a context object only: no I/O until a publish
         self.stream, self.replicas = stream, replicas
         self.prefix = f"js-{uuid.uuid4().hex[:6]}"
         # A subject of the stream's own: a leftover stream of another name never overlaps it.
         self.subject = f"{SUBJECT}.{stream.lower()}"
         self._publishes: list[JsPublish] = []
         self._lock = threading.Lock()
-        self._running = False
-        self._task: Any = None
-
-    @property
-    def interval(self) -> float:
-        return 1.0 / self.rate
 
     def create_stream(self) -> None:
         """Create the stream afresh (a leftover of an earlier drill is removed first)."""
@@ -147,18 +143,6 @@ class JetStreamCanary:
         """Remove the drill's stream (it is the drill's own data, nobody else's)."""
         self.loop.run(self.nc.jetstream().delete_stream(self.stream), timeout=30)
 
-    def start(self) -> None:
-        """Start publishing in the background."""
-        if not self._running:
-            self._running = True
-            self._task = self.loop.submit(self._schedule())
-
-    def stop(self) -> None:
-        """Stop publishing and wait for publishes in flight."""
-        if self._running:
-            self._running = False
-            self.loop.wait_stopped(self._task, self.timeout + 5)
-
     def publishes(self) -> list[JsPublish]:
         """Every completed publish, in completion order."""
         with self._lock:
@@ -180,20 +164,9 @@ class JetStreamCanary:
             time.sleep(poll)
         return True
 
-    async def _schedule(self) -> None:
-        js, seq, next_at = self.nc.jetstream(), 0, time.monotonic()
-        inflight: set[asyncio.Task[None]] = set()
-        while self._running:
-            task = asyncio.ensure_future(self._publish(js, seq))
-            inflight.add(task)
-            task.add_done_callback(inflight.discard)
-            seq += 1
-            next_at = max(next_at + self.interval, time.monotonic())
-            await asyncio.sleep(next_at - time.monotonic())
-        if inflight:
-            await asyncio.gather(*inflight, return_exceptions=True)
-
-    async def _publish(self, js: Any, seq: int) -> None:
+    async def tick(self, seq: int) -> None:
+        """One publish with a Nats-Msg-Id, acknowledged by the stream or not."""
+        js = self._js
         msg_id = f"{self.prefix}-{seq:06d}"
         data = f"{msg_id}:".encode() + os.urandom(32)
         sent_utc, sent = utc_now(), time.monotonic()

@@ -2,7 +2,8 @@
 
 pytest-bdd steps must be synchronous (an `async def` step silently never runs), and the
 probes must keep running while a step blocks; so NATS work lives on this loop and steps
-submit coroutines to it with a timeout.
+submit coroutines to it with a timeout. `Ticker` is the fixed-rate background work every
+prober (probes, canary writes, JetStream publishes) is built on.
 """
 
 from __future__ import annotations
@@ -10,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import itertools
 import threading
+import time
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
@@ -66,3 +69,49 @@ class LoopThread:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self.thread.join(timeout=5)
             self.loop.close()
+
+
+class Ticker:
+    """Starts `tick(seq)` on `loop` every `interval` seconds until stopped, whether or not
+    earlier ticks have finished (a slow service must not slow the sampling). A tick the
+    loop fell behind on is skipped, not burst. `stop()` waits up to `grace` seconds for the
+    ticks in flight."""
+
+    def __init__(self, loop: LoopThread, interval: float, grace: float) -> None:
+        self.loop, self.interval, self.grace = loop, interval, grace
+        self._running = False
+        self._task: concurrent.futures.Future[None] | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._running
+
+    def start(self) -> None:
+        """Start ticking in the background (idempotent)."""
+        if not self._running:
+            self._running = True
+            self._task = self.loop.submit(self._schedule())
+
+    def stop(self) -> None:
+        """Stop ticking and wait for the ticks in flight (idempotent)."""
+        if self._running:
+            self._running = False
+            self.loop.wait_stopped(self._task, self.grace)
+
+    async def tick(self, seq: int) -> None:
+        """One unit of work: a probe, a write, a publish."""
+        raise NotImplementedError
+
+    async def _schedule(self) -> None:
+        next_at = time.monotonic()
+        inflight: set[asyncio.Task[None]] = set()
+        for seq in itertools.count():
+            if not self._running:
+                break
+            task = asyncio.ensure_future(self.tick(seq))
+            inflight.add(task)
+            task.add_done_callback(inflight.discard)
+            next_at = max(next_at + self.interval, time.monotonic())
+            await asyncio.sleep(next_at - time.monotonic())
+        if inflight:
+            await asyncio.gather(*inflight, return_exceptions=True)

@@ -9,8 +9,6 @@ enclave worker -> KMS -> S3 -> back, and the content is checked against its know
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import itertools
 import math
 import threading
 import time
@@ -21,7 +19,7 @@ from dataclasses import dataclass
 from drills.config import ProbeSettings
 from drills.errors import ProbeError, RecoveryError
 from drills.journal import utc_now
-from drills.loop import LoopThread
+from drills.loop import LoopThread, Ticker
 from drills.measure import Outcome, ProbeResult
 from drills.vault import VaultClient, VaultUnavailable, digest, unb64
 
@@ -45,7 +43,7 @@ class ProbeSummary:
     last_detail: str
 
 
-class ProbeRunner:
+class ProbeRunner(Ticker):
     """Runs probes on `loop` until stopped; results are read from any thread."""
 
     def __init__(self, loop: LoopThread, client: VaultClient, vaults: Sequence[KnownVault],
@@ -53,31 +51,11 @@ class ProbeRunner:
         if not vaults:
             raise ProbeError("no known vaults to probe; the twin enrolls a population at start "
                              "(`drills twin up --vaults N`), on an account pass --probe-vault")
-        self.loop, self.client, self.settings = loop, client, settings
+        super().__init__(loop, settings.interval, settings.timeout + 5)
+        self.client, self.settings = client, settings
         self.vaults = list(vaults)
         self._results: list[ProbeResult] = []
         self._lock = threading.Lock()
-        self._task: concurrent.futures.Future[None] | None = None
-        self._running = False
-
-    def start(self) -> None:
-        """Start sampling in the background."""
-        if self._running:
-            return
-        self._running = True
-        self._task = self.loop.submit(self._schedule())
-
-    def stop(self) -> None:
-        """Stop sampling and wait for probes in flight to finish."""
-        if not self._running:
-            return
-        self._running = False
-        if self._task is not None:
-            self.loop.wait_stopped(self._task, self.settings.timeout + 5)
-
-    @property
-    def running(self) -> bool:
-        return self._running
 
     def results(self) -> list[ProbeResult]:
         """A snapshot of every completed probe, in completion order."""
@@ -108,25 +86,8 @@ class ProbeRunner:
                 on_tick(self.summary(since), now - start)
             time.sleep(min(self.settings.interval, deadline - now))
 
-    async def _schedule(self) -> None:
-        interval = self.settings.interval
-        next_at = time.monotonic()
-        inflight: set[asyncio.Task[None]] = set()
-        for seq in itertools.count():
-            if not self._running:
-                break
-            vault = self.vaults[seq % len(self.vaults)]
-            task = asyncio.ensure_future(self._probe(seq, vault))
-            inflight.add(task)
-            task.add_done_callback(inflight.discard)
-            next_at += interval
-            delay = next_at - time.monotonic()
-            if delay < 0:  # fell behind (e.g. machine stalled): skip, don't burst
-                next_at = time.monotonic()
-                delay = 0
-            await asyncio.sleep(delay)
-        if inflight:
-            await asyncio.gather(*inflight, return_exceptions=True)
+    async def tick(self, seq: int) -> None:
+        await self._probe(seq, self.vaults[seq % len(self.vaults)])
 
     async def _probe(self, seq: int, vault: KnownVault) -> None:
         sent_utc = utc_now()

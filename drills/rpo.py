@@ -17,7 +17,7 @@ import uuid
 from dataclasses import dataclass
 
 from drills.journal import utc_now
-from drills.loop import LoopThread
+from drills.loop import LoopThread, Ticker
 from drills.vault import VaultClient, VaultUnavailable, digest
 
 
@@ -59,49 +59,23 @@ class RpoResult:
         return len(self.lost)
 
 
-class CanaryWriter:
+class CanaryWriter(Ticker):
     """Writes at `rate` per second on `loop` until stopped."""
 
     def __init__(self, loop: LoopThread, client: VaultClient, rate: float = 10.0,
                  timeout: float = 2.0, prefix: str = "canary") -> None:
-        self.loop, self.client, self.rate, self.timeout = loop, client, rate, timeout
+        super().__init__(loop, 1.0 / rate, timeout + 5)
+        self.client, self.rate, self.timeout = client, rate, timeout
         self.prefix = f"{prefix}-{uuid.uuid4().hex[:6]}"
         self._writes: list[CanaryWrite] = []
         self._lock = threading.Lock()
-        self._running = False
-        self._task: object = None
-
-    def start(self) -> None:
-        """Start writing in the background."""
-        if not self._running:
-            self._running = True
-            self._task = self.loop.submit(self._schedule())
-
-    def stop(self) -> None:
-        """Stop writing and wait for writes in flight."""
-        if self._running:
-            self._running = False
-            self.loop.wait_stopped(self._task, self.timeout + 5)
 
     def writes(self) -> list[CanaryWrite]:
         with self._lock:
             return list(self._writes)
 
-    async def _schedule(self) -> None:
-        interval, seq = 1.0 / self.rate, 0
-        next_at = time.monotonic()
-        inflight: set[asyncio.Task[None]] = set()
-        while self._running:
-            task = asyncio.ensure_future(self._write(seq))
-            inflight.add(task)
-            task.add_done_callback(inflight.discard)
-            seq += 1
-            next_at = max(next_at + interval, time.monotonic())
-            await asyncio.sleep(next_at - time.monotonic())
-        if inflight:
-            await asyncio.gather(*inflight, return_exceptions=True)
-
-    async def _write(self, seq: int) -> None:
+    async def tick(self, seq: int) -> None:
+        """One canary write: enroll a fresh vault with known content."""
         vault_id = f"{self.prefix}-{seq:06d}"
         data = f"{seq}:".encode() + os.urandom(48)
         sent_utc = utc_now()
