@@ -9,6 +9,7 @@ import secrets
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,7 @@ from drills.plugin import new_run_id
 from drills.target import Target, TwinTarget
 from drills.twin.aws import AwsEndpoint, start_aws, stop_aws
 from drills.twin.manager import Twin, _serving
+from drills.twin.nats import Backend, NatsCluster, allocate, cluster_for
 
 ROOT = Path(__file__).resolve().parents[1]
 CANARY_PARAM = "/vettid/nitro/drills-evidence-canary"
@@ -73,6 +75,17 @@ def aws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AwsEndpoint]:
 def clients(aws: AwsEndpoint) -> Clients:
     """boto3 clients aimed at the module's AWS endpoint, in us-east-1."""
     return Clients.for_twin(aws.url, "us-east-1")
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsCluster]:
+    """A 3-node JetStream NATS cluster of this module's own (process backend, user u/p)."""
+    spec = allocate("us-east-1", tmp_path_factory.mktemp("nats") / "c", Backend.PROCESS, "u",
+                    "p", cluster_name=f"t-{uuid.uuid4().hex[:8]}")
+    started = cluster_for(spec)
+    started.start()
+    yield started
+    started.stop()
 
 
 @dataclass

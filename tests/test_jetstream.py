@@ -14,21 +14,11 @@ from drills.errors import ProbeError
 from drills.jetstream import JetStreamCanary
 from drills.loop import LoopThread
 from drills.measure import Outcome
-from drills.twin.nats import Backend, NatsCluster, allocate, cluster_for
+from drills.twin.nats import NatsCluster
 
 
 async def _quiet(_: Exception) -> None:
     """nats-py prints every lost connection; some tests stop servers on purpose."""
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsCluster]:
-    spec = allocate("us-east-1", tmp_path_factory.mktemp("nats") / "c", Backend.PROCESS,
-                    "u", "p", cluster_name=f"t-{uuid.uuid4().hex[:8]}")
-    started = cluster_for(spec)
-    started.start()
-    yield started
-    started.stop()
 
 
 @pytest.fixture

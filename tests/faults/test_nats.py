@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,11 +21,9 @@ from drills.faults.nats import FreezeNodes, KillNodes, PartitionNodes, _client_c
 from drills.journal import FaultState, Journal
 from drills.loop import LoopThread
 from drills.twin.nats import (
-    Backend,
     NatsCluster,
     NatsClusterSpec,
     NodeState,
-    allocate,
     cluster_for,
     docker_available,
 )
@@ -50,16 +47,6 @@ class TwinStandIn:
     def nats(self, region: str) -> NatsCluster:
         assert region == REGION
         return cluster_for(self.spec)
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsCluster]:
-    spec = allocate(REGION, tmp_path_factory.mktemp("nats") / "c", Backend.PROCESS, "u", "p",
-                    cluster_name=f"t-{uuid.uuid4().hex[:8]}")
-    started = cluster_for(spec)
-    started.start()
-    yield started
-    started.stop()
 
 
 @pytest.fixture

@@ -3,8 +3,6 @@ through SSM Run Command, on a real moto server whose SSM agents act on real nats
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,7 +11,7 @@ from drills.clients import Clients
 from drills.errors import RecoveryError
 from drills.procedures import nats as runbook
 from drills.twin.aws import AwsEndpoint
-from drills.twin.nats import Backend, NatsCluster, NodeState, allocate, cluster_for
+from drills.twin.nats import NatsCluster, NodeState
 from drills.twin.nats.instances import ensure_instances
 
 REGION = "us-east-1"
@@ -22,16 +20,6 @@ LINES: list[str] = []
 
 def _progress(line: str) -> None:
     LINES.append(line)
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsCluster]:
-    spec = allocate(REGION, tmp_path_factory.mktemp("nats") / "c", Backend.PROCESS, "u", "p",
-                    cluster_name=f"t-{uuid.uuid4().hex[:8]}")
-    started = cluster_for(spec)
-    started.start()
-    yield started
-    started.stop()
 
 
 @pytest.fixture(scope="module")
