@@ -11,6 +11,7 @@ from typing import Any
 
 from drills.config import Objective, Settings
 from drills.errors import ObjectiveBreached, ProbeError
+from drills.evidence.fmt import secs
 from drills.evidence.model import (
     DrillRecord,
     FaultRecord,
@@ -28,15 +29,6 @@ from drills.probes import ProbeRunner
 from drills.rpo import CanaryWriter, verify
 from drills.target import Capacity, Target
 from drills.vault import VaultClient
-
-
-def seconds(value: float | None) -> str:
-    """A duration for humans: '0.42 s', '3 min 05 s'."""
-    if value is None:
-        return "n/a"
-    if value < 60:
-        return f"{value:.2f} s"
-    return f"{int(value // 60)} min {value % 60:04.1f} s"
 
 
 class Drill:
@@ -254,22 +246,22 @@ class Drill:
             return
         if measurement.rto is None:
             window = self.settings.objectives.for_component(measurement.component).window
-            figure = f"no recovery within {seconds(window)} of the fault"
+            figure = f"no recovery within {secs(window)} of the fault"
         else:
-            figure = f"measured RTO {seconds(measurement.rto)}"
+            figure = f"measured RTO {secs(measurement.rto)}"
         raise ObjectiveBreached(
             f"{measurement.component} objective breached ({measurement.name}): {figure} "
             f"(verdict {measurement.verdict}) against an objective of "
-            f"{seconds(measurement.objective_rto)}")
+            f"{secs(measurement.objective_rto)}")
 
     @staticmethod
     def _objective_note(objective: Objective, fault: ActiveFault) -> str:
         """'12.3s after the fault, objective 5m' or, past it, that it is breached."""
         elapsed = time.monotonic() - fault.injected_at
-        note = f"{seconds(elapsed)} after the fault, {objective.component} objective " \
-               f"{seconds(objective.rto)}"
+        note = f"{secs(elapsed)} after the fault, {objective.component} objective " \
+               f"{secs(objective.rto)}"
         if elapsed > objective.rto:
-            note += f" BREACHED; still measuring, up to {seconds(objective.window)}"
+            note += f" BREACHED; still measuring, up to {secs(objective.window)}"
         return note
 
     # -- data loss ----------------------------------------------------------------------------
@@ -319,7 +311,7 @@ class Drill:
         if not measurement.met:
             raise ObjectiveBreached(
                 f"{component} RPO breached: {result.lost_count} of {result.acknowledged} "
-                f"acknowledged writes lost (window {seconds(result.loss_window)}), "
+                f"acknowledged writes lost (window {secs(result.loss_window)}), "
                 f"{result.unverified} unverifiable; objective {objective.rpo_writes} lost")
         return measurement
 

@@ -17,8 +17,9 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from drills.drill import Drill, seconds
+from drills.drill import Drill
 from drills.errors import ObjectiveBreached, ProbeError
+from drills.evidence.fmt import secs
 from drills.evidence.model import Measurement, OutageRecord, RpoMeasurement
 from drills.jetstream import JetStreamCanary
 from drills.measure import ProbeResult, Verdict, compute_recovery
@@ -101,7 +102,7 @@ def measure_cluster(drill: Drill, component: str, cluster: Any,
         lower = polled
         name, problem = next(iter(problems.items()))
         drill.progress(f"waiting for NATS cluster {cluster.spec.cluster_name} to be whole: "
-                       f"{name} {problem} ({seconds(polled - fault.injected_at)} after the fault)")
+                       f"{name} {problem} ({secs(polled - fault.injected_at)} after the fault)")
         time.sleep(poll)
     whole = not problems
     rto = polled - fault.injected_at if whole else None
@@ -171,6 +172,6 @@ def measure_jetstream_rpo(drill: Drill, canary: JetStreamCanary,
     if not measurement.met:
         raise ObjectiveBreached(
             f"{component} JetStream RPO breached: {len(result.lost)} of {result.acknowledged} "
-            f"acknowledged publishes lost (window {seconds(result.loss_window)}), "
+            f"acknowledged publishes lost (window {secs(result.loss_window)}), "
             f"{result.unverified} unreadable; objective {objective.rpo_writes} lost")
     return measurement

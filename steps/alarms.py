@@ -8,8 +8,9 @@ from typing import Any
 
 from pytest_bdd import given, parsers, then
 
-from drills.drill import Drill, seconds
+from drills.drill import Drill
 from drills.errors import ObjectiveBreached
+from drills.evidence.fmt import secs
 from drills.evidence.model import Measurement
 from drills.procedures import alarms
 from drills.target import TwinTarget
@@ -117,7 +118,7 @@ def alarm_recovers(drill: Drill, alarm: str, pager: alarms.PagerWatch) -> None:
         raise ObjectiveBreached(f"{alarm} did not return to OK within {timeout:g}s of the "
                                 "recovery; is the metric still breaching?")
     page = pager.wait_for_page(alarm, "OK", change.at, timeout, _quiet(drill))
-    drill.progress(f"{alarm} back to OK {seconds(time.monotonic() - started)} after the "
+    drill.progress(f"{alarm} back to OK {secs(time.monotonic() - started)} after the "
                    f"recovery; OK notification {'delivered' if page else 'NOT delivered'}",
                    every=0.0)
     if page is None:

@@ -9,8 +9,9 @@ from datetime import datetime
 
 from pytest_bdd import given, parsers, then, when
 
-from drills.drill import Drill, seconds
+from drills.drill import Drill
 from drills.errors import ObjectiveBreached, RecoveryError
+from drills.evidence.fmt import secs
 from drills.evidence.model import Measurement
 from drills.faults import ActiveFault
 from drills.faults.ami import DeregisterCurrentAmi
@@ -128,7 +129,7 @@ def refresh_completes(drill: Drill, component: str, instance_refresh: RefreshSta
         method=("polled describe-instance-refreshes every 0.5 s from start-instance-refresh "
                 f"to Successful; statuses seen {' -> '.join(outcome.statuses_seen)}, "
                 f"PercentageComplete {outcome.percentages_seen}; took "
-                f"{seconds(time.monotonic() - instance_refresh.started_at)}"))
+                f"{secs(time.monotonic() - instance_refresh.started_at)}"))
     drill.record_measurement(measurement)
     drill.assert_met(measurement)
 

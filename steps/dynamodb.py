@@ -11,8 +11,9 @@ from typing import Any
 from pytest_bdd import given, parsers, then, when
 
 from drills.config import ProbeSettings
-from drills.drill import Drill, seconds
+from drills.drill import Drill
 from drills.errors import ConfigError, ObjectiveBreached, ProbeError, RecoveryError
+from drills.evidence.fmt import secs
 from drills.evidence.model import Measurement, RpoMeasurement
 from drills.faults import ActiveFault
 from drills.faults.dynamodb import CorruptItems, DeleteItems
@@ -88,8 +89,8 @@ def restore_items(drill: Drill, table: str, when: str) -> ItemRecovery:
                              progress=drill.progress)
     drill.observer.waiting(drill.record, (
         f"restored {table} as of {recovery.restore_time:%Y-%m-%d %H:%M:%S} UTC into "
-        f"{recovery.restored_table} (waited {seconds(recovery.waited_restorable)} to be "
-        f"restorable, restore took {seconds(recovery.restore_seconds)}); since then "
+        f"{recovery.restored_table} (waited {secs(recovery.waited_restorable)} to be "
+        f"restorable, restore took {secs(recovery.restore_seconds)}); since then "
         f"{len(recovery.diff.missing)} item(s) deleted, {len(recovery.diff.changed)} changed; "
         "copied back: " + (", ".join(f"{i.key} ({i.outcome.value})" for i in recovery.items)
                            or "nothing")))

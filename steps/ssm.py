@@ -10,8 +10,9 @@ from dataclasses import dataclass
 
 from pytest_bdd import given, parsers, then, when
 
-from drills.drill import Drill, seconds
+from drills.drill import Drill
 from drills.errors import ObjectiveBreached, ProbeError
+from drills.evidence.fmt import secs
 from drills.evidence.model import Measurement, RpoMeasurement
 from drills.faults import ActiveFault
 from drills.faults.ssm import CorruptParameter, DeleteParameter
@@ -93,7 +94,7 @@ def restore(drill: Drill, ssm_backup: BackupRef) -> RestoreRun:
     started = time.monotonic()
     results = restore_parameters(drill.target.clients, drill.target.region, ssm_backup)
     drill.observer.waiting(drill.record, f"restored from {ssm_backup} in "
-                           f"{seconds(time.monotonic() - started)}: " + ", ".join(
+                           f"{secs(time.monotonic() - started)}: " + ", ".join(
                                f"{r.name} ({r.outcome.value})" for r in results))
     return RestoreRun(started, results)
 
