@@ -26,7 +26,7 @@ from drills.faults import AllowList, FaultInjector, FreezeWorkers
 from drills.journal import Journal
 from drills.loop import LoopThread
 from drills.measure import Verdict, compute_recovery
-from drills.probes import ProbeRunner
+from drills.measure.probes import ProbeRunner
 from drills.target import TwinTarget
 from drills.twin import manager
 

@@ -8,15 +8,24 @@ from drills.errors import (
     DrillError,
     FaultError,
     JournalError,
+    NotSteady,
     ObjectiveBreached,
     ProbeError,
     RecoveryError,
+    TargetError,
     TargetNotAllowed,
     TwinError,
 )
 from drills.journal import Journal
-from drills.measure import Outcome, ProbeResult, Recovery, Verdict, compute_recovery
-from drills.rpo import CanaryWriter, RpoResult
+from drills.measure import (
+    CanaryWriter,
+    Outcome,
+    ProbeResult,
+    Recovery,
+    RpoResult,
+    Verdict,
+    compute_recovery,
+)
 
 __all__ = [
     "CanaryWriter",
@@ -25,6 +34,7 @@ __all__ = [
     "FaultError",
     "Journal",
     "JournalError",
+    "NotSteady",
     "Objective",
     "ObjectiveBreached",
     "Objectives",
@@ -36,6 +46,7 @@ __all__ = [
     "RecoveryError",
     "RpoResult",
     "Settings",
+    "TargetError",
     "TargetNotAllowed",
     "TwinError",
     "Verdict",

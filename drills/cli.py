@@ -5,17 +5,37 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from drills.errors import ConfigError, DrillError
+from drills.boundary import is_aws_error, translate
+from drills.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    ConfigError,
+    DrillError,
+    TwinError,
+)
+from drills.tags import CADENCES, check_expression
 
 EPILOG = """examples:
   drills twin up                 start the local twin (moto, NATS cluster, enclave workers)
   eval "$(drills twin env)"      point the aws CLI and boto3 at it
   drills run monthly             run the monthly drills, write reports/<run-id>/
   drills rollback                revert any fault a killed run left behind
+"""
+
+
+EXIT_CODES = """exit codes:
+  0    every drill passed (an @expected_breach drill passes by showing its breach)
+  1    an objective was breached, or a drill failed or could not be carried out
+  2    bad input (unknown tag, missing file, bad objectives file): nothing was injected
+  3    the target is unreachable or misconfigured (credentials, endpoint, missing
+       resources), or the service was not in its steady state: nothing was drilled
+  130  interrupted (Ctrl-C or SIGTERM): every fault was reverted on the way out
 """
 
 
@@ -48,7 +68,11 @@ def cmd_twin(args: argparse.Namespace) -> int:
             _say("no twin is running there; nothing to stop")
         return 0
     if args.twin_command == "status":
-        rows = manager.status(_state_dir(args))
+        try:
+            rows = manager.status(_state_dir(args))
+        except TwinError as exc:
+            _say(f"drills: {exc}")
+            return EXIT_FAILED  # no twin: nothing is healthy
         width = max(len(r.name) for r in rows)
         for row in rows:
             print(f"{'ok  ' if row.healthy else 'FAIL'}  {row.name:<{width}}  {row.detail}")
@@ -76,7 +100,6 @@ def _attach(state_dir: str) -> int:
     return 0
 
 
-CADENCES = ("monthly", "quarterly", "annual")
 STATE_DIR_HELP = "twin state directory (default: $DRILLS_STATE_DIR or .drills/twin)"
 
 
@@ -98,6 +121,8 @@ def _pytest_args(args: argparse.Namespace, run_id: str, exercise: str) -> list[s
         "--no-header",
         "-p",
         "no:cacheprovider",
+        "-W",  # `drills` itself is imported before pytest starts: nothing to rewrite in it
+        "ignore::pytest.PytestAssertRewriteWarning",
         f"--drills-run-id={run_id}",
         f"--drills-exercise={exercise}",
         f"--drills-reports={args.reports}",
@@ -115,6 +140,8 @@ def _pytest_args(args: argparse.Namespace, run_id: str, exercise: str) -> list[s
         out.append(f"--drills-participant={participant}")
     paths = [sel for sel in args.selection if sel.endswith(".feature") or Path(sel).is_dir()]
     tags = [sel for sel in args.selection if sel not in paths]
+    for expression in tags:
+        check_expression(expression)
     if args.preflight:
         if paths:
             paths.append(str(Path(args.project) / "features" / "preflight"))
@@ -132,10 +159,27 @@ def _pytest_args(args: argparse.Namespace, run_id: str, exercise: str) -> list[s
     return out + list(args.pytest_args or [])
 
 
+class _RunWatch:
+    """A pytest plugin object that keeps the session's DrillsRun for `drills run`'s exit code."""
+
+    def __init__(self) -> None:
+        self.config: object | None = None
+
+    def pytest_configure(self, config: object) -> None:
+        self.config = config
+
+    def exit_code(self) -> int | None:
+        from drills.plugin import RUN_KEY
+
+        stash = getattr(self.config, "stash", None)
+        run = stash.get(RUN_KEY, None) if stash is not None else None
+        return None if run is None else int(run.exit_code())
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     import pytest
 
-    from drills.plugin import new_run_id
+    from drills.session import new_run_id
 
     if not args.selection:
         raise ConfigError(
@@ -148,22 +192,40 @@ def cmd_run(args: argparse.Namespace) -> int:
         else "ad-hoc"
     )
     run_id = args.run_id or new_run_id(exercise)
-    (Path(args.reports) / run_id).mkdir(parents=True, exist_ok=True)  # junit/cucumber need it
-    code = int(pytest.main(_pytest_args(args, run_id, exercise)))
-    report = Path(args.reports) / run_id / "report.json"
+    pytest_args = _pytest_args(args, run_id, exercise)  # checks the selection first
+    report_dir = Path(args.reports) / run_id
+    report_dir.mkdir(parents=True, exist_ok=True)  # junit/cucumber need it
+    watch = _RunWatch()
+    code = int(pytest.main(pytest_args, plugins=[watch]))
+    report = report_dir / "report.json"
     if code == pytest.ExitCode.NO_TESTS_COLLECTED:
-        hint = (" (quarterly and annual exercises fail over to the DR region, which this "
-                "version does not drill yet)" if exercise in ("quarterly", "annual") else "")
+        shutil.rmtree(report_dir, ignore_errors=True)
         raise ConfigError(
-            f"no drill matches {' '.join(args.selection)!r}{hint}; tags in use: monthly, "
-            "scenario, preflight, enclave, nats, kms, s3, dynamodb, ssm, monitoring; "
-            "`drills steps` and features/ show what exists"
+            f"no drill matches {' '.join(args.selection)!r}; tags in use: "
+            f"{', '.join(sorted(_tags_in_use(Path(args.project))))}; `drills steps` and "
+            "features/ show what exists"
         )
     if code == pytest.ExitCode.USAGE_ERROR:
-        return 2
+        if not any(report_dir.iterdir()):
+            report_dir.rmdir()
+        return EXIT_BAD_INPUT
+    if code == pytest.ExitCode.INTERRUPTED:
+        if report.exists():
+            print(report.resolve())
+        return EXIT_INTERRUPTED
     if report.exists():
         print(report.resolve())
-    return code
+    drills_code = watch.exit_code()
+    if drills_code is None or code not in (0, 1):
+        return code
+    return EXIT_FAILED if code == 1 and drills_code == 0 else drills_code
+
+
+def _tags_in_use(project: Path) -> set[str]:
+    """The tags the project's features carry."""
+    return {word[1:] for path in (project / "features").rglob("*.feature")
+            for line in path.read_text(encoding="utf-8").splitlines()
+            if line.strip().startswith("@") for word in line.split()}
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
@@ -198,9 +260,11 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 def cmd_steps(args: argparse.Namespace) -> int:
     """List every step of the step library with its docstring."""
     import importlib
-    import inspect
+    import textwrap
 
     from pytest_bdd.steps import step_function_context_registry
+
+    from drills.stepdoc import first_sentence, readable
 
     project = Path(args.project).resolve()
     if not (project / "steps").is_dir():
@@ -214,10 +278,11 @@ def cmd_steps(args: argparse.Namespace) -> int:
     contexts = sorted(step_function_context_registry.values(),
                       key=lambda c: (order.get(c.type or "", 3), c.parser.name))
     for ctx in contexts:
-        doc = inspect.getdoc(ctx.step_func) or "(undocumented)"
         where = f"{ctx.step_func.__module__}.{ctx.step_func.__name__}"
-        print(f"{(ctx.type or 'step').capitalize():<5} {ctx.parser.name}")
-        print(f"      {doc.splitlines()[0]}  [{where}]")
+        is_regex = type(ctx.parser).__name__ == "re"
+        print(f"{(ctx.type or 'step').capitalize():<5} {readable(ctx.parser.name, is_regex)}")
+        for line in textwrap.wrap(f"{first_sentence(ctx.step_func)}  [{where}]", 94):
+            print(f"      {line}")
     return 0
 
 
@@ -276,8 +341,11 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common],
         help="run drills (monthly, quarterly, annual, a tag expression, feature paths)",
         description="Run matching drills through pytest-bdd on the twin (started if none is "
-        "running, stopped after) or an account; writes reports/<run-id>/. Exit 0 when every "
-        "objective is met, 1 when one is breached or a drill fails, 2 on bad input.",
+        "running, stopped after) or an account; writes reports/<run-id>/. A run on the twin is "
+        "a rehearsal: it proves the procedures end to end, with recovery times set by the "
+        "timing profile.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     run.add_argument(
         "selection",
@@ -353,10 +421,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except DrillError as exc:
         _say(f"drills: error: {exc}")
-        return 2
+        return exc.exit_code
     except KeyboardInterrupt:
         _say("drills: interrupted")
-        return 130
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        if not is_aws_error(exc):
+            raise
+        error = translate(exc)
+        _say(f"drills: error: {error}")
+        return error.exit_code if isinstance(error, DrillError) else EXIT_FAILED
 
 
 if __name__ == "__main__":

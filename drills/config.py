@@ -84,11 +84,13 @@ class Objectives:
 
 @dataclass(frozen=True, slots=True)
 class ProbeSettings:
-    """How probes run: interval and timeout in seconds, K successes that mean recovered."""
+    """How probes run: interval and timeout in seconds, K successes that mean recovered, and
+    the settle window (seconds without a failure after them; None: the target's default)."""
 
     interval: float = 0.05
     timeout: float = 0.5
     consecutive: int = 3
+    settle: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +169,9 @@ def load_settings(path: Path | None) -> Settings:
         objectives = replace(objectives, rpo_writes=_count(service["rpo_writes"],
                                                            f"{where} service.rpo_writes"))
     components = dict(objectives.components)
+    # The service-level objective is the "Vault Service" component's: [service] sets it.
+    components[SERVICE_COMPONENT] = replace(components[SERVICE_COMPONENT], rto=objectives.rto,
+                                            rpo_writes=objectives.rpo_writes)
     for name, spec in _table(data, "components", where).items():
         at = f'{where} [components."{name}"]'
         if not isinstance(spec, Mapping):
@@ -184,13 +189,16 @@ def load_settings(path: Path | None) -> Settings:
         )
     objectives = replace(objectives, components=components)
     probes = _table(data, "probes", where)
-    _reject_unknown(probes, {"interval", "timeout", "consecutive"}, f"{where} [probes]")
+    _reject_unknown(probes, {"interval", "timeout", "consecutive", "settle"},
+                    f"{where} [probes]")
     probe_settings = ProbeSettings(
         interval=_duration(probes.get("interval", base.probes.interval),
                            f"{where} probes.interval"),
         timeout=_duration(probes.get("timeout", base.probes.timeout), f"{where} probes.timeout"),
         consecutive=_count(probes.get("consecutive", base.probes.consecutive),
                            f"{where} probes.consecutive", minimum=1),
+        settle=(_duration(probes["settle"], f"{where} probes.settle")
+                if "settle" in probes else None),
     )
     allow = {}
     for kind, names in _table(data, "allow", where).items():

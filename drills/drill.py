@@ -1,34 +1,36 @@
 """One drill (a Gherkin scenario) at run time: its faults, probes, measurements, evidence.
 
-Step definitions stay thin: they call a `Drill` method and assert on what it returns, so
-the logic lives here, typed and testable, and every event reaches the observers.
+Step definitions stay thin: they call a `Drill` method and act on what it returns, so the
+logic lives here, typed and testable, and every event reaches the observers. Every figure a
+drill records is relative to its fault's first action (`ActiveFault.injected_at`), and the
+same instant is the origin of the probe timeline, the alarm and the page.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from drills.config import Objective, Settings
-from drills.errors import ObjectiveBreached, ProbeError
+from drills.errors import NotSteady, ObjectiveBreached, ProbeError
 from drills.evidence.fmt import secs
-from drills.evidence.model import (
-    DrillRecord,
-    FaultRecord,
-    Measurement,
-    OutageRecord,
-    ProbePoint,
-    RpoMeasurement,
-)
+from drills.evidence.model import DrillRecord, FaultRecord, Measurement, ProbePoint, RpoMeasurement
 from drills.evidence.observer import RunObserver
 from drills.faults import ActiveFault, Fault, FaultInjector
 from drills.journal import utc_now
 from drills.loop import LoopThread
-from drills.measure import Outcome, Recovery, Verdict, compute_recovery
-from drills.probes import ProbeRunner
-from drills.rpo import CanaryWriter, verify
-from drills.target import Capacity, Target
+from drills.measure import figures
+from drills.measure.canary import CanaryWriter
+from drills.measure.figures import Polled
+from drills.measure.probes import ProbeRunner
+from drills.measure.rpo import RpoResult, verify
+from drills.measure.timeline import Outcome, ProbeResult, Recovery, Verdict, compute_recovery
+from drills.target import Target
 from drills.vault import VaultClient
+
+#: Where a probe-based figure's observations come from: a callable giving them all so far.
+Results = Callable[[], Sequence[ProbeResult]]
 
 
 class Drill:
@@ -45,6 +47,13 @@ class Drill:
         self._last_progress = 0.0
         record.probe_interval = settings.probes.interval
 
+    @property
+    def settle(self) -> float:
+        """Seconds without a failure after K successes before the service counts as
+        recovered: the objectives file's [probes] settle, else the target's default."""
+        configured = self.settings.probes.settle
+        return self.target.settle if configured is None else configured
+
     # -- progress ---------------------------------------------------------------------------
     def progress(self, message: str, *, every: float = 1.0) -> None:
         """Tell observers what we wait on, at most once per `every` seconds of waiting."""
@@ -54,6 +63,9 @@ class Drill:
         elif now - self._last_progress >= every:
             self._last_progress = now
             self.observer.waiting(self.record, message)
+
+    def _quiet_start(self) -> None:
+        self._last_progress = 0.0
 
     # -- faults -----------------------------------------------------------------------------
     def inject(self, kind: type[Fault], **params: Any) -> ActiveFault:
@@ -74,7 +86,8 @@ class Drill:
         record = next((f for f in self.record.faults if f.fault_id == active.fault_id), None)
         if record is None:
             record = FaultRecord(active.fault_id, active.kind, active.fault.target,
-                                 active.fault.describe(), active.injected_utc)
+                                 active.fault.describe(), active.injected_utc,
+                                 inject_seconds=round(active.inject_span, 4))
             self.record.faults.append(record)
         record.reverted_utc, record.revert_error = active.reverted_utc, active.revert_error
         self.observer.fault_changed(self.record, record)
@@ -86,7 +99,7 @@ class Drill:
                              "must come after a 'When ...' step that injects one")
         return self.injector.active[-1]
 
-    # -- probes -----------------------------------------------------------------------------
+    # -- probes and the steady state --------------------------------------------------------
     def start_probes(self) -> ProbeRunner:
         """Start background probes against the target's vaults (idempotent)."""
         if self.probes is None:
@@ -102,26 +115,46 @@ class Drill:
         return self.probes
 
     def wait_until_serving(self, timeout: float) -> None:
-        """Block until K consecutive probes succeed (the steady-state hypothesis)."""
-        self._last_progress = 0.0
+        """The steady-state hypothesis: the enclave ASG serves at desired capacity and K
+        consecutive probes succeed, within `timeout`; NotSteady if not (nothing drilled)."""
+        self._quiet_start()
         probes, k = self._running_probes(), self.settings.probes.consecutive
         start = time.monotonic()
+        deadline = start + timeout
 
-        def steady(results: list[Any]) -> bool:
-            recent = [r for r in results if r.done >= start][-k:]
+        def capacity_problem() -> str | None:
+            seen = self.target.capacity(self.loop, self.client)
+            return None if seen.restored else (
+                f"{self.target.asg_name()} serves {seen.serving} of {seen.desired} desired "
+                f"(InService {seen.in_service})")
+
+        polled = figures.poll_until(capacity_problem, since=start, deadline=deadline,
+                                    poll=0.25, progress=lambda why: self.progress(
+                                        f"steady state: waiting for capacity: {why}"))
+        if not polled.held:
+            raise NotSteady(f"the vault service was not in its steady state before the fault: "
+                            f"{polled.problem} after {timeout:g}s; fix the service before "
+                            "drilling it (drills twin status)")
+        since = time.monotonic()
+
+        def steady(results: list[ProbeResult]) -> bool:
+            recent = [r for r in results if r.done >= since][-k:]
             return len(recent) == k and all(r.ok for r in recent)
 
-        if not probes.wait_for(steady, timeout, lambda s, t: self.progress(
-                f"steady state: waiting for {k} consecutive successful probes "
-                f"({s.ok} ok, {s.failed} failed, {t:.0f}s"
-                + (f"; last error: {s.last_detail[:80]})" if s.failed else ")")), since=start):
-            raise ObjectiveBreached(f"the vault service did not reach a steady state in "
-                                    f"{timeout:g}s (no {k} consecutive successful probes); "
-                                    "fix the service before drilling it")
+        if not probes.wait_for(steady, max(0.0, deadline - time.monotonic()), lambda s, t: (
+                self.progress(f"steady state: waiting for {k} consecutive successful probes "
+                              f"({s.ok} ok, {s.failed} failed, {t:.0f}s"
+                              + (f"; last error: {s.last_detail[:80]})" if s.failed else ")"))),
+                since=since):
+            last = probes.summary(since)
+            raise NotSteady(f"the vault service was not in its steady state before the fault: "
+                            f"no {k} consecutive successful probes in {timeout:g}s ({last.ok} "
+                            f"ok, {last.failed} failed; last error: {last.last_detail or 'none'})"
+                            "; fix the service before drilling it")
 
     def wait_for_failure(self, kind: str, timeout: float) -> float:
         """Block until a probe fails with `kind` after the last fault; returns detection time."""
-        self._last_progress = 0.0
+        self._quiet_start()
         probes, fault = self._running_probes(), self.last_fault
 
         def failed(results: list[Any]) -> bool:
@@ -140,104 +173,108 @@ class Drill:
         return first - fault.injected_at
 
     # -- measurement ------------------------------------------------------------------------
-    def measure_service(self, component: str) -> Measurement:
+    def measure_service(self, component: str, settle: float | None = None) -> Measurement:
         """Wait for the service to recover from the last fault, then measure its RTO."""
         probes = self._running_probes()
         k, interval = self.settings.probes.consecutive, self.settings.probes.interval
+        settle = self.settle if settle is None else settle
         return self.measure_probes(
-            component, probes, interval=interval,
+            component, probes.results, interval=interval, settle=settle,
             method=(f"synthetic vault reads every {interval * 1000:g} ms through NATS, enclave, "
-                    f"KMS and S3; recovered = first of {k} consecutive successes"))
+                    f"KMS and S3; recovered = first of {k} consecutive successes after the "
+                    f"last failure, with none for {settle:g} s after"))
 
-    def measure_probes(self, component: str, probes: ProbeRunner, *, method: str,
+    def measure_probes(self, component: str, results: Results, *, method: str,
                        interval: float, name: str = "service", what: str = "recovery",
-                       fault: ActiveFault | None = None,
-                       outage_expected: bool = False) -> Measurement:
-        """Wait until `probes` show recovery from `fault` (default: the last one), within the
-        objective's measurement window, then record the RTO they measure.
+                       fault: ActiveFault | None = None, outage_expected: bool = False,
+                       settle: float | None = None) -> Measurement:
+        """Wait until `results` show a settled recovery from `fault` (default: the last one)
+        within the objective's measurement window, then record the RTO they measure.
 
-        Recovered = the first of K consecutive successes after a failure; with no failure at
-        all (unless `outage_expected`), K successes once the service has settled."""
-        self._last_progress = 0.0
+        Recovered = the first of K consecutive successes after the last failure, with no
+        failure for `settle` seconds after; with no failure at all (unless
+        `outage_expected`), K successes once the service has settled."""
+        self._quiet_start()
         objective = self.settings.objectives.for_component(component)
         fault = fault or self.last_fault
         k = self.settings.probes.consecutive
+        settle = self.settle if settle is None else settle
 
-        def recovery(results: list[Any]) -> Recovery:
-            return compute_recovery(results, fault.injected_at, consecutive=k,
-                                    interval=interval)
+        def recovery(observed: Sequence[ProbeResult], until: float | None = None) -> Recovery:
+            return compute_recovery(observed, fault.injected_at, consecutive=k,
+                                    interval=interval, inject_span=fault.inject_span,
+                                    settle=settle, observed_until=until)
 
-        def recovered(results: list[Any]) -> bool:
-            rec = recovery(results)
-            if rec.verdict is Verdict.RECOVERED:
+        def done(observed: Sequence[ProbeResult]) -> bool:
+            rec = recovery(observed, time.monotonic())
+            if rec.verdict in (Verdict.RECOVERED, Verdict.FLAPPING):
                 return True
-            settled = self.settled_at or fault.injected_at
-            return not outage_expected and rec.verdict is Verdict.NO_OUTAGE and sum(
-                r.ok for r in results if r.done >= settled) >= k
+            since = self.settled_at or fault.injected_at
+            return (not outage_expected and rec.verdict is Verdict.NO_OUTAGE and rec.settled
+                    and sum(r.ok for r in observed if r.done >= since) >= k)
 
-        probes.wait_for(recovered, objective.remaining(fault.injected_at), lambda s, t: (
+        deadline = fault.injected_at + objective.window + settle
+        while not done(observed := results()) and time.monotonic() < deadline:
+            after = [r for r in observed if r.done >= fault.injected_at]
+            failed = [r for r in after if not r.ok]
+            last = after[-1] if after else None
             self.progress(f"waiting for {what} ({self._objective_note(objective, fault)}): "
-                          f"{s.ok} ok / {s.failed} failed since the fault"
-                          + (f", last error {s.last_detail[:60]}"
-                             if s.last is not Outcome.OK else ""))),
-            since=fault.injected_at)
-        rec = recovery(probes.results())
-        met = rec.verdict in (Verdict.RECOVERED, Verdict.NO_OUTAGE) and (
-            rec.rto is not None and rec.rto <= objective.rto)
-        return self.record_measurement(Measurement(
-            name=name, component=component, objective_rto=objective.rto,
-            verdict=rec.verdict.value, rto=rec.rto, rto_lower=rec.rto_lower,
-            uncertainty=rec.uncertainty, time_to_detect=rec.time_to_detect, met=met,
-            fault_id=fault.fault_id, method=method, probes=rec.probes, failures=rec.failures,
-            outages=[OutageRecord(o.start, o.end, o.failures, o.first_detail)
-                     for o in rec.outages]))
+                          f"{len(after) - len(failed)} ok / {len(failed)} failed since the fault"
+                          + (f", last error {last.detail[:60]}"
+                             if last is not None and last.outcome is not Outcome.OK else ""))
+            time.sleep(min(interval, 0.1))
+        rec = recovery(results(), time.monotonic())
+        return self.record_measurement(figures.from_recovery(
+            name, objective, rec, fault.fault_id, method, path=self.target.probe_path))
+
+    def measure_polled(self, name: str, component: str, check: Callable[[], str | None], *,
+                       method: str, poll: float = 0.25, fault: ActiveFault | None = None,
+                       what: str = "", down_until: float | None = None
+                       ) -> tuple[Measurement, Polled]:
+        """Poll `check` (None = restored, else why not) from the last fault until it holds
+        or the objective's window ends; record the figure; return it and what polling saw.
+        `down_until`: a monotonic time before which it is known not to hold (a lower bound)."""
+        self._quiet_start()
+        objective = self.settings.objectives.for_component(component)
+        fault = fault or self.last_fault
+        polled = figures.poll_until(
+            check, since=down_until or fault.injected_at,
+            deadline=fault.injected_at + objective.window,
+            poll=poll, progress=lambda why: self.progress(
+                f"waiting for {what or name}: {why} ({self._objective_note(objective, fault)})"))
+        measurement = self.record_measurement(figures.from_poll(
+            name, objective, polled, fault.injected_at, fault.inject_span, fault.fault_id,
+            method))
+        return measurement, polled
 
     def measure_capacity(self, component: str, poll: float = 0.25) -> Measurement:
         """Wait until the enclave ASG serves at desired capacity again; measure how long."""
-        self._last_progress = 0.0
-        objective = self.settings.objectives.for_component(component)
-        fault = self.last_fault
-        lower = fault.injected_at
-        observed: Capacity | None = None
-        deadline = fault.injected_at + objective.window
-        while True:
-            polled_at = time.monotonic()
-            observed = self.target.capacity(self.loop, self.client)
-            if observed.restored:
-                break
-            lower = polled_at
-            if time.monotonic() >= deadline:
-                break
-            self.progress(f"waiting for {self.target.asg_name()} to serve at desired capacity: "
-                          f"desired {observed.desired}, InService {observed.in_service}, "
-                          f"serving {observed.serving} "
-                          f"({self._objective_note(objective, fault)})")
-            time.sleep(min(poll, max(0.0, deadline - time.monotonic())))
-        now = time.monotonic()
-        restored = observed.restored
-        if restored:
-            self.settled_at = now
-        rto = now - fault.injected_at if restored else None
-        measurement = Measurement(
-            name="capacity", component=component, objective_rto=objective.rto,
-            verdict="recovered" if restored else "not-recovered", rto=rto,
-            rto_lower=lower - fault.injected_at if restored else None,
-            uncertainty=(now - lower) if restored else None, time_to_detect=None,
-            met=restored and rto is not None and rto <= objective.rto, fault_id=fault.fault_id,
+        def problem() -> str | None:
+            seen = self.target.capacity(self.loop, self.client)
+            return None if seen.restored else (
+                f"desired {seen.desired}, InService {seen.in_service}, serving {seen.serving}")
+
+        measurement, polled = self.measure_polled(
+            "capacity", component, problem, poll=poll,
+            what=f"{self.target.asg_name()} to serve at desired capacity",
             method=(f"polled the Auto Scaling group every {poll:g} s: desired capacity "
                     "reached by InService, Healthy instances that answer a health check"))
-        return self.record_measurement(measurement)
+        if polled.held:
+            self.settled_at = polled.at
+        return measurement
+
+    def record_event(self, name: str, component: str, figure: float | None,
+                     uncertainty: float, method: str) -> Measurement:
+        """Record a figure read from an event's own timestamp (an alarm, a page), seconds
+        after the last fault's first action; None: it did not happen in time."""
+        objective = self.settings.objectives.for_component(component)
+        return self.record_measurement(figures.from_event(
+            name, objective, figure, uncertainty, self.last_fault.fault_id, method))
 
     def record_measurement(self, measurement: Measurement) -> Measurement:
         """Add a recovery figure to the drill's evidence and tell the observers."""
         self.record.measurements.append(measurement)
         self.observer.measured(self.record, measurement)
-        return measurement
-
-    def record_rpo(self, measurement: RpoMeasurement) -> RpoMeasurement:
-        """Add a data-loss figure to the drill's evidence and tell the observers."""
-        self.record.rpo.append(measurement)
-        self.observer.rpo_measured(self.record, measurement)
         return measurement
 
     def assert_met(self, measurement: Measurement) -> None:
@@ -272,47 +309,53 @@ class Drill:
             self.canary.start()
         return self.canary
 
-    def wait_for_canary(self, count: int, timeout: float) -> None:
-        """Block until the canary holds `count` acknowledged writes (made before the fault)."""
+    def _running_canary(self) -> CanaryWriter:
         if self.canary is None:
             raise ProbeError("no canary writer is running; add 'Given a canary writer makes "
-                             "acknowledged vault writes' first")
-        self._last_progress = 0.0
+                             "acknowledged vault writes' before the fault")
+        return self.canary
+
+    def wait_for_canary(self, count: int, timeout: float) -> None:
+        """Block until the canary holds `count` acknowledged writes (made before the fault)."""
+        canary = self._running_canary()
+        self._quiet_start()
         deadline = time.monotonic() + timeout
-        while (acked := sum(w.acked for w in self.canary.writes())) < count:
+        while (acked := sum(w.acked for w in canary.writes())) < count:
             if time.monotonic() > deadline:
-                raise ObjectiveBreached(
+                raise NotSteady(
                     f"the service acknowledged only {acked} of {count} canary writes in "
                     f"{timeout:g}s before the fault; fix the service before drilling it")
             self.progress(f"waiting for {count} acknowledged canary writes ({acked} so far)")
             time.sleep(0.05)
 
     def measure_rpo(self, component: str) -> RpoMeasurement:
-        """Stop the canary, read every acknowledged write back, measure loss vs objective."""
-        if self.canary is None:
-            raise ProbeError("no canary writer is running; add 'Given a canary writer makes "
-                             "acknowledged vault writes' before the fault")
-        objective = self.settings.objectives.for_component(component)
-        self.canary.stop()
+        """Stop the canary, read every acknowledged write back (the vault through the
+        service, its ledger item in DynamoDB), measure loss against the objective."""
+        canary = self._running_canary()
+        canary.stop()
         self.progress("verifying every acknowledged canary write", every=0.0)
-        result = verify(self.loop, self.client, self.canary.writes())
-        measurement = RpoMeasurement(
-            component=component, objective_writes=objective.rpo_writes,
-            acknowledged=result.acknowledged, unacknowledged=result.unacknowledged,
-            lost=result.lost_count, loss_window=result.loss_window,
-            unverified=result.unverified,
-            met=result.lost_count <= objective.rpo_writes and result.unverified == 0,
-            lost_writes=[{"seq": x.write.seq, "vault_id": x.write.vault_id,
-                          "reason": x.reason, "acked_utc": x.write.sent_utc}
-                         for x in result.lost],
-            method=(f"{self.canary.rate:g} acknowledged enrolments per second through the "
-                    "service, each read back and hash-checked after recovery"))
-        self.record_rpo(measurement)
-        if not measurement.met:
+        result = verify(self.loop, self.client, canary.writes(), ledger=self.target.ledger())
+        return self.conclude_rpo(
+            component, result,
+            f"{canary.method}; each acknowledged write checked after recovery: the vault read "
+            "back through the service and hash-checked, and its ledger item in DynamoDB")
+
+    def conclude_rpo(self, component: str, result: RpoResult, method: str, *,
+                     expected_loss: bool = False) -> RpoMeasurement:
+        """Record a data-loss result against the component's RPO objective; raise
+        ObjectiveBreached when it is missed (unless the loss is the point of the drill)."""
+        objective = self.settings.objectives.for_component(component)
+        measurement = figures.rpo_measurement(objective, result, method, expected_loss)
+        self.record.rpo.append(measurement)
+        self.observer.rpo_measured(self.record, measurement)
+        if not measurement.met and not expected_loss:
+            lost = ", ".join(f"{x.item} ({x.reason})" for x in result.lost[:5])
+            more = f" and {result.lost_count - 5} more" if result.lost_count > 5 else ""
             raise ObjectiveBreached(
                 f"{component} RPO breached: {result.lost_count} of {result.acknowledged} "
-                f"acknowledged writes lost (window {secs(result.loss_window)}), "
-                f"{result.unverified} unverifiable; objective {objective.rpo_writes} lost")
+                f"acknowledged writes lost (window {secs(result.loss_window)})"
+                + (f": {lost}{more}" if lost else "")
+                + f", {result.unverified} unverifiable; objective {objective.rpo_writes} lost")
         return measurement
 
     # -- end --------------------------------------------------------------------------------

@@ -1,9 +1,11 @@
 """One exception tree for everything `drills` raises on purpose.
 
-    DrillError                       base: catch this to catch ours
-    ├── ConfigError                  bad objectives/settings file or argument (nothing injected)
-    ├── TargetNotAllowed             a destructive step aimed at a target not on the allow-list
-    ├── TwinError                    the local twin cannot start, is not running, or is unhealthy
+    DrillError                       base: catch this to catch ours               exit 1
+    ├── ConfigError                  bad objectives/settings file or argument      exit 2
+    │   └── TargetNotAllowed         a destructive step aimed at a target not allowed
+    ├── TargetError                  the target is unreachable or misconfigured   exit 3
+    │   ├── TwinError                the local twin cannot start, is not running, or is unhealthy
+    │   └── NotSteady                the service was not steady before any fault
     ├── FaultError                   a fault could not be injected or reverted
     ├── JournalError                 the fault journal is unreadable or cannot be written
     ├── ProbeError                   the probe runner cannot run (not: a failed probe, that is data)
@@ -11,26 +13,49 @@
     ├── ReportError                  a report is invalid or fails verification (evidence)
     └── ObjectiveBreached            a measured figure is worse than its objective
 
+`exit_code` is what `drills` exits with when the error ends a command: 2 means bad input and
+nothing injected, 3 that the system under drill could not be reached, was misconfigured or was
+not healthy to begin with (nothing was drilled), 1 everything else (a drill failed).
 Messages say what failed, where, and what to do next, in one sentence.
 """
 
 from __future__ import annotations
 
+from typing import ClassVar
+
+#: Exit codes of `drills` (documented in `drills run --help` and the README).
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_TARGET, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
 
 class DrillError(Exception):
     """Base class of every error `drills` raises on purpose."""
 
+    exit_code: ClassVar[int] = EXIT_FAILED
+
 
 class ConfigError(DrillError):
     """A configuration file or argument is invalid; nothing has been injected."""
+
+    exit_code = EXIT_BAD_INPUT
 
 
 class TargetNotAllowed(ConfigError):
     """A destructive step named a target that the allow-list does not contain."""
 
 
-class TwinError(DrillError):
+class TargetError(DrillError):
+    """The system under drill cannot be reached or is misconfigured (credentials, endpoint,
+    missing resources, permissions)."""
+
+    exit_code = EXIT_TARGET
+
+
+class TwinError(TargetError):
     """The local twin cannot start, is not running, or is unhealthy."""
+
+
+class NotSteady(TargetError):
+    """The steady-state hypothesis did not hold before any fault: nothing was drilled."""
 
 
 class FaultError(DrillError):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from drills.evidence.fmt import is_rehearsal, rehearsal_note
 from drills.evidence.model import (
     DrillRecord,
     FaultRecord,
@@ -15,11 +16,13 @@ from drills.evidence.model import (
     StepRecord,
 )
 from drills.evidence.observer import RunObserver
+from drills.measure.timeline import Verdict
 
 Write = Callable[[str], None]
 
 MARK = {Status.PASSED: "ok", Status.FAILED: "FAILED", Status.ERROR: "ERROR",
-        Status.SKIPPED: "skipped"}
+        Status.SKIPPED: "skipped", Status.NOT_STEADY: "NOT STEADY",
+        Status.EXPECTED_BREACH: "EXPECTED BREACH"}
 
 
 def _secs(value: float | None) -> str:
@@ -30,13 +33,20 @@ def describe_measurement(m: Measurement) -> str:
     """One line: the figure, its bracket, the objective and the verdict."""
     verdict = "met" if m.met else "BREACHED"
     head = f"{m.name} RTO for {m.component} (objective {m.objective_rto:g}s): "
-    if m.verdict == "no-outage":
+    if m.verdict == Verdict.NO_OUTAGE:
         return head + (f"no outage observed in {m.probes} probes (an outage shorter than "
                        f"{_secs(m.uncertainty)} could pass unseen): {verdict}")
     if m.rto is None:
-        return head + f"not recovered ({m.verdict}): {verdict}"
-    low = m.rto - (m.uncertainty or 0.0)
-    text = head + f"{_secs(m.rto)} (recovered between {_secs(low)} and {_secs(m.rto)}): {verdict}"
+        what = "did not happen" if m.verdict == Verdict.NOT_REACHED else "not recovered"
+        return head + f"{what} ({m.verdict}): {verdict}"
+    unc = m.uncertainty or 0.0
+    if unc < 0.01:  # an event's own timestamp: a bracket would read "between x and x"
+        text = head + f"{_secs(m.rto)} (±{unc * 1000:.0f} ms): {verdict}"
+    else:
+        text = (head + f"{_secs(m.rto)} (recovered between {_secs(m.rto - unc)} and "
+                f"{_secs(m.rto)}): {verdict}")
+    if m.verdict == Verdict.FLAPPING:
+        text += f"; FLAPPING: {len(m.outages)} outages, RTO to the last stable run"
     if m.time_to_detect is not None:
         text += f"; first failure seen after {_secs(m.time_to_detect)}"
     return text
@@ -50,6 +60,8 @@ class ProgressObserver(RunObserver):
 
     def run_started(self, run: RunRecord) -> None:
         self.write(f"drills: run {run.run_id} ({run.exercise}) on {run.target.get('kind')}")
+        if note := rehearsal_note(run.target):
+            self.write(f"drills: {note}")
 
     def drill_started(self, run: RunRecord, drill: DrillRecord) -> None:
         self.write(f"\n> drill: {drill.feature} :: {drill.name}")
@@ -82,6 +94,7 @@ class ProgressObserver(RunObserver):
         self.write(f"< {MARK[drill.status]}: {drill.name} ({drill.duration:.1f}s)")
 
     def run_finished(self, run: RunRecord, report_dir: Path) -> None:
-        passed = sum(d.status is Status.PASSED for d in run.drills)
-        self.write(f"\ndrills: {passed}/{len(run.drills)} drills passed; "
+        passed = sum(d.status.passed for d in run.drills)
+        kind = " (a rehearsal on the twin)" if is_rehearsal(run.target) else ""
+        self.write(f"\ndrills: {passed}/{len(run.drills)} drills passed{kind}; "
                    f"report: {report_dir / 'report.json'}")

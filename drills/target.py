@@ -17,7 +17,8 @@ from drills.clients import Clients
 from drills.errors import ConfigError
 from drills.faults import AllowList, FaultContext
 from drills.loop import LoopThread
-from drills.probes import KnownVault
+from drills.measure.probes import KnownVault
+from drills.measure.rpo import LedgerReader, ledger_reader
 from drills.twin.state import PRIMARY_REGION, Names
 from drills.vault import VaultClient, VaultUnavailable, connect
 
@@ -39,6 +40,15 @@ class Target:
     """Common behaviour of the twin and an account."""
 
     kind = "abstract"
+    #: Seconds without a failure after K successes before a drill calls a service recovered.
+    settle = 60.0
+    #: The NATS ping interval of the service's clients: a frozen server is noticed after two.
+    nats_ping_interval = 120.0  # NATS's default: what the service's own clients use
+    #: The path the probes measure the service on.
+    probe_path = "nats"
+    #: Whether drills may create the runbook's backup bucket (the twin: yes; an account
+    #: has its own, and a drill never creates buckets there).
+    owns_backups = False
 
     def __init__(self, clients: Clients, names: Names, region: str = PRIMARY_REGION) -> None:
         self.clients, self.names, self.region = clients, names, region
@@ -90,9 +100,18 @@ class Target:
 
     def connect(self, loop: LoopThread, name: str = "drills-probe") -> VaultClient:
         creds = self.nats_credentials()
-        nc = loop.run(connect(self.nats_urls(), creds["user"], creds["password"], name),
-                      timeout=15)
+        nc = loop.run(connect(self.nats_urls(), creds["user"], creds["password"], name,
+                              ping_interval=self.nats_ping_interval), timeout=15)
         return VaultClient(nc)
+
+    def prepare_alarms(self) -> None:
+        """Make sure the runbook's alarms, their topic and pager exist: the twin provisions
+        them (idempotent); an account must already have them."""
+
+    def ledger(self) -> LedgerReader:
+        """Reads the credentials ledger (DynamoDB): each vault's last acknowledged content."""
+        return ledger_reader(self.clients("dynamodb", self.region),
+                             self.names.credentials_table)
 
     def known_vaults(self) -> list[KnownVault]:
         raise NotImplementedError
@@ -105,10 +124,15 @@ class TwinTarget(Target):
     """The local twin: its own resources are always allowed targets."""
 
     kind = "twin"
+    owns_backups = True
 
     def __init__(self, twin: Any) -> None:  # drills.twin.manager.Twin
+        from drills.twin.timing import profile
+
         super().__init__(twin.clients, twin.names)
         self.twin = twin
+        timing = profile(twin.state.profile)
+        self.settle, self.nats_ping_interval = timing.settle, timing.nats_ping_interval
 
     def fault_context(self) -> FaultContext:
         return FaultContext(self.clients, self.twin)
@@ -127,6 +151,11 @@ class TwinTarget(Target):
 
     def nats_urls(self, region: str | None = None) -> list[str]:
         return self.twin.nats_spec(region or self.region).urls
+
+    def prepare_alarms(self) -> None:
+        from drills.twin import monitor
+
+        monitor.provision(self.clients, self.names, self.region, self.twin.state.profile)
 
     def known_vaults(self) -> list[KnownVault]:
         return list(self.twin.population())
@@ -165,7 +194,7 @@ class TwinTarget(Target):
 class AccountTarget(Target):
     """A real AWS account reached through boto3's usual credential chain."""
 
-    kind = "aws"
+    kind = "account"
 
     def __init__(self, region: str = PRIMARY_REGION, account_id: str | None = None) -> None:
         clients = Clients(endpoint_url=None, default_region=region)
@@ -174,7 +203,7 @@ class AccountTarget(Target):
         super().__init__(clients, Names(account_id=account_id), region)
 
     def describe(self) -> dict[str, Any]:
-        return {"kind": "aws", "region": self.region, "account_id": self.names.account_id}
+        return {"kind": "account", "region": self.region, "account_id": self.names.account_id}
 
     def nats_urls(self, region: str | None = None) -> list[str]:
         urls = os.environ.get("DRILLS_NATS_URL", "")

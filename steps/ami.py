@@ -12,13 +12,12 @@ from pytest_bdd import given, parsers, then, when
 from drills.drill import Drill
 from drills.errors import ObjectiveBreached, RecoveryError
 from drills.evidence.fmt import secs
-from drills.evidence.model import Measurement
 from drills.faults import ActiveFault
 from drills.faults.ami import DeregisterCurrentAmi
 from drills.procedures import enclave as procedure
-from drills.target import TwinTarget
 
 DETECT_TIMEOUT = 60.0
+REFRESH_POLL = 0.5  # how often the refresh is polled: the figure's uncertainty
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,14 +31,9 @@ class RefreshStarted:
 
 @given(parsers.parse('the enclave launch template takes its AMI from "{param}"'))
 def template_uses_parameter(drill: Drill, param: str) -> None:
-    """Precondition of runbook 4.1 step 2: the template's ImageId is resolve:ssm:<param>.
-
-    On the twin the template is made so (a new template version, idempotent); on an
-    account it is only checked, and a template pinning an AMI fails with what to change.
-    """
+    """Precondition of runbook 4.1 step 2: the template's ImageId is resolve:ssm:<param>
+    (the twin is provisioned so); a template pinning an AMI fails with what to change."""
     target = drill.target
-    if isinstance(target, TwinTarget):
-        procedure.use_ssm_ami(target.clients, target.asg_name(), target.region, param)
     procedure.require_ssm_ami(target.clients, target.asg_name(), target.region, param)
 
 
@@ -121,17 +115,12 @@ def refresh_completes(drill: Drill, component: str, instance_refresh: RefreshSta
         objective.remaining(fault.injected_at), drill.progress)
     done = time.monotonic() - fault.injected_at
     ok = outcome.status == "Successful" and outcome.percentage == 100
-    measurement = Measurement(
-        name="instance-refresh", component=component, objective_rto=objective.rto,
-        verdict=outcome.status.lower(), rto=done if ok else None, rto_lower=None,
-        uncertainty=0.5 if ok else None, time_to_detect=None, met=ok and done <= objective.rto,
-        fault_id=fault.fault_id,
-        method=("polled describe-instance-refreshes every 0.5 s from start-instance-refresh "
-                f"to Successful; statuses seen {' -> '.join(outcome.statuses_seen)}, "
-                f"PercentageComplete {outcome.percentages_seen}; took "
-                f"{secs(time.monotonic() - instance_refresh.started_at)}"))
-    drill.record_measurement(measurement)
-    drill.assert_met(measurement)
+    drill.assert_met(drill.record_event(
+        "instance-refresh", component, done if ok else None, REFRESH_POLL,
+        "polled describe-instance-refreshes every 0.5 s from start-instance-refresh to "
+        f"Successful; statuses seen {' -> '.join(outcome.statuses_seen)}, PercentageComplete "
+        f"{outcome.percentages_seen}; took "
+        f"{secs(time.monotonic() - instance_refresh.started_at)}"))
 
 
 @then("every enclave instance runs the previous known-good AMI")

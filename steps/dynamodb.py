@@ -6,7 +6,6 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator
 from datetime import datetime
-from typing import Any
 
 from pytest_bdd import given, parsers, then, when
 
@@ -14,10 +13,11 @@ from drills.config import ProbeSettings
 from drills.drill import Drill
 from drills.errors import ConfigError, ObjectiveBreached, ProbeError, RecoveryError
 from drills.evidence.fmt import secs
-from drills.evidence.model import Measurement, RpoMeasurement
+from drills.evidence.model import Measurement
 from drills.faults import ActiveFault
 from drills.faults.dynamodb import CorruptItems, DeleteItems
-from drills.probes import WriteProbes
+from drills.measure.probes import WriteProbes
+from drills.measure.rpo import LostWrite, RpoResult
 from drills.procedures.dynamodb import (
     ItemRecovery,
     decode_item,
@@ -115,45 +115,30 @@ def items_match(drill: Drill, item_recovery: ItemRecovery, component: str) -> No
     """RPO: damaged items whose restored content differs from the state last acknowledged
     before the fault (captured when the fault was prepared)."""
     fault = _item_fault(drill)
-    objective = drill.settings.objectives.for_component(component)
     restored = {i.key: i.restored for i in item_recovery.items}
     key_attr = fault.fault.params["key_attr"]
-    lost: list[dict[str, Any]] = []
-    stamps = []
+    lost = []
     for seq, image in enumerate(fault.fault.params["items"]):
         before = decode_item(image)
         key = before[key_attr]["S"]
         after = restored.get(key)
         if item_digest(after) != item_digest(before):
-            stamp = before.get("updated_at", {}).get("S", "")
-            stamps.append(stamp)
-            lost.append({"seq": seq, "vault_id": key,
-                         "reason": "not restored" if after is None else "corrupted",
-                         "acked_utc": stamp})
-    window = _window(stamps)
-    measurement = RpoMeasurement(
-        component=component, objective_writes=objective.rpo_writes,
-        acknowledged=len(fault.fault.params["items"]), unacknowledged=0, lost=len(lost),
-        loss_window=window, unverified=0, met=len(lost) <= objective.rpo_writes,
-        lost_writes=lost,
-        method=(f"each damaged {item_recovery.table} item as copied back from the point-in-time "
-                "restore, hash-compared with its image read just before the fault (no write "
-                "to it was in flight then)"))
-    drill.record_rpo(measurement)
-    if not measurement.met:
-        raise ObjectiveBreached(
-            f"{component} RPO breached: {len(lost)} of {measurement.acknowledged} damaged "
-            f"{item_recovery.table} item(s) not restored to their last acknowledged state "
-            f"({', '.join(x['vault_id'] for x in lost)}); objective {objective.rpo_writes}")
+            lost.append(LostWrite(seq, key, "not-restored" if after is None else "corrupted",
+                                  before.get("updated_at", {}).get("S", "")))
+    drill.conclude_rpo(component, RpoResult(acknowledged=len(fault.fault.params["items"]),
+                                            lost=tuple(lost)),
+                       f"each damaged {item_recovery.table} item as copied back from the "
+                       "point-in-time restore, hash-compared with its image read just before "
+                       "the fault (no write to it was in flight then)")
 
 
 @then(parsers.parse('no restored copy of "{table}" is left behind'))
 def restored_copy_deleted(drill: Drill, table: str) -> None:
     """The runbook's `<table>-restored` was deleted once the items were copied back."""
     names = drill.target.clients("dynamodb", drill.target.region).list_tables()["TableNames"]
-    assert restored_name(table) not in names, (
-        f"{restored_name(table)} still exists; delete it with `aws dynamodb delete-table "
-        f"--table-name {restored_name(table)}`")
+    if restored_name(table) in names:
+        raise ObjectiveBreached(f"{restored_name(table)} still exists; delete it with `aws "
+                                f"dynamodb delete-table --table-name {restored_name(table)}`")
 
 
 # -- helpers ------------------------------------------------------------------------------------
@@ -177,12 +162,7 @@ def _journaled_at(drill: Drill, fault: ActiveFault) -> datetime:
     return datetime.fromisoformat(entry.injected_utc.replace("Z", "+00:00"))
 
 
-def _window(stamps: list[str]) -> float:
-    moments = [datetime.fromisoformat(s).timestamp() for s in stamps if s]
-    return max(moments) - min(moments) if moments else 0.0
-
-
 def _measure_writes(drill: Drill, component: str) -> Measurement:
     probes = _write_probes(drill)
-    return drill.measure_probes(component, probes, interval=probes.settings.interval,
+    return drill.measure_probes(component, probes.results, interval=probes.settings.interval,
                                 what="vault writes to recover", method=probes.method)

@@ -8,7 +8,7 @@ from pytest_bdd import parsers, then, when
 
 from drills.drill import Drill
 from drills.faults import ActiveFault, KillWorker, SetDesiredCapacity, TerminateInstances
-from drills.recovery import force_new_instances
+from drills.procedures.enclave import force_new_instances
 
 
 @when(parsers.re(r"(?P<count>\d+) enclave instances? (?:is|are) terminated"),

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import pytest
 from pytest_bdd import parsers, then, when
 
 from drills.drill import Drill
-from drills.errors import ProbeError, RecoveryError
-from drills.evidence.model import RpoMeasurement
+from drills.errors import ObjectiveBreached, ProbeError, RecoveryError
 from drills.faults import ActiveFault
 from drills.faults.kms import DisableKey, ScheduleKeyDeletion, ScratchKeyDeleted
+from drills.measure.rpo import LostWrite, RpoResult
 from drills.procedures.kms import (
     DELETED,
     KeyRecovery,
@@ -48,8 +47,9 @@ def sealing_key_scheduled(drill: Drill, days: int) -> Iterator[ActiveFault]:
 def diagnosis_finds(drill: Drill, state: str) -> None:
     """Runbook 4.3 diagnosis (SSM parameter, then describe-key) sees the key in `state`."""
     found = diagnose_sealing_key(drill.target.clients, drill.target.names, drill.target.region)
-    assert found.state == state, (f"runbook 4.3 diagnosis found sealing key {found.key_arn} "
-                                  f"{found.state}, expected {state}")
+    if found.state != state:
+        raise ObjectiveBreached(f"runbook 4.3 diagnosis found sealing key {found.key_arn} "
+                                f"{found.state}, expected {state}")
 
 
 @when("the operator recovers the sealing key (runbook 4.3)", target_fixture="key_recovery")
@@ -64,9 +64,11 @@ def state_after_action(key_recovery: KeyRecovery, action: str, state: str) -> No
     """The key state observed right after the runbook command `action` (e.g. enable-key)."""
     seen = key_recovery.state_after(action)
     ran = [s.command for s in key_recovery.steps]
-    assert seen is not None, (f"runbook 4.3 never ran {action} (found the key "
-                              f"{key_recovery.found}; ran {ran})")
-    assert seen == state, f"after {action} the sealing key was {seen}, expected {state}"
+    if seen is None:
+        raise ObjectiveBreached(f"runbook 4.3 never ran {action} (found the key "
+                                f"{key_recovery.found}; ran {ran})")
+    if seen != state:
+        raise ObjectiveBreached(f"after {action} the sealing key was {seen}, expected {state}")
 
 
 @when(parsers.parse("a scratch KMS key sealing {count:d} scratch vaults is deleted after its "
@@ -92,9 +94,16 @@ def deleted_key_unrecoverable(drill: Drill) -> None:
     """Runbook 4.3 on the deleted key: describe-key no longer knows it; recovery refuses."""
     fault = _scratch(drill)
     clients, region = drill.target.clients, drill.target.region
-    assert diagnose(clients, region, fault.key_arn).state == DELETED
-    with pytest.raises(RecoveryError, match="permanently unrecoverable"):
+    state = diagnose(clients, region, fault.key_arn).state
+    if state != DELETED:
+        raise ObjectiveBreached(f"the scratch key {fault.key_arn} is {state}, not deleted")
+    try:
         recover_key(clients, region, fault.key_arn)
+    except RecoveryError as exc:
+        if "permanently unrecoverable" not in str(exc):
+            raise
+    else:
+        raise ObjectiveBreached(f"runbook 4.3 'recovered' the deleted key {fault.key_arn}")
 
 
 @then("the data sealed under the deleted key is reported as permanently lost")
@@ -106,23 +115,19 @@ def sealed_data_lost(drill: Drill) -> None:
     checks = check_recoverable(drill.target.clients, drill.target.region, fault.target,
                                fault.sealed)
     readable = [c.vault.vault_id for c in checks if c.recovered]
-    assert not readable, (f"{len(readable)} scratch vault(s) were still readable after their "
-                          f"key was deleted ({readable}): the loss was not observed")
-    objective = drill.settings.objectives.for_component("KMS Sealing Key")
-    times = [c.vault.sealed_at for c in checks]
+    if readable:
+        raise ObjectiveBreached(f"{len(readable)} scratch vault(s) were still readable after "
+                                f"their key was deleted ({readable}): the loss was not observed")
     first = checks[0]
-    measurement = RpoMeasurement(
-        component=objective.component, objective_writes=objective.rpo_writes,
-        acknowledged=len(checks), unacknowledged=0, lost=len(checks),
-        loss_window=max(times) - min(times) if checks else 0.0, unverified=0,
-        met=len(checks) <= objective.rpo_writes, expected_loss=True,
-        lost_writes=[{"seq": i, "vault_id": c.vault.vault_id, "reason": "key-deleted",
-                      "acked_utc": c.vault.sealed_utc} for i, c in enumerate(checks)],
-        method=(f"EXPECTED LOSS (runbook 4.3 step 3, twin only): {len(checks)} scratch vaults "
-                "sealed like the service seals vaults, under a scratch key standing in for the "
-                "sealing key, whose deletion the twin completed; each was then read back "
-                f"through S3 (answered {first.s3_error or 'the body'}) and its saved data key "
-                f"through KMS ({first.kms_error or 'decrypted'}); none could be. A deleted "
-                "sealing key loses every vault it sealed: this is the runbook's 'permanently "
-                "unrecoverable' case, demonstrated, not an objective the drill can meet"))
-    drill.record_rpo(measurement)
+    drill.conclude_rpo("KMS Sealing Key", RpoResult(
+        acknowledged=len(checks),
+        lost=tuple(LostWrite(i, c.vault.vault_id, "key-deleted", c.vault.sealed_utc)
+                   for i, c in enumerate(checks))),
+        f"EXPECTED LOSS (runbook 4.3 step 3, twin only): {len(checks)} scratch vaults "
+        "sealed like the service seals vaults, under a scratch key standing in for the "
+        "sealing key, whose deletion the twin completed; each was then read back "
+        f"through S3 (answered {first.s3_error or 'the body'}) and its saved data key "
+        f"through KMS ({first.kms_error or 'decrypted'}); none could be. A deleted "
+        "sealing key loses every vault it sealed: this is the runbook's 'permanently "
+        "unrecoverable' case, demonstrated, not an objective the drill can meet",
+        expected_loss=True)

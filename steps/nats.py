@@ -12,8 +12,8 @@ from drills.drill import Drill
 from drills.errors import ConfigError, ObjectiveBreached
 from drills.faults import ActiveFault
 from drills.faults.nats import FreezeNodes, KillNodes, PartitionNodes
-from drills.jetstream import JetStreamCanary
-from drills.nats_measure import (
+from drills.measure.jetstream import JetStreamCanary
+from drills.measure.nats import (
     measure_cluster,
     measure_jetstream_rpo,
     measure_jetstream_writes,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pytest_bdd import parsers, then
 
 from drills.drill import Drill
+from drills.errors import ObjectiveBreached
 from drills.procedures.preflight import (
     CheckResult,
     bucket_encryption,
@@ -22,7 +23,8 @@ def _passed(drill: Drill, results: list[CheckResult]) -> None:
         drill.observer.waiting(drill.record, ("ok: " if result.passed else "FAILED: ")
                                + result.message)
     failed = [r.message for r in results if not r.passed]
-    assert not failed, "; ".join(failed)
+    if failed:
+        raise ObjectiveBreached("; ".join(failed))
 
 
 @then("the vault data bucket keeps every version (runbook 2.1)")

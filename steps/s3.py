@@ -18,10 +18,10 @@ from pytest_bdd import parsers, then, when
 from drills.config import ProbeSettings
 from drills.drill import Drill
 from drills.errors import ObjectiveBreached
-from drills.evidence.model import RpoMeasurement
 from drills.faults import ActiveFault, Fault
 from drills.faults.s3 import CorruptVaultObject, DeleteVaultObject
-from drills.probes import KnownVault, ProbeRunner
+from drills.measure.probes import KnownVault, ProbeRunner
+from drills.measure.rpo import LostWrite, RpoResult
 from drills.procedures.s3 import (
     Restore,
     envelope_verifier,
@@ -100,9 +100,11 @@ def damaged_vault_fails(drill: Drill, damaged_vault: DamagedVault, kind: str) ->
     except VaultUnavailable as exc:
         failure = str(exc)
     else:
-        raise AssertionError(f"vault {vault_id} read back after '{fault.fault.describe()}': "
-                             "the damage is not visible to the service")
-    assert kind in failure, f"reading vault {vault_id} failed with {failure}, not {kind!r}"
+        raise ObjectiveBreached(f"vault {vault_id} read back after "
+                                f"'{fault.fault.describe()}': the damage is not visible to the "
+                                "service")
+    if kind not in failure:
+        raise ObjectiveBreached(f"reading vault {vault_id} failed with {failure}, not {kind!r}")
 
 
 @when("the operator removes the delete marker (runbook 4.4 step 1)", target_fixture="restore")
@@ -133,12 +135,14 @@ def restore_chose_good_version(damaged_vault: DamagedVault, restore: Restore,
                                count: int) -> None:
     """Step 2 rejected exactly the corrupt versions and restored the one the fault replaced."""
     good = damaged_vault.active.fault.params["good_version"]
-    assert len(restore.skipped) == count, (
-        f"runbook 4.4 step 2 passed over {len(restore.skipped)} version(s), expected {count}: "
-        f"{[(c.version_id, c.reason) for c in restore.skipped]}")
-    assert restore.restored_version == good, (
-        f"runbook 4.4 step 2 restored version {restore.restored_version}, but the version "
-        f"current before the fault was {good}")
+    if len(restore.skipped) != count:
+        raise ObjectiveBreached(
+            f"runbook 4.4 step 2 passed over {len(restore.skipped)} version(s), expected "
+            f"{count}: {[(c.version_id, c.reason) for c in restore.skipped]}")
+    if restore.restored_version != good:
+        raise ObjectiveBreached(
+            f"runbook 4.4 step 2 restored version {restore.restored_version}, but the version "
+            f"current before the fault was {good}")
 
 
 @then(parsers.parse('the damaged vault reads back intact within the "{component}" objective'))
@@ -148,7 +152,8 @@ def damaged_vault_recovers(drill: Drill, damaged_vault: DamagedVault, component:
     vault_id = damaged_vault.vault.vault_id
     k = drill.settings.probes.consecutive
     measurement = drill.measure_probes(
-        component, damaged_vault.watch, name="vault", what=f"vault {vault_id} to read back intact",
+        component, damaged_vault.watch.results, name="vault",
+        what=f"vault {vault_id} to read back intact",
         interval=WATCH_INTERVAL, fault=damaged_vault.active, outage_expected=True,
         method=(f"a probe of the damaged vault {vault_id} alone, every "
                 f"{WATCH_INTERVAL * 1000:g} ms through NATS, enclave, KMS and S3 from before "
@@ -162,7 +167,6 @@ def damaged_vault_recovers(drill: Drill, damaged_vault: DamagedVault, component:
 def damaged_vault_intact(drill: Drill, damaged_vault: DamagedVault, component: str) -> None:
     """Read the damaged vault through the service: its content hash must be that of its last
     acknowledged write; anything else is a lost write against the component's RPO."""
-    objective = drill.settings.objectives.for_component(component)
     vault = damaged_vault.vault
     reason, unverified = "", 0
     try:
@@ -172,17 +176,8 @@ def damaged_vault_intact(drill: Drill, damaged_vault: DamagedVault, component: s
             reason = "corrupted"
     except VaultUnavailable as exc:
         reason, unverified = ("", 1) if exc.kind == "timeout" else ("missing", 0)
-    lost = int(bool(reason))
-    measurement = RpoMeasurement(
-        component=component, objective_writes=objective.rpo_writes, acknowledged=1,
-        unacknowledged=0, lost=lost, loss_window=0.0, unverified=unverified,
-        met=lost <= objective.rpo_writes and unverified == 0,
-        lost_writes=[{"seq": 0, "vault_id": vault.vault_id, "reason": reason}] if lost else [],
-        method=("the damaged vault read back through the service after the restore and its "
-                "content hash compared with that of its last acknowledged write"))
-    drill.record_rpo(measurement)
-    if not measurement.met:
-        raise ObjectiveBreached(
-            f"{component} RPO breached: vault {vault.vault_id} is "
-            f"{reason or 'unverifiable (no answer)'} after runbook 4.4, its last acknowledged "
-            f"write is not what the service returns; objective {objective.rpo_writes} lost")
+    drill.conclude_rpo(component, RpoResult(
+        acknowledged=1, unverified=unverified,
+        lost=(LostWrite(0, vault.vault_id, reason),) if reason else ()),
+        "the damaged vault read back through the service after the restore and its content "
+        "hash compared with that of its last acknowledged write")

@@ -13,9 +13,9 @@ from pytest_bdd import given, parsers, then, when
 from drills.drill import Drill
 from drills.errors import ObjectiveBreached, ProbeError
 from drills.evidence.fmt import secs
-from drills.evidence.model import Measurement, RpoMeasurement
 from drills.faults import ActiveFault
 from drills.faults.ssm import CorruptParameter, DeleteParameter
+from drills.measure.rpo import LostWrite, RpoResult
 from drills.procedures.ssm import (
     BackupRef,
     BootCheck,
@@ -26,7 +26,6 @@ from drills.procedures.ssm import (
     restore_parameters,
     verify_parameters,
 )
-from drills.target import TwinTarget
 
 DETECT_TIMEOUT = 60.0
 POLL = 0.25
@@ -37,7 +36,7 @@ POLL = 0.25
 def backup(drill: Drill, path: str, bucket: str) -> BackupRef:
     """Runbook 2.3's export, from memory into one SSE-KMS object (the twin creates the bucket)."""
     ref = export_parameters(drill.target.clients, drill.target.region, path=path, bucket=bucket,
-                            create_bucket=isinstance(drill.target, TwinTarget))
+                            create_bucket=drill.target.owns_backups)
     drill.observer.waiting(drill.record, f"backed up {len(ref.names)} parameter(s) under "
                                          f"{path} to {ref} (SSE-KMS)")
     return ref
@@ -75,7 +74,8 @@ def boot_fails(drill: Drill, kind: str) -> None:
 def boot_works(drill: Drill) -> None:
     """What an enclave reads at boot is back: sealing key ARN, NATS credentials that connect."""
     check = _boot(drill)
-    assert check.ok, f"an enclave booting now would fail: {check.detail}"
+    if not check.ok:
+        raise ObjectiveBreached(f"an enclave booting now would fail: {check.detail}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,30 +106,15 @@ def restored_identically(drill: Drill, ssm_backup: BackupRef, ssm_restore: Resto
     """Measured RTO: first fault until every backed-up parameter is present with its type,
     KMS key and value (compared by hash), polled from SSM. The parameters were damaged at
     least until the restore began: that bounds the RTO from below."""
-    objective = drill.settings.objectives.for_component(component)
-    first = _first_fault(drill)
-    lower = ssm_restore.started
-    while True:
-        polled = time.monotonic()
+    def problem() -> str | None:
         checks = verify_parameters(drill.target.clients, drill.target.region, ssm_backup)
-        if all(c.ok for c in checks) or polled - first.injected_at > objective.window:
-            break
-        lower = polled
-        drill.progress(f"waiting for the parameters to match the backup: {_problems(checks)}")
-        time.sleep(POLL)
-    done = time.monotonic()
-    ok = all(c.ok for c in checks)
-    rto = done - first.injected_at if ok else None
-    measurement = Measurement(
-        name="parameters", component=component, objective_rto=objective.rto,
-        verdict="recovered" if ok else "not-recovered", rto=rto,
-        rto_lower=(lower - first.injected_at) if ok else None,
-        uncertainty=(done - lower) if ok else None, time_to_detect=None,
-        met=ok and rto is not None and rto <= objective.rto, fault_id=first.fault_id,
-        method=(f"every {POLL:g} s, each of the {len(checks)} backed-up parameters read back "
-                "from SSM (decrypted) and compared with the backup by type, KMS key and a "
-                "keyed hash of the value"))
-    drill.record_measurement(measurement)
+        return None if all(c.ok for c in checks) else _problems(checks)
+
+    measurement, _ = drill.measure_polled(
+        "parameters", component, problem, poll=POLL, fault=_first_fault(drill),
+        down_until=ssm_restore.started, what="the parameters to match the backup",
+        method=(f"every {POLL:g} s, each backed-up parameter read back from SSM (decrypted) "
+                "and compared with the backup by type, KMS key and a keyed hash of the value"))
     drill.assert_met(measurement)
 
 
@@ -137,21 +122,13 @@ def restored_identically(drill: Drill, ssm_backup: BackupRef, ssm_restore: Resto
 def none_lost(drill: Drill, ssm_backup: BackupRef, component: str) -> None:
     """RPO: parameters of the backup not restored identically (missing, or type, key or value
     differs), named in the evidence without their values."""
-    objective = drill.settings.objectives.for_component(component)
     checks = verify_parameters(drill.target.clients, drill.target.region, ssm_backup)
-    lost = [c for c in checks if not c.ok]
-    measurement = RpoMeasurement(
-        component=component, objective_writes=objective.rpo_writes, acknowledged=len(checks),
-        unacknowledged=0, lost=len(lost), loss_window=0.0, unverified=0,
-        met=len(lost) <= objective.rpo_writes,
-        lost_writes=[{"seq": i, "vault_id": c.name, "reason": c.problem}
-                     for i, c in enumerate(checks) if not c.ok],
-        method=(f"each of the {len(checks)} parameters of backup {ssm_backup} read back from "
-                "SSM and compared by type, KMS key and a keyed hash of the value"))
-    drill.record_rpo(measurement)
-    if not measurement.met:
-        raise ObjectiveBreached(f"{component} RPO breached: {len(lost)} of {len(checks)} "
-                                f"parameters not restored identically ({_problems(checks)})")
+    drill.conclude_rpo(component, RpoResult(
+        acknowledged=len(checks),
+        lost=tuple(LostWrite(i, c.name, "not-restored", detail=c.problem)
+                   for i, c in enumerate(checks) if not c.ok)),
+        f"each of the {len(checks)} parameters of backup {ssm_backup} read back from SSM and "
+        "compared by type, KMS key and a keyed hash of the value")
 
 
 def _boot(drill: Drill) -> BootCheck:

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from drills.clients import Clients
-from drills.plugin import new_run_id
+from drills.session import new_run_id
 from drills.target import Target, TwinTarget
 from drills.twin.aws import AwsEndpoint, start_aws, stop_aws
 from drills.twin.manager import Twin, _serving

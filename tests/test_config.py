@@ -98,3 +98,23 @@ def test_remaining_counts_down_from_the_fault_and_stops_at_zero() -> None:
     now = time.monotonic()
     assert 69 < objective.remaining(now - 0.5) <= 69.5
     assert objective.remaining(now - 1000) == 0.0
+
+
+def test_service_table_sets_the_vault_service_objective(tmp_path: Path) -> None:
+    """[service] rto and rpo_writes are the "Vault Service" objective drills measure against
+    (a component table of that name, if given, still wins)."""
+    path = tmp_path / "o.toml"
+    path.write_text('[service]\nrto = "5m"\nrpo_writes = 2\n', encoding="utf-8")
+    service = load_settings(path).objectives.for_component("Vault Service")
+    assert (service.rto, service.rpo_writes) == (300, 2)
+    path.write_text('[service]\nrto = "5m"\n[components."Vault Service"]\nrto = "7m"\n',
+                    encoding="utf-8")
+    assert load_settings(path).objectives.for_component("Vault Service").rto == 420
+
+
+def test_settle_window_is_read_from_the_probes_table(tmp_path: Path) -> None:
+    """[probes] settle overrides the target's default; absent, it stays None."""
+    path = tmp_path / "o.toml"
+    path.write_text('[probes]\nsettle = "30s"\n', encoding="utf-8")
+    assert load_settings(path).probes.settle == 30
+    assert load_settings(None).probes.settle is None

@@ -85,20 +85,20 @@ def cmd_compliance(args: argparse.Namespace) -> int:
     from drills.evidence import index as index_mod
     from drills.evidence.analysis import exercises
     from drills.evidence.fmt import parse_utc
-    from drills.evidence.programme import compliance
+    from drills.evidence.programme import NOT_ON_SCHEDULE, compliance, history_text, status_label
 
     root = Path(args.reports)
     now = parse_utc(args.as_of) if args.as_of else datetime.now(UTC)
     rows = compliance(exercises(index_mod.read(root), _team(args, root)), now)
     print(f"exercise programme as of {now:%Y-%m-%d %H:%M} UTC ({root})")
+    print("(only a passing run against an account, or an attestation, exercises an item; twin "
+          "runs are rehearsals)")
     for p in rows:
-        last = (f"{p.last_exercised_utc[:10]} {p.last_result} on {p.target_kind}"
-                if p.last_exercised_utc else "never")
-        due = f"due {p.due_utc[:10]}" if p.due_utc else ""
-        print(f"  {p.status.upper():<14} {p.item_id:<6} {p.cadence or 'scenario':<9} "
-              f"{p.title[:52]:<52} {last:<32} {due}".rstrip())
-    late = [p for p in rows if p.cadence and p.status in ("overdue", "never")]
-    print(f"{len(late)} cadence item(s) overdue or never exercised")
+        due = f"; due {p.due_utc[:10]}" if p.due_utc else ""
+        print(f"  {status_label(p.status):<14} {p.item_id:<6} {p.cadence or 'scenario':<9} "
+              f"{p.title[:52]:<52} {history_text(p)}{due}".rstrip())
+    late = [p for p in rows if p.cadence and p.status in NOT_ON_SCHEDULE]
+    print(f"{len(late)} cadence item(s) not on schedule (overdue, never, or rehearsed only)")
     return 1 if late and args.fail_on_overdue else 0
 
 
@@ -168,7 +168,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
                         "trend.html with charts")
     p.add_argument("--reports", default="reports", help=ROOT_HELP)
     p.add_argument("--drill", help="only drills whose feature path or name contains this")
-    p.add_argument("--target", choices=["twin", "aws"], help="only runs on this target kind")
+    p.add_argument("--target", choices=["twin", "account"], help="only runs on this target kind")
     p.add_argument("--html", help="where to write the chart page (default <reports>/trend.html)")
     p.set_defaults(func=cmd_trend)
 
@@ -184,7 +184,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p = rsub.add_parser("findings", help="findings still open as of the latest run")
     p.add_argument("--reports", default="reports", help=ROOT_HELP)
     p.add_argument("--remediation", help=REMEDIATION_HELP)
-    p.add_argument("--target", choices=["twin", "aws"], help="latest run on this target kind")
+    p.add_argument("--target", choices=["twin", "account"],
+                   help="latest run on this target kind")
     p.add_argument("--all", action="store_true", help="include findings that run closed")
     p.set_defaults(func=cmd_findings)
 

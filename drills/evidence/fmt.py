@@ -50,10 +50,36 @@ def worst_rto(drill: DrillRecord) -> Measurement | None:
 
 
 VERDICT = {Status.PASSED: "PASS", Status.FAILED: "FAIL", Status.ERROR: "ERROR",
-           Status.SKIPPED: "SKIPPED"}
+           Status.SKIPPED: "SKIPPED", Status.NOT_STEADY: "NOT STEADY",
+           Status.EXPECTED_BREACH: "EXPECTED BREACH"}
 #: CSS class of each status's badge.
 VERDICT_CSS = {Status.PASSED: "pass", Status.FAILED: "fail", Status.ERROR: "error",
-               Status.SKIPPED: "skipped"}
+               Status.SKIPPED: "skipped", Status.NOT_STEADY: "warn",
+               Status.EXPECTED_BREACH: "warn"}
+
+
+def is_rehearsal(target: dict[str, object]) -> bool:
+    """A run on the local twin is a rehearsal; only an account run is evidence of the RTO."""
+    return target.get("kind") == "twin"
+
+
+def rehearsal_note(target: dict[str, object]) -> str:
+    """What a twin run proves and what it does not; '' for an account run."""
+    if not is_rehearsal(target):
+        return ""
+    return (f"REHEARSAL on the local twin (timing profile {target.get('timing_profile')}): it "
+            "proves the procedures work end to end; its recovery times are set by the twin's "
+            "timing profile, not measured on AWS, and do not count as exercising the runbook's "
+            "programme.")
+
+
+def measured_text(m: Measurement) -> str:
+    """A figure in a table cell: '1.64 s', 'no outage', 'not recovered'."""
+    if m.verdict == "no-outage":
+        return "no outage"
+    if m.rto is None:
+        return "did not happen" if m.verdict == "not-reached" else "not recovered"
+    return secs(m.rto) + (" (flapping)" if m.verdict == "flapping" else "")
 
 
 def slug(text: str, limit: int = 60) -> str:

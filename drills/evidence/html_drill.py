@@ -39,13 +39,17 @@ def measurement_card(m: Measurement) -> str:
         facts.append(f"{m.probes} probes, none failed; an outage shorter than "
                      f"{secs(m.uncertainty)} could pass unseen")
     elif m.rto is None:
-        value = ("not recovered while measured" if m.verdict == "not-recovered"
-                 else f"not measured ({m.verdict})")
+        value = {"not-recovered": "not recovered while measured",
+                 "not-reached": "did not happen while measured"}.get(
+                     str(m.verdict), f"not measured ({m.verdict})")
     else:
         value = secs(m.rto)
         if m.uncertainty and m.uncertainty >= 0.005:
-            verb = "recovered" if m.name in ("service", "capacity") else "reached"
+            verb = "reached" if m.verdict == "reached" else "recovered"
             facts.append(f"{verb} between {secs(m.rto_lower)} and {secs(m.rto)}")
+        if m.verdict == "flapping":
+            facts.append(f"FLAPPING: {len(m.outages)} outages; the RTO runs to the start of "
+                         "the last stable run")
     if m.rto is not None and m.objective_rto:
         facts.append(f"{100 * m.rto / m.objective_rto:.1f}% of the {secs(m.objective_rto)} "
                      "objective")
@@ -55,6 +59,8 @@ def measurement_card(m: Measurement) -> str:
         facts.append(f"first failure seen {secs(m.time_to_detect)} after the fault")
     if m.probes and m.verdict != "no-outage":
         facts.append(f"{m.failures} of {m.probes} probes failed")
+    if m.path:
+        facts.append(f"measured on the {m.path} path")
     verdict = badge("MET", "met") if m.met else badge("BREACHED", "breach")
     return (f'<div class="card{"" if m.met else " bad"}"><div class="t">{esc(title)} '
             f'{verdict}</div><div class="v">{esc(value)}</div>'
@@ -65,9 +71,11 @@ def measurement_card(m: Measurement) -> str:
 
 def rpo_card(r: RpoMeasurement) -> str:
     """Acknowledged writes lost against the RPO objective."""
-    verdict = badge("MET", "met") if r.met else badge("BREACHED", "breach")
-    lost = "".join(f"<li>write #{esc(w.get('seq'))} to vault {esc(w.get('vault_id'))}: "
-                   f"{esc(w.get('reason'))}</li>" for w in r.lost_writes[:20])
+    verdict = (badge("MET", "met") if r.met else badge("EXPECTED LOSS", "warn")
+               if r.expected_loss else badge("BREACHED", "breach"))
+    lost = "".join(f"<li>write #{esc(w.seq)} to {esc(w.item)}: {esc(w.reason)}"
+                   + (f" ({esc(w.detail)})" if w.detail else "") + "</li>"
+                   for w in r.lost_writes[:20])
     more = f"<li>… and {len(r.lost_writes) - 20} more</li>" if len(r.lost_writes) > 20 else ""
     return (f'<div class="card{"" if r.met else " bad"}"><div class="t">RPO · {esc(r.component)} '
             f'{verdict}</div><div class="v">{r.lost} of {r.acknowledged} acknowledged writes '
@@ -109,11 +117,15 @@ def drill_section(number: int, drill: DrillRecord) -> str:
     body += f'<figure>{timeline(drill)}<figcaption>{legend(drill)}</figcaption></figure>'
     if drill.faults:
         rows = [[f"<code>{esc(f.fault_id)}</code>", esc(f.kind), esc(f.description),
-                 f"{esc(_hms(f.injected_utc))}", esc(_hms(f.reverted_utc)) if f.reverted_utc
-                 else badge("NOT REVERTED", "fail"),
+                 f"{esc(_hms(f.injected_utc))}<div class='small muted'>acting for "
+                 f"{esc(secs(f.inject_seconds))}</div>",
+                 esc(_hms(f.reverted_utc)) if f.reverted_utc else badge("NOT REVERTED", "fail"),
                  esc(f.revert_error or "")] for f in drill.faults]
-        body += "<h4>Faults injected and reverted (UTC)</h4>" + table(
-            ["Fault", "Kind", "What", "Injected", "Reverted", "Revert error"], rows)
+        body += ("<h4>Faults injected and reverted (UTC)</h4><p class='small muted'>Injected: "
+                 "just before the fault's first mutating call, the origin of every figure; the "
+                 "outage may begin anywhere while it acts, so each bracket widens by that "
+                 "time.</p>" + table(
+                     ["Fault", "Kind", "What", "Injected", "Reverted", "Revert error"], rows))
     if drill.steps:
         rows = []
         for i, s in enumerate(drill.steps, 1):

@@ -9,11 +9,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from drills.evidence.fmt import VERDICT, VERDICT_CSS, measure_label, minute, secs
+from drills.evidence.fmt import (
+    VERDICT,
+    VERDICT_CSS,
+    is_rehearsal,
+    measure_label,
+    measured_text,
+    minute,
+    rehearsal_note,
+    secs,
+)
 from drills.evidence.html_drill import drill_section
 from drills.evidence.model import Finding, Measurement, ProgrammeItem, RunRecord, Status
 from drills.evidence.observer import RunObserver
 from drills.evidence.page import badge, esc, page, table
+from drills.evidence.programme import NOT_ON_SCHEDULE, history_text, status_label
 from drills.evidence.svg import gauge
 
 HTML_NAME = "report.html"
@@ -24,25 +34,40 @@ EXERCISE = {"monthly": "Monthly DR test (runbook 7.1)",
 
 def target_text(target: dict[str, object]) -> str:
     """The target in words, never credentials."""
-    if target.get("kind") == "twin":
+    if is_rehearsal(target):
         return (f"local twin, region {target.get('region')} ({target.get('timing_profile')} "
                 f"timing, NATS as {target.get('nats_backend')})")
     return f"AWS account {target.get('account_id', '?')}, region {target.get('region')}"
 
 
 def headline(run: RunRecord) -> tuple[bool, str]:
-    """(passed, one sentence) for the verdict banner."""
+    """(passed, one sentence) for the verdict banner; a twin run says it is a rehearsal."""
     total = len(run.drills)
-    passed = sum(d.status is Status.PASSED for d in run.drills)
-    breaches = sum(not m.met for d in run.drills for m in d.measurements)
-    breaches += sum(not r.met for d in run.drills for r in d.rpo)
+    passed = sum(d.status.passed for d in run.drills)
+    expected = sum(d.status is Status.EXPECTED_BREACH for d in run.drills)
+    breaches = sum(not m.met for d in run.drills if d.status is not Status.EXPECTED_BREACH
+                   for m in d.measurements)
+    breaches += sum(not r.met and not r.expected_loss for d in run.drills
+                    if d.status is not Status.EXPECTED_BREACH for r in d.rpo)
+    prefix = (f"Rehearsal on the local twin ({run.target.get('timing_profile')} timing): "
+              if is_rehearsal(run.target) else "")
+    known = (f" ({expected} showed the runbook flaw{'s' if expected != 1 else ''} they "
+             "exist to show)" if expected else "")
     if passed == total and not breaches:
-        return True, (f"All {total} drill{'s' if total != 1 else ''} passed; every RTO and RPO "
-                      "objective was met.")
-    parts = [f"{total - passed} of {total} drills did not pass"]
+        return True, (f"{prefix}all {total} drill{'s' if total != 1 else ''} passed{known}; "
+                      "every other RTO and RPO objective was met." if expected else
+                      f"{prefix}all {total} drill{'s' if total != 1 else ''} passed; every "
+                      "RTO and RPO objective was met.")
+    parts = [f"{prefix}{total - passed} of {total} drills did not pass"]
     if breaches:
         parts.append(f"{breaches} objective{'s' if breaches != 1 else ''} breached")
     return False, "; ".join(parts) + "."
+
+
+def verdict_word(run: RunRecord, ok: bool) -> str:
+    """PASS / FAIL, and REHEARSAL on the twin (a twin pass is not evidence of the RTO)."""
+    word = "PASS" if ok else "FAIL"
+    return f"{word} · REHEARSAL" if is_rehearsal(run.target) else word
 
 
 def summary(run: RunRecord) -> str:
@@ -53,8 +78,8 @@ def summary(run: RunRecord) -> str:
     met = sum(m.met for m in figures) + sum(r.met for r in rpos)
     lost = sum(r.lost for r in rpos)
     open_f = [f for f in run.findings if f.status == "open"]
-    overdue = [p for p in run.programme if p.status in ("overdue", "never")]
-    passed = sum(d.status is Status.PASSED for d in run.drills)
+    overdue = [p for p in run.programme if p.cadence and p.status in NOT_ON_SCHEDULE]
+    passed = sum(d.status.passed for d in run.drills)
 
     def kpi(value: str, key: str, css: str) -> str:
         return (f'<div class="kpi {css}"><div class="v">{value}</div>'
@@ -66,7 +91,7 @@ def summary(run: RunRecord) -> str:
             "good" if met == len(figures) + len(rpos) else "bad"),
         kpi(str(lost), "acknowledged writes lost", "good" if lost == 0 else "bad"),
         kpi(str(len(open_f)), "open findings", "good" if not open_f else "bad"),
-        kpi(str(len(overdue)), "programme items overdue or never done",
+        kpi(str(len(overdue)), "programme items not on schedule",
             "good" if not overdue else "warn")])
     rows = []
     for n, d in enumerate(run.drills, 1):
@@ -83,8 +108,7 @@ def summary(run: RunRecord) -> str:
             if m is None:
                 cells += ["<td>—</td>"] * 4
             else:
-                measured = ("no outage" if m.verdict == "no-outage" else
-                            secs(m.rto) if m.rto is not None else "not recovered")
+                measured = measured_text(m)
                 cells += [f"<td>{esc(measure_label(m.name))}<div class='small muted'>"
                           f"{esc(m.component)}</div></td>",
                           f'<td class="num">{esc(measured)}</td>',
@@ -100,11 +124,13 @@ def summary(run: RunRecord) -> str:
     head = "".join(f"<th{c}>{h}</th>" for h, c in [
         ("Drill", ""), ("Figure", ""), ("Measured", " class=num"), ("Objective", " class=num"),
         ("Measured vs objective", ""), ("RPO", " class=num"), ("Verdict", "")])
-    failing = [d.name for d in run.drills if d.status is not Status.PASSED]
+    failing = [d.name for d in run.drills if not d.status.passed]
     failing_line = (f'<div class="small" style="color:#a40e26">Did not pass: '
                     f'{esc("; ".join(failing))}</div>' if failing else "")
-    return (f'<section id="summary"><div class="verdict {"pass" if ok else "fail"}">'
-            f'<div class="big">{"PASS" if ok else "FAIL"}</div><div><div class="headline">'
+    note = rehearsal_note(run.target)
+    banner = f'<div class="rehearsal">{esc(note)}</div>' if note else ""
+    return (f'<section id="summary">{banner}<div class="verdict {"pass" if ok else "fail"}">'
+            f'<div class="big">{esc(verdict_word(run, ok))}</div><div><div class="headline">'
             f'{esc(line)}</div><div class="muted">{esc(EXERCISE.get(run.exercise, run.exercise))}'
             f' on the {esc(target_text(run.target))}, {esc(minute(run.started_utc))}.</div>'
             f'{failing_line}</div></div><div class="kpis">{kpis}</div>'
@@ -163,20 +189,21 @@ def findings_section(run: RunRecord) -> str:
 def programme_section(run: RunRecord) -> str:
     """Runbook section 7 cadence items, then the scenarios, with when each was exercised."""
     def row(p: ProgrammeItem) -> list[str]:
-        label = {"ok": "ON SCHEDULE", "overdue": "OVERDUE", "never": "NEVER",
-                 "exercised": "EXERCISED", "not-exercised": "NOT EXERCISED"}[p.status]
+        where = f"<div class='small muted'>{esc(history_text(p))}</div>"
         last = p.last_exercised_utc
-        where = f"<div class='small muted'>{esc(p.last_result)} · {esc(p.target_kind)}</div>"
         return [esc(p.item_id),
                 esc(p.title) + (" " + badge("this run", "ok") if p.in_this_run else ""),
-                esc(p.cadence or "—"), esc(last[:10]) + where if last else "—",
-                esc((p.due_utc or "")[:10] or "—"), badge(label, p.status)]
+                esc(p.cadence or "—"), (esc(last[:10]) if last else "—") + where,
+                esc((p.due_utc or "")[:10] or "—"),
+                badge(status_label(p.status), "warn" if p.status == "rehearsed" else p.status)]
     cadence = [row(p) for p in run.programme if p.cadence]
     scenarios = [row(p) for p in run.programme if not p.cadence]
-    head = ["Item", "Runbook item", "Cadence", "Last exercised", "Due by", "Status"]
+    head = ["Item", "Runbook item", "Cadence", "Last exercised (account)", "Due by", "Status"]
     return ('<section id="programme" class="pagebreak"><h2>Exercise programme</h2>'
             '<p class="small muted">Runbook section 7: monthly items are overdue after 31 days, '
-            'quarterly after 92, annual after 366. Items no drill can perform are attested in '
+            'quarterly after 92, annual after 366. Only a passing run against an account '
+            'exercises an item: twin runs are rehearsals, listed beside it, and a failed attempt '
+            'does not count. Items no drill can perform are attested in '
             '<code>remediation.toml</code>; 7.3.3 needs an annual run with an on-call '
             'participant.</p>' + table(head, cadence)
             + "<h3>Failure scenarios and recovery procedures (sections 2-6)</h3>"
@@ -194,7 +221,7 @@ def annual_sections(run: RunRecord) -> str:
              '<span class="muted">keep / change to ______</span>']
             for r in run.objective_review]
     caveat = ""
-    if run.target.get("kind") == "twin":
+    if is_rehearsal(run.target):
         caveat = (f'<p class="small muted">Measured on the local twin with the '
                   f'{esc(run.target.get("timing_profile"))} timing profile: these are not '
                   "production recovery times. Confirm on the account before restating an "
@@ -260,8 +287,11 @@ def render(run: RunRecord) -> str:
     if run.exercise == "annual":
         toc += ['<a href="#review">RTO/RPO review</a>', '<a href="#remediation">Sign-off</a>']
     toc.append('<a href="#appendix">Method</a>')
-    body = (f'<header class="top"><div class="kicker">Disaster-recovery evidence · VettID Nitro '
-            f'Enclave DR procedures</div><h1>{esc(EXERCISE.get(run.exercise, run.exercise))}</h1>'
+    kind = "Rehearsal on the local twin" if is_rehearsal(run.target) else \
+        "Disaster-recovery evidence"
+    body = (f'<header class="top"><div class="kicker">{kind} · VettID Nitro '
+            f'Enclave DR procedures</div><h1>{esc(EXERCISE.get(run.exercise, run.exercise))}'
+            f'{" (rehearsal)" if is_rehearsal(run.target) else ""}</h1>'
             f'<div class="muted">{esc(minute(run.started_utc))} · {esc(target_text(run.target))}'
             f' · run <code>{esc(run.run_id)}</code></div>'
             f'<nav class="toc">{"".join(toc)}</nav></header>'

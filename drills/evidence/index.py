@@ -117,6 +117,8 @@ def read(root: Path) -> list[IndexEntry]:
         except (ValueError, KeyError, TypeError) as exc:
             raise DrillError(f"{path}:{number} is not an index line ({exc}); fix or delete it, "
                              "or rebuild with `drills report index --rebuild`") from None
+        if entry.target_kind == "aws":  # schema 1.0 named an account target "aws"
+            entry.target_kind = "account"
         entries[entry.run_id] = entry
     return sorted(entries.values(), key=lambda e: (e.ended_utc, e.run_id))
 

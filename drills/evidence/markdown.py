@@ -4,13 +4,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from drills.evidence.fmt import VERDICT, measure_label, minute, secs
-from drills.evidence.html_report import EXERCISE, headline, target_text
+from drills.evidence.fmt import (
+    VERDICT,
+    measure_label,
+    measured_text,
+    minute,
+    rehearsal_note,
+    secs,
+)
+from drills.evidence.html_report import EXERCISE, headline, target_text, verdict_word
 from drills.evidence.model import RunRecord, Status
 from drills.evidence.observer import RunObserver
+from drills.evidence.programme import NOT_ON_SCHEDULE, history_text, status_label
 
 SUMMARY_NAME = "summary.md"
-ICON = {Status.PASSED: "✅", Status.FAILED: "❌", Status.ERROR: "⛔", Status.SKIPPED: "⏭️"}
+ICON = {Status.PASSED: "✅", Status.FAILED: "❌", Status.ERROR: "⛔", Status.SKIPPED: "⏭️",
+        Status.NOT_STEADY: "⚠️", Status.EXPECTED_BREACH: "🔶"}
 
 
 def cell(value: object) -> str:
@@ -21,8 +30,11 @@ def cell(value: object) -> str:
 def render(run: RunRecord) -> str:
     """The Markdown summary of a run."""
     ok, line = headline(run)
-    out = [f"## {'✅ PASS' if ok else '❌ FAIL'}: {EXERCISE.get(run.exercise, run.exercise)}",
-           "", line, "",
+    out = [f"## {'✅' if ok else '❌'} {verdict_word(run, ok)}: "
+           f"{EXERCISE.get(run.exercise, run.exercise)}", ""]
+    if note := rehearsal_note(run.target):
+        out += [f"> **{note}**", ""]
+    out += [line, "",
            f"Run `{run.run_id}` on the {target_text(run.target)}, "
            f"{minute(run.started_utc)} to {minute(run.ended_utc)}; drills {run.tool_version}"
            f" (git `{(run.git_revision or 'unknown')[:12]}`).", ""]
@@ -39,8 +51,7 @@ def render(run: RunRecord) -> str:
             if m is None:
                 out.append(f"| {name} | — | — | — | {rpo} | {verdict} |")
                 continue
-            measured = ("no outage" if m.verdict == "no-outage" else
-                        secs(m.rto) if m.rto is not None else "**not recovered**")
+            measured = measured_text(m)
             if not m.met:
                 measured = f"**{measured}** ⚠️"
             out.append(f"| {name} | {measure_label(m.name)} ({cell(m.component)}) | {measured} | "
@@ -59,19 +70,20 @@ def render(run: RunRecord) -> str:
                        f"{cell(r.due) if r and r.due else '—'} |")
     else:
         out.append("None: every drill passed and every fault was reverted.")
-    due = [p for p in run.programme if p.cadence and p.status in ("overdue", "never")]
+    due = [p for p in run.programme if p.cadence and p.status in NOT_ON_SCHEDULE]
     done = [p for p in run.programme if not p.cadence and p.status == "exercised"]
     scenarios = [p for p in run.programme if not p.cadence]
-    out += ["", "### Exercise programme (runbook 7)", ""]
+    out += ["", "### Exercise programme (runbook 7)", "",
+            "Only a passing run against an account exercises an item; twin runs are "
+            "rehearsals.", ""]
     if due:
-        out.append(f"{len(due)} cadence item(s) overdue or never exercised:")
-        out += [f"- {p.item_id} {p.title} ({p.cadence}): "
-                + (f"last {p.last_exercised_utc[:10]}, due {p.due_utc[:10]}"
-                   if p.last_exercised_utc and p.due_utc else "never") for p in due]
+        out.append(f"{len(due)} cadence item(s) not on schedule:")
+        out += [f"- {p.item_id} {p.title} ({p.cadence}): {status_label(p.status).lower()}; "
+                f"{history_text(p)}" for p in due]
     else:
         out.append("Every cadence item is on schedule.")
-    out += ["", f"Failure scenarios and procedures exercised so far: {len(done)} of "
-                f"{len(scenarios)}.", ""]
+    out += ["", f"Failure scenarios and procedures exercised on an account so far: {len(done)} "
+                f"of {len(scenarios)}.", ""]
     if run.notes:
         out += ["Notes: " + "; ".join(run.notes), ""]
     out += ["Full report: `report.html` (self-contained) · data: `report.json` · check: "

@@ -14,9 +14,11 @@ from dataclasses import asdict, dataclass, field
 from enum import Enum, StrEnum
 from typing import Any, TypeVar
 
+from drills.measure.timeline import Verdict
+
 #: Version of report.json's schema (`drills/schemas/report.schema.json`); bump the minor
 #: version for added optional fields, the major version for anything a reader must change for.
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "2.0"
 
 T = TypeVar("T")
 
@@ -28,6 +30,21 @@ class Status(StrEnum):
     FAILED = "failed"  # an objective was breached or an assertion failed
     ERROR = "error"  # the drill could not be carried out
     SKIPPED = "skipped"
+    #: The service was not in its steady state before any fault: nothing was drilled.
+    NOT_STEADY = "not-steady"
+    #: A drill of a runbook procedure's known flaw (@expected_breach) showed the breach it
+    #: exists to show; reported as a finding against the procedure, not a failed drill.
+    EXPECTED_BREACH = "expected-breach"
+
+    @property
+    def ok(self) -> bool:
+        """True for the outcomes that do not fail a run."""
+        return self in (Status.PASSED, Status.SKIPPED, Status.EXPECTED_BREACH)
+
+    @property
+    def passed(self) -> bool:
+        """True when the drill did what it exists to do (an expected breach included)."""
+        return self in (Status.PASSED, Status.EXPECTED_BREACH)
 
 
 @dataclass(slots=True)
@@ -50,9 +67,11 @@ class FaultRecord:
     kind: str
     target: str
     description: str
-    injected_utc: str
+    injected_utc: str  # just before its first mutating call: the origin of its figures
     reverted_utc: str | None = None
     revert_error: str | None = None
+    inject_seconds: float = 0.0  # how long the inject call took from then (the outage
+    # began somewhere inside it: every bracket widens by it)
 
 
 @dataclass(slots=True)
@@ -72,7 +91,7 @@ class Measurement:
     name: str  # "service" (probes) or "capacity" (ASG back at desired)
     component: str
     objective_rto: float
-    verdict: str
+    verdict: Verdict
     rto: float | None
     rto_lower: float | None
     uncertainty: float | None
@@ -83,6 +102,18 @@ class Measurement:
     probes: int = 0
     failures: int = 0
     outages: list[OutageRecord] = field(default_factory=list)
+    path: str = ""  # the path the figure was measured on, e.g. "nats" or "api"
+
+
+@dataclass(slots=True)
+class LostWriteRecord:
+    """One acknowledged write whose effect is gone."""
+
+    seq: int
+    item: str  # the vault, message, item or parameter it went to
+    reason: str  # missing | corrupted | stale | not-restored | key-deleted | ...
+    acked_utc: str = ""
+    detail: str = ""
 
 
 @dataclass(slots=True)
@@ -97,7 +128,7 @@ class RpoMeasurement:
     loss_window: float  # seconds between the oldest and newest lost write; 0 when none
     unverified: int
     met: bool
-    lost_writes: list[dict[str, Any]] = field(default_factory=list)  # seq, vault, reason
+    lost_writes: list[LostWriteRecord] = field(default_factory=list)
     method: str = ""
     #: The drill demonstrates loss on purpose (runbook 4.3 step 3, a deleted key): reported
     #: with its figures, but neither a breach of the drill nor a finding to remediate.
@@ -216,15 +247,20 @@ class ProgrammeItem:
     title: str
     cadence: str | None  # monthly | quarterly | annual; None for scenarios (no cadence)
     evidence: str  # drill | participation | attestation
-    status: str  # ok | overdue | never | exercised | not-exercised
-    last_exercised_utc: str | None = None
+    #: ok | overdue | never | rehearsed (cadence items); exercised | rehearsed | not-exercised
+    #: (scenarios). Only a passing account run or an attestation exercises an item.
+    status: str
+    last_exercised_utc: str | None = None  # the last passing account run (or attestation)
     last_run_id: str | None = None
-    last_result: str | None = None  # passed | failed | attested
+    last_result: str | None = None  # passed | attested
     last_passed_utc: str | None = None
-    target_kind: str | None = None  # where it was last exercised: twin | aws | attested
+    target_kind: str | None = None  # account | attested
     due_utc: str | None = None
     days_since: float | None = None
     in_this_run: bool = False
+    last_rehearsal_utc: str | None = None  # the last twin run that exercised it
+    last_rehearsal_result: str | None = None  # passed | failed
+    last_failed_utc: str | None = None  # a failed attempt since the last time it counted
 
 
 @dataclass(slots=True)

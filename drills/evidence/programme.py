@@ -151,21 +151,36 @@ class Exercise:
 
 def compliance(exercises: Sequence[Exercise], now: datetime,
                this_run: str | None = None) -> list[ProgrammeItem]:
-    """Every programme item with its last exercise and, for cadence items, overdue or not."""
+    """Every programme item with its last exercise and, for cadence items, overdue or not.
+
+    Only a *passing* run against an *account* (or the team's attestation) exercises an item:
+    a twin run is a rehearsal, listed beside it ("last rehearsal"), and never puts an item on
+    schedule; a failed attempt does not count either, and is shown as such.
+    """
     out = []
     for item in ITEMS:
         mine = sorted((e for e in exercises if e.item_id == item.item_id), key=lambda e: e.utc)
-        last = mine[-1] if mine else None
-        passed = [e for e in mine if e.result in ("passed", "attested")]
+        done = [e for e in mine if e.result in ("passed", "attested")
+                and e.target_kind in ("account", "attested")]
+        rehearsals = [e for e in mine if e.target_kind == "twin"]
+        failed = [e for e in mine if e.result == "failed"]
         row = ProgrammeItem(
             item_id=item.item_id, section=item.section, title=item.title, cadence=item.cadence,
             evidence=item.evidence, status="never" if item.cadence else "not-exercised",
             in_this_run=any(e.run_id == this_run for e in mine) if this_run else False)
-        if last is not None:
+        if rehearsals:
+            last = rehearsals[-1]
+            row.last_rehearsal_utc, row.last_rehearsal_result = last.utc, last.result
+            if last.result == "passed" and not done:
+                row.status = "rehearsed"
+        if failed and (not done or failed[-1].utc > done[-1].utc):
+            row.last_failed_utc = failed[-1].utc
+        if done:
+            last = done[-1]
             when = parse_utc(last.utc)
             row.last_exercised_utc, row.last_run_id = last.utc, last.run_id
             row.last_result, row.target_kind = last.result, last.target_kind
-            row.last_passed_utc = passed[-1].utc if passed else None
+            row.last_passed_utc = last.utc
             row.days_since = round((now - when).total_seconds() / 86400, 1)
             row.status = "exercised"
             if item.cadence:
@@ -174,6 +189,29 @@ def compliance(exercises: Sequence[Exercise], now: datetime,
                 row.status = "ok" if now <= due else "overdue"
         out.append(row)
     return out
+
+
+#: Cadence items not on schedule: never exercised, overdue, or only rehearsed on the twin.
+NOT_ON_SCHEDULE = ("overdue", "never", "rehearsed")
+
+
+def status_label(status: str) -> str:
+    """The status as the reports print it."""
+    return {"ok": "ON SCHEDULE", "overdue": "OVERDUE", "never": "NEVER",
+            "rehearsed": "REHEARSED ONLY", "exercised": "EXERCISED",
+            "not-exercised": "NOT EXERCISED"}[status]
+
+
+def history_text(p: ProgrammeItem) -> str:
+    """'passed on account 2026-11-02; last rehearsal 2026-11-30 (passed); last attempt failed
+    on 2026-11-29' — what the status is based on, in one line."""
+    parts = [f"{p.last_result} on {p.target_kind} {p.last_exercised_utc[:10]}"
+             if p.last_exercised_utc else "never on an account"]
+    if p.last_rehearsal_utc:
+        parts.append(f"last rehearsal {p.last_rehearsal_utc[:10]} ({p.last_rehearsal_result})")
+    if p.last_failed_utc:
+        parts.append(f"last attempt failed on {p.last_failed_utc[:10]}")
+    return "; ".join(parts)
 
 
 def is_on_call(role: str) -> bool:

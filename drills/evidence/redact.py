@@ -62,5 +62,4 @@ def scrub_run(run: RunRecord) -> None:
                 outage.first_error = scrub(outage.first_error)
         for rpo in drill.rpo:
             for lost in rpo.lost_writes:
-                if isinstance(lost.get("reason"), str):
-                    lost["reason"] = scrub(lost["reason"])
+                lost.reason, lost.detail = scrub(lost.reason), scrub(lost.detail)

@@ -33,10 +33,12 @@ nav.toc { font-size: 13px; margin: 10px 0 0; color: var(--muted); }
 nav.toc a { color: var(--info); text-decoration: none; margin-right: 14px; }
 .verdict { display: flex; gap: 22px; align-items: center; padding: 18px 22px; border-radius: 10px;
   border: 1px solid var(--line); background: var(--soft); }
-.verdict .big { font-size: 34px; font-weight: 800; letter-spacing: .02em; padding: 4px 18px;
-  border-radius: 8px; color: #fff; min-width: 128px; text-align: center; }
+.verdict .big { font-size: 30px; font-weight: 800; letter-spacing: .02em; padding: 4px 18px;
+  border-radius: 8px; color: #fff; min-width: 128px; text-align: center; white-space: nowrap; }
 .verdict.pass .big { background: var(--pass); } .verdict.fail .big { background: var(--fail); }
 .verdict .headline { font-size: 17px; font-weight: 600; }
+.rehearsal { margin: 0 0 10px; padding: 10px 14px; border-radius: 8px; font-weight: 600;
+  font-size: 13px; background: #fff8c5; color: #7d4e00; border: 1px solid #eed888; }
 .kpis { display: grid; grid-template-columns: repeat(5, 1fr); gap: 10px; margin: 14px 0 6px; }
 .kpi { border: 1px solid var(--line); border-radius: 8px; padding: 10px 12px; background: #fff; }
 .kpi .v { font-size: 22px; font-weight: 700; } .kpi .k { font-size: 11.5px; color: var(--muted); }

@@ -24,6 +24,11 @@ from drills.evidence.svg import Line, Point, trend_chart
 TREND_NAME = "trend.html"
 
 
+def kind_text(target_kind: str) -> str:
+    """'twin rehearsal' or 'account': a twin figure is set by its timing profile."""
+    return "twin rehearsal" if target_kind == "twin" else target_kind
+
+
 @dataclass(slots=True)
 class Series:
     """One figure of one drill on one kind of target, run after run."""
@@ -95,7 +100,7 @@ def text_table(series_list: Sequence[Series]) -> str:
         if s.drill_key != previous:
             lines += ["", s.drill_key] if lines else [s.drill_key]
             previous = s.drill_key
-        lines.append(f"  {s.title} ({s.target_kind}): {stats(s)}")
+        lines.append(f"  {s.title} ({kind_text(s.target_kind)}): {stats(s)}")
         for entry, f in s.points:
             verdict = "met" if f.met else "BREACHED"
             shown = "no outage" if f.verdict == "no-outage" else s.show(f.value)
@@ -128,9 +133,9 @@ def _drill_section(n: int, group: list[Series]) -> str:
     legend += ('<span>- - objective</span><span style="color:#cf222e">● breached</span>'
                '<span>○ no outage observed</span>')
     body = (f'<section class="series" id="drill-{n}"><h3>{esc(first.drill)}</h3>'
-            f'<p class="small muted"><code>{esc(first.drill_key)}</code> · on the '
-            f'{esc(first.target_kind)} · ' + esc("; ".join(f"{measure_label(s.measure)}: "
-                                                          f"{stats(s)}" for s in rto)) + "</p>")
+            f'<p class="small muted"><code>{esc(first.drill_key)}</code> · '
+            f'{esc(kind_text(first.target_kind))} · '
+            + esc("; ".join(f"{measure_label(s.measure)}: {stats(s)}" for s in rto)) + "</p>")
     if lines:
         body += ("<figure>" + trend_chart(lines, objectives, title=f"{first.drill}: RTO")
                  + f'<figcaption class="legend">{legend}</figcaption></figure>')
@@ -178,11 +183,13 @@ def render_html(entries: Sequence[IndexEntry], generated: str,
         breaches = sum(not f.met for _, f in points)
         last = max(e.ended_utc for e, _ in points)
         overview.append([f'<a href="#drill-{n}">{esc(group[0].drill)}</a>',
-                         esc(group[0].target_kind), str(len({e.run_id for e, _ in points})),
+                         esc(kind_text(group[0].target_kind)),
+                         str(len({e.run_id for e, _ in points})),
                          esc(minute(last)), str(breaches),
                          badge("BREACHES", "breach") if breaches else badge("ALL MET", "met")])
     runs = [[esc(minute(e.ended_utc)), f"<code>{esc(e.run_id)}</code>", esc(e.exercise),
-             esc(e.target_kind), esc(f"{sum(d.status == 'passed' for d in e.drills)}/"
+             esc(kind_text(e.target_kind)),
+             esc(f"{sum(Status(d.status).passed for d in e.drills)}/"
                                      f"{len(e.drills)}"),
              badge(VERDICT[Status(e.status)], VERDICT_CSS[Status(e.status)])]
             for e in reversed(entries)]
@@ -190,6 +197,11 @@ def render_html(entries: Sequence[IndexEntry], generated: str,
             '<h1>Measured RTO and RPO over time</h1><div class="muted">'
             f'{len(entries)} run(s), {len(groups)} drill(s). Each figure is drawn against its '
             'objective; red points breached it.</div></header>')
+    if any(e.target_kind == "twin" for e in entries):
+        body += ('<div class="rehearsal">Figures marked "twin rehearsal" come from the local '
+                 "twin: they prove the procedures work end to end, but their recovery times are "
+                 "set by the twin's timing profile, not measured on AWS. Only account runs "
+                 "are evidence of the production RTO and RPO.</div>")
     if not groups:
         body += "<p>No measured figures in the index yet.</p>"
     else:

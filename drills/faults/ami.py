@@ -92,6 +92,7 @@ class DeregisterCurrentAmi(Fault):
                                              f"({DRILL_AMI_TAG})", **extra)["ImageId"]
         self.params["bad_ami"] = bad
         ssm = self._ssm()
+        self.acting()  # the image above is new and harmless; the release below is the fault
         # Release order of runbook 6.2: latest-ami first, then current-ami.
         ssm.put_parameter(Name=self.params["latest_param"], Value=bad, Type="String",
                           Overwrite=True)

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from drills.boundary import explain
 from drills.clients import Clients
 from drills.errors import FaultError, TargetNotAllowed
 from drills.journal import FaultEntry, FaultState, Journal, utc_now
@@ -44,6 +45,7 @@ class Fault(ABC):
     def __init__(self, ctx: FaultContext, params: Mapping[str, Any]) -> None:
         self.ctx = ctx
         self.params: dict[str, Any] = dict(params)
+        self._on_acting: Callable[[], None] | None = None
 
     @property
     @abstractmethod
@@ -61,6 +63,13 @@ class Fault(ABC):
 
     def prepare(self) -> None:  # noqa: B027 - optional hook
         """Read into `params` what `revert()` will need; runs before journaling."""
+
+    def acting(self) -> None:
+        """Called by `inject()` just before its first mutating call, when it must read or
+        build something first: the fault's figures are measured from that instant. A fault
+        whose `inject()` only mutates need not call it (the call itself marks the instant)."""
+        if self._on_acting is not None:
+            self._on_acting()
 
     @abstractmethod
     def inject(self) -> None:
@@ -95,14 +104,28 @@ class AllowList:
                 f"allowed; add it to [allow] {fault.target_kind} = [...] in your drills config")
 
 
+@dataclass(frozen=True, slots=True)
+class Instant:
+    """One moment on both clocks: monotonic for durations, UTC for people (read together)."""
+
+    at: float
+    utc: str
+
+    @classmethod
+    def now(cls) -> Instant:
+        at = time.monotonic()
+        return cls(at, utc_now())
+
+
 @dataclass(slots=True)
 class ActiveFault:
     """A fault this run injected, with the moments it acted."""
 
     fault_id: str
     fault: Fault
-    injected_utc: str
-    injected_at: float  # time.monotonic() right after inject() returned
+    injected_utc: str  # the same instant as injected_at
+    injected_at: float  # time.monotonic() just before the fault's first mutating call
+    inject_span: float = 0.0  # seconds from then until inject() returned
     reverted_utc: str | None = None
     revert_error: str | None = None
 
@@ -131,14 +154,21 @@ class FaultInjector:
         fault.prepare()
         fault_id = self.journal.record_injecting(fault.kind, fault.target, fault.params,
                                                  self.run_id, self.env)
-        injected_utc = utc_now()
+        marks: list[Instant] = []
+        fault._on_acting = lambda: marks.append(Instant.now())
         try:
+            fault.acting()  # the call below may mutate at once: mark the instant before it
             fault.inject()
         except Exception as exc:
             # It may have half-acted: revert what can be, and say so in the journal.
-            self._revert_quietly(fault_id, fault)
-            raise FaultError(f"could not {fault.describe()}: {exc}") from exc
-        active = ActiveFault(fault_id, fault, injected_utc, time.monotonic())
+            undone = self._revert_after_failed_inject(fault_id, fault)
+            raise FaultError(f"could not {fault.describe()}: {explain(exc)}; {undone}") \
+                from exc
+        finally:
+            fault._on_acting = None
+        returned = time.monotonic()
+        start = marks[-1]  # the last mark: the one just before the first mutating call
+        active = ActiveFault(fault_id, fault, start.utc, start.at, returned - start.at)
         self.journal.record(fault_id, FaultState.INJECTED)
         self.active.append(active)
         for callback in self.on_change:
@@ -171,12 +201,16 @@ class FaultInjector:
                 errors.append(str(exc))
         return errors
 
-    def _revert_quietly(self, fault_id: str, fault: Fault) -> None:
+    def _revert_after_failed_inject(self, fault_id: str, fault: Fault) -> str:
+        """Undo whatever a failed inject did; says how that went, for the error message."""
         try:
             fault.revert()
-            self.journal.record(fault_id, FaultState.REVERTED)
         except Exception as exc:
             self.journal.record(fault_id, FaultState.REVERT_FAILED, str(exc))
+            return (f"reverting what it did also failed ({explain(exc)}): run `drills "
+                    "rollback` once the cause is fixed")
+        self.journal.record(fault_id, FaultState.REVERTED)
+        return "whatever it had done was reverted"
 
 
 @dataclass(frozen=True, slots=True)

@@ -165,6 +165,7 @@ class ScratchKeyDeleted(Fault):
         self.sealed = seal_scratch_vaults(self.ctx.clients, self.region, self.target,
                                           self.key_arn, self.params["prefix"],
                                           int(self.params["count"]))
+        self.acting()  # the key and its vaults are the drill's own; deleting it is the fault
         self._delete_now(self.key_arn)
 
     def revert(self) -> None:

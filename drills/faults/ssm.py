@@ -97,6 +97,7 @@ class CorruptParameter(_ParameterFault):
         now = read_parameter(self.ctx.clients, self.region, self.target)
         if now is None:
             raise FaultError(f"SSM parameter {self.target} vanished before it was corrupted")
+        self.acting()
         write_parameter(self.ctx.clients, self.region, now, self.params["corrupt_value"])
 
     def _still_damaged(self, now: Parameter | None) -> bool:

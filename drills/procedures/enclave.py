@@ -1,4 +1,5 @@
-"""Runbook 4.1 steps 1-2: enclave instances fail to launch because their AMI is gone.
+"""Runbook 4.1: enclave instances fail to launch because their AMI is gone (steps 1-2), and
+forcing new instances (step 4).
 
 Step 1 (diagnosis) reads the group's launch template version, the AMI that
 `/vettid/nitro-enclave/current-ami` names and whether it exists, and the recent scaling
@@ -7,6 +8,9 @@ instance refresh. That recovery works only when the launch template takes its AM
 parameter (`ImageId: resolve:ssm:/vettid/nitro-enclave/current-ami`, resolved by EC2 at each
 launch): a template that pins an AMI ID keeps launching the missing image whatever the
 parameter says, so `require_ssm_ami` makes that a precondition with a clear message.
+
+Step 4 ("force new instances") sets the desired capacity to 0 and back, waiting until the group
+has drained instead of the runbook's bare `sleep 60`.
 
 Every call is one the runbook prints, so the same code recovers the twin and an account.
 """
@@ -261,3 +265,28 @@ def instance_images(clients: Clients, asg: str, region: str) -> dict[str, str]:
         return {}
     found = clients("ec2", region).describe_instances(InstanceIds=ids)["Reservations"]
     return {i["InstanceId"]: i["ImageId"] for r in found for i in r["Instances"]}
+
+
+def force_new_instances(clients: Clients, asg: str, region: str, desired: int,
+                        progress: Progress, drain_timeout: float = 300.0) -> None:
+    """Runbook 4.1 step 4: set desired capacity to 0, wait for the group to empty, set it back.
+
+    The runbook sleeps 60 s between the two calls; we wait until the group has no instance
+    left, which is what the sleep stands for, and fail clearly if it never empties.
+    """
+    autoscaling = clients("autoscaling", region)
+    autoscaling.set_desired_capacity(AutoScalingGroupName=asg, DesiredCapacity=0)
+    deadline = time.monotonic() + drain_timeout
+    while True:
+        group = autoscaling.describe_auto_scaling_groups(
+            AutoScalingGroupNames=[asg])["AutoScalingGroups"][0]
+        left = len(group["Instances"])
+        if left == 0:
+            break
+        if time.monotonic() > deadline:
+            raise RecoveryError(f"{asg} still has {left} instance(s) {drain_timeout:g}s after "
+                                "desired capacity 0; check scale-in protection and lifecycle "
+                                "hooks, then retry")
+        progress(f"runbook 4.1 step 4: waiting for {asg} to drain ({left} instance(s) left)")
+        time.sleep(0.5)
+    autoscaling.set_desired_capacity(AutoScalingGroupName=asg, DesiredCapacity=desired)

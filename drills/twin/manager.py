@@ -25,7 +25,7 @@ from drills.clients import Clients
 from drills.errors import DrillError, TwinError
 from drills.journal import utc_now
 from drills.loop import LoopThread
-from drills.probes import KnownVault
+from drills.measure.probes import KnownVault
 from drills.twin import aws, monitor, nats
 from drills.twin.controller import CONTROLLER_MODULE, WORKER_MODULE
 from drills.twin.nats import NatsCluster, NatsClusterSpec

@@ -38,6 +38,9 @@ class TimingProfile:
     metric_interval: float
     #: Period of the runbook's alarms (CloudWatch: 10/30 s high resolution, else n*60 s).
     alarm_period: int
+    #: Seconds without a failed probe after K successes before a drill calls the service
+    #: recovered: failures that come back within it make the verdict `flapping`.
+    settle: float
 
 
 PROFILES: dict[str, TimingProfile] = {
@@ -53,6 +56,7 @@ PROFILES: dict[str, TimingProfile] = {
         nats_ping_interval=5.0,
         metric_interval=1.0,
         alarm_period=10,
+        settle=5.0,
     ),
     # EC2 status checks run every minute; an ASG acts on an unhealthy instance on the
     # next check; a Nitro-enabled instance boots and starts its enclave in ~90-120 s;
@@ -71,6 +75,7 @@ PROFILES: dict[str, TimingProfile] = {
         nats_ping_interval=120.0,
         metric_interval=60.0,
         alarm_period=60,
+        settle=60.0,
     ),
 }
 

@@ -12,7 +12,14 @@ from drills.evidence.analysis import exercises
 from drills.evidence.fmt import parse_utc, utc_text
 from drills.evidence.index import IndexedDrill, IndexEntry
 from drills.evidence.model import DrillRecord
-from drills.evidence.programme import BY_ID, MAX_AGE_DAYS, Exercise, compliance, items_for
+from drills.evidence.programme import (
+    BY_ID,
+    MAX_AGE_DAYS,
+    Exercise,
+    compliance,
+    history_text,
+    items_for,
+)
 from drills.evidence.remediation import Attestation, TeamFile
 from tests.conftest import Runs
 
@@ -69,7 +76,7 @@ def test_cadence_items_are_overdue_after_their_allowed_age(cadence: str) -> None
     days = MAX_AGE_DAYS[cadence]
     for age, status in [(timedelta(days=days), "ok"),
                         (timedelta(days=days, minutes=1), "overdue")]:
-        done = Exercise(item.item_id, utc_text(NOW - age), "r", "passed", "twin")
+        done = Exercise(item.item_id, utc_text(NOW - age), "r", "passed", "account")
         row = next(r for r in compliance([done], NOW) if r.item_id == item.item_id)
         assert row.status == status, (cadence, age)
         assert row.due_utc == utc_text(NOW - age + timedelta(days=days))
@@ -82,19 +89,41 @@ def test_never_exercised_cadence_items_say_never() -> None:
     assert {r.status for r in rows if not r.cadence} == {"not-exercised"}
 
 
-def test_a_failed_exercise_counts_as_exercised_but_not_as_passed() -> None:
-    """A drill that ran and failed is an exercise (with a finding), with no last pass."""
-    rows = compliance([Exercise("7.1.5", utc_text(NOW), "r", "failed", "twin")], NOW)
-    row = next(r for r in rows if r.item_id == "7.1.5")
-    assert row.status == "ok"
-    assert row.last_result == "failed"
-    assert row.last_passed_utc is None
+def test_a_failed_attempt_does_not_count_and_says_so() -> None:
+    """A drill that ran and failed exercises nothing: the item stays as it was (never, or
+    overdue), and shows "last attempt failed on <date>"."""
+    earlier = Exercise("7.1.5", utc_text(NOW - timedelta(days=40)), "a", "passed", "account")
+    failed = Exercise("7.1.5", utc_text(NOW), "b", "failed", "account")
+    rows = {r.item_id: r for r in compliance([failed], NOW)}
+    assert rows["7.1.5"].status == "never"
+    assert rows["7.1.5"].last_failed_utc == utc_text(NOW)
+    rows = {r.item_id: r for r in compliance([earlier, failed], NOW)}
+    assert rows["7.1.5"].status == "overdue"
+    assert rows["7.1.5"].last_run_id == "a"
+    assert "last attempt failed on" in history_text(rows["7.1.5"])
+
+
+def test_twin_rehearsals_never_put_an_item_on_schedule() -> None:
+    """A passing twin run is a rehearsal: listed beside the item, never 'ok'; with a passing
+    account run the item is on schedule and the rehearsal is still shown."""
+    rehearsal = Exercise("7.1.5", utc_text(NOW), "t", "passed", "twin")
+    rows = {r.item_id: r for r in compliance([rehearsal], NOW)}
+    assert rows["7.1.5"].status == "rehearsed"
+    assert rows["7.1.5"].last_exercised_utc is None
+    assert rows["7.1.5"].last_rehearsal_result == "passed"
+    assert rows["3.1"].status == "not-exercised"
+    scenario = Exercise("3.1", utc_text(NOW), "t", "passed", "twin")
+    assert {r.item_id: r for r in compliance([scenario], NOW)}["3.1"].status == "rehearsed"
+    account = Exercise("7.1.5", utc_text(NOW - timedelta(days=1)), "a", "passed", "account")
+    rows = {r.item_id: r for r in compliance([account, rehearsal], NOW)}
+    assert rows["7.1.5"].status == "ok"
+    assert rows["7.1.5"].last_rehearsal_utc == utc_text(NOW)
 
 
 def test_on_call_participation_and_attestations_count() -> None:
     """7.3.3 is met by an annual run with an on-call participant; attested items by the file."""
     entry = IndexEntry("r", "annual", "2026-06-01T00:00:00Z", "2026-06-01T01:00:00Z", "passed",
-                       "aws", "us-east-1", "r",
+                       "account", "us-east-1", "r",
                        participants=[{"name": "A", "role": "On-call engineer"}],
                        drills=[IndexedDrill("k", "n", "f", "skipped", ["7.1.5"])])
     team = TeamFile(attestations=[Attestation("7.2.2", "2026-06-10", "Support lead")])
@@ -107,11 +136,13 @@ def test_on_call_participation_and_attestations_count() -> None:
 
 @pytest.mark.twin
 def test_reports_show_what_was_exercised_when(runs: Runs) -> None:
-    """The monthly report marks 7.1.5 on schedule (this run) and counts the earlier runs'
-    scenarios; items nobody exercised are 'never'."""
+    """After only twin runs, the monthly report shows 7.1.5 rehearsed (this run), never on
+    schedule, and the earlier runs' scenarios rehearsed; items nobody exercised are 'never'."""
     rows = {p["item_id"]: p for p in runs.report("monthly")["programme"]}
-    assert rows["7.1.5"]["status"] == "ok"
+    assert rows["7.1.5"]["status"] == "rehearsed"
     assert rows["7.1.5"]["in_this_run"]
-    assert rows["7.1.5"]["target_kind"] == "twin"
-    assert rows["3.2"]["status"] == "exercised"
+    assert rows["7.1.5"]["target_kind"] is None
+    assert rows["7.1.5"]["last_rehearsal_result"] == "passed"
+    assert rows["3.2"]["status"] == "rehearsed"
     assert rows["7.2.3"]["status"] == "never"
+    assert not [p for p in rows.values() if p["status"] == "ok"]

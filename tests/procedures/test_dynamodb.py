@@ -18,7 +18,7 @@ from drills.clients import Clients
 from drills.config import ProbeSettings
 from drills.errors import RecoveryError
 from drills.loop import LoopThread
-from drills.probes import WriteProbes
+from drills.measure.probes import WriteProbes
 from drills.procedures.dynamodb import (
     ItemOutcome,
     create_on_demand_backup,

@@ -24,7 +24,8 @@ from typing import Any
 from drills.errors import ProbeError
 from drills.journal import utc_now
 from drills.loop import LoopThread, Ticker
-from drills.measure import Outcome, ProbeResult
+from drills.measure.rpo import LostWrite, RpoResult
+from drills.measure.timeline import Outcome, ProbeResult
 
 STREAM = "VETTID_DRILL"
 SUBJECT = "vettid.drill.jetstream"
@@ -44,27 +45,7 @@ class JsPublish:
     acked: bool
     stream_seq: int = 0
     detail: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class JsLoss:
-    """An acknowledged publish the stream does not hold intact."""
-
-    publish: JsPublish
-    reason: str  # "missing" or "corrupted"
-
-
-@dataclass(frozen=True, slots=True)
-class JsVerification:
-    """The stream read back against the acknowledged publishes."""
-
-    acknowledged: int
-    unacknowledged: int
-    lost: tuple[JsLoss, ...]
-    loss_window: float  # seconds between the oldest and newest lost publish (0 if none)
-    ghosts: int  # unacknowledged publishes the stream holds all the same
-    duplicates: int  # message ids stored more than once (de-duplication failed)
-    unverified: int  # stream sequences that could not be read back
+    done_utc: str = ""
 
 
 class JetStreamCanary(Ticker):
@@ -177,11 +158,11 @@ class JetStreamCanary(Ticker):
         except Exception as exc:  # no ack of any kind: the write was never promised
             acked, stream_seq, detail = False, 0, f"{type(exc).__name__}: {exc}"
         publish = JsPublish(seq, msg_id, hashlib.sha256(data).hexdigest(), sent,
-                            time.monotonic(), sent_utc, acked, stream_seq, detail)
+                            time.monotonic(), sent_utc, acked, stream_seq, detail, utc_now())
         with self._lock:
             self._publishes.append(publish)
 
-    def verify(self, timeout: float = 60.0) -> JsVerification:
+    def verify(self, timeout: float = 60.0) -> RpoResult:
         """Read the whole stream back and check every acknowledged publish against it."""
         stored = self.loop.run(self._read_stream(timeout), timeout=timeout + 10)
         publishes = self.publishes()
@@ -192,16 +173,15 @@ class JetStreamCanary(Ticker):
         lost = []
         for p in acked:
             digests = by_id.get(p.msg_id)
-            if not digests:
-                lost.append(JsLoss(p, "missing"))
-            elif p.sha256 not in digests:
-                lost.append(JsLoss(p, "corrupted"))
-        window = (max(x.publish.done for x in lost) - min(x.publish.done for x in lost)
-                  if lost else 0.0)
+            if not digests or p.sha256 not in digests:
+                lost.append(LostWrite(p.seq, p.msg_id, "corrupted" if digests else "missing",
+                                      p.done_utc))
         ghosts = sum(1 for p in publishes if not p.acked and p.msg_id in by_id)
         duplicates = sum(1 for digests in by_id.values() if len(digests) > 1)
-        return JsVerification(len(acked), len(publishes) - len(acked), tuple(lost), window,
-                              ghosts, duplicates, stored["unreadable"])
+        return RpoResult(len(acked), len(publishes) - len(acked), tuple(lost),
+                         stored["unreadable"],
+                         note=f"{ghosts} unacknowledged publishes were stored all the same "
+                              f"(ghost writes), {duplicates} ids stored twice")
 
     async def _read_stream(self, timeout: float) -> dict[str, Any]:
         """(msg id, sha256) of every message of the stream, read by sequence."""

@@ -11,9 +11,9 @@ import nats
 import pytest
 
 from drills.errors import ProbeError
-from drills.jetstream import JetStreamCanary
 from drills.loop import LoopThread
 from drills.measure import Outcome
+from drills.measure.jetstream import JetStreamCanary
 from drills.twin.nats import NatsCluster
 
 

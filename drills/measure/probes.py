@@ -20,7 +20,7 @@ from drills.config import ProbeSettings
 from drills.errors import ProbeError, RecoveryError
 from drills.journal import utc_now
 from drills.loop import LoopThread, Ticker
-from drills.measure import Outcome, ProbeResult
+from drills.measure.timeline import Outcome, ProbeResult
 from drills.vault import VaultClient, VaultUnavailable, digest, unb64
 
 
@@ -101,6 +101,8 @@ class ProbeRunner(Ticker):
         except VaultUnavailable as exc:
             outcome = Outcome.TIMEOUT if exc.kind == "timeout" else Outcome.ERROR
             detail = str(exc)
+        except Exception as exc:  # an answer the probe cannot use is a failure, with why
+            outcome, detail = Outcome.ERROR, f"unexpected reply: {type(exc).__name__}: {exc}"
         result = ProbeResult(seq, sent, time.monotonic(), sent_utc, outcome, detail)
         with self._lock:
             self._results.append(result)
@@ -196,4 +198,6 @@ class WriteProbes(ProbeRunner):
                 self._last_write = time.time() + timeout
                 return Outcome.TIMEOUT, str(exc)
             return Outcome.ERROR, str(exc)
+        except Exception as exc:  # an answer the probe cannot use is a failure, with why
+            return Outcome.ERROR, f"unexpected reply: {type(exc).__name__}: {exc}"
         return Outcome.OK, ""

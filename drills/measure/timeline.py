@@ -5,6 +5,15 @@ A probe that *succeeded* proves the service worked when its reply arrived; a pro
 recovery lies between the last failure observed before the recovery run and the first
 success of that run. We report the conservative end (the observed success) as the RTO and
 the width of that bracket as its uncertainty; both come only from probe timestamps.
+
+The fault itself takes time to act (`inject_span`: from just before its first mutating
+call until the call returned), and the outage may begin anywhere in it. RTO is counted from
+the start of that span; the lower end of the bracket from its end, so the bracket widens by
+the span at the start just as it does at the end.
+
+Recovered means K consecutive successes after the last failure, and none since for a
+settle window: failures that come back after K successes make the verdict `flapping`, and
+the RTO runs to the start of the last stable run.
 """
 
 from __future__ import annotations
@@ -47,17 +56,26 @@ class ProbeResult:
 
 
 class Verdict(StrEnum):
-    """How the outage after a fault ended, as seen by the probes."""
+    """How a measured figure ended, as observed."""
 
     NO_OUTAGE = "no-outage"  # no probe failed after the fault
-    RECOVERED = "recovered"  # failures, then a run of K consecutive successes
-    NOT_RECOVERED = "not-recovered"  # failures and no K-run before the end of observation
+    RECOVERED = "recovered"  # failures, then K consecutive successes that held (settled)
+    FLAPPING = "flapping"  # recovered, but failures came back after K successes on the way
+    NOT_RECOVERED = "not-recovered"  # no settled recovery within the measurement window
     NO_DATA = "no-data"  # no probe completed after the fault
+    REACHED = "reached"  # an awaited event (an alarm, a page) happened
+    NOT_REACHED = "not-reached"  # it did not happen within the window
+
+    @property
+    def recovered(self) -> bool:
+        """True for the verdicts that carry an RTO that can meet an objective."""
+        return self in (Verdict.NO_OUTAGE, Verdict.RECOVERED, Verdict.FLAPPING,
+                        Verdict.REACHED)
 
 
 @dataclass(frozen=True, slots=True)
 class Outage:
-    """A maximal run of failed probes (by completion time)."""
+    """Failed probes not separated by K consecutive successes (by completion time)."""
 
     start: float  # completion of the first failure, seconds after injection
     end: float  # completion of the last failure, seconds after injection
@@ -70,31 +88,33 @@ class Recovery:
     """Recovery figures for one fault, all in seconds relative to the injection."""
 
     verdict: Verdict
-    rto: float | None  # injection -> first success of the K-run (observed, conservative)
-    rto_lower: float | None  # injection -> last evidence of failure before that run
+    rto: float | None  # injection -> first success of the last stable run (conservative)
+    rto_lower: float | None  # end of the injection -> last evidence of failure before it
     time_to_detect: float | None  # injection -> first failure observed
     outages: tuple[Outage, ...]
     probes: int
     failures: int
     consecutive: int
     interval: float
+    inject_span: float = 0.0
+    settled: bool = True  # no failure for the settle window (False: not recovered yet)
 
     @property
     def uncertainty(self) -> float | None:
         """Width of the bracket in which the service really came back.
 
-        With no failure seen, an outage shorter than one probe interval may have slipped
-        between two probes, so the interval is the uncertainty.
+        With no failure seen, an outage shorter than one probe interval (plus the time the
+        fault took to act) may have slipped between two probes.
         """
         if self.verdict is Verdict.NO_OUTAGE:
-            return self.interval
+            return self.interval + self.inject_span
         if self.rto is None or self.rto_lower is None:
             return None
         return self.rto - self.rto_lower
 
     @property
     def flapping(self) -> bool:
-        """True when the service failed again after having answered, before recovering."""
+        """True when the service failed again after having recovered."""
         return len(self.outages) > 1
 
 
@@ -113,42 +133,52 @@ def compute_recovery(
     *,
     consecutive: int = 3,
     interval: float,
+    inject_span: float = 0.0,
+    settle: float = 0.0,
+    observed_until: float | None = None,
 ) -> Recovery:
-    """Compute the recovery after a fault injected at monotonic time `injected_at`.
+    """Compute the recovery after a fault whose first action began at monotonic `injected_at`
+    and took `inject_span` seconds.
 
     Only probes completed after the injection count; they are ordered by completion,
-    because that is when each observation was made.
+    because that is when each observation was made. A recovery counts only once no probe
+    has failed for `settle` seconds by `observed_until` (default: the last completion).
     """
     if consecutive < 1:
         raise ConfigError(f"consecutive successes must be >= 1, got {consecutive}")
     seen = sorted((p for p in probes if p.done >= injected_at), key=lambda p: (p.done, p.seq))
     failures = [p for p in seen if not p.ok]
+    end = observed_until if observed_until is not None else (seen[-1].done if seen else 0.0)
 
     def result(verdict: Verdict, rto: float | None = None, lower: float | None = None,
-               detect: float | None = None, outages: tuple[Outage, ...] = ()) -> Recovery:
+               detect: float | None = None, outages: tuple[Outage, ...] = (),
+               settled: bool = True) -> Recovery:
         return Recovery(verdict, rto, lower, detect, outages, len(seen), len(failures),
-                        consecutive, interval)
+                        consecutive, interval, inject_span, settled)
 
     if not seen:
         return result(Verdict.NO_DATA)
-    outages = _outages(seen, injected_at)
     if not failures:
         # Nothing failed: the service never went down as far as probes can tell; the
         # outage, if any, was shorter than one probe interval.
-        return result(Verdict.NO_OUTAGE, 0.0, 0.0)
+        return result(Verdict.NO_OUTAGE, 0.0, 0.0, settled=end - injected_at >= settle)
+    outages = _outages(seen, injected_at, consecutive)
     detect = failures[0].done - injected_at
     run_start = _recovery_run(seen, consecutive)
     if run_start is None:
-        return result(Verdict.NOT_RECOVERED, detect=detect, outages=outages)
+        return result(Verdict.NOT_RECOVERED, detect=detect, outages=outages, settled=False)
     first_ok = seen[run_start]
+    if end - first_ok.done < settle:  # back, but not for long enough to call it recovered
+        return result(Verdict.NOT_RECOVERED, detect=detect, outages=outages, settled=False)
     before = [p for p in seen[:run_start] if not p.ok]
-    lower = max(_evidence_of_failure(p) for p in before) - injected_at
+    lower = max(_evidence_of_failure(p) for p in before) - injected_at - inject_span
     rto = first_ok.done - injected_at
-    return result(Verdict.RECOVERED, rto, max(0.0, min(lower, rto)), detect, outages)
+    verdict = Verdict.FLAPPING if len(outages) > 1 else Verdict.RECOVERED
+    return result(verdict, rto, max(0.0, min(lower, rto)), detect, outages)
 
 
 def _recovery_run(seen: Sequence[ProbeResult], k: int) -> int | None:
-    """Index of the first success of the first K-run of successes after the last failure."""
+    """Index of the first success of the K-run of successes after the last failure."""
     last_fail = max(i for i, p in enumerate(seen) if not p.ok)
     tail = seen[last_fail + 1 :]
     if len(tail) < k:
@@ -156,15 +186,25 @@ def _recovery_run(seen: Sequence[ProbeResult], k: int) -> int | None:
     return last_fail + 1
 
 
-def _outages(seen: Sequence[ProbeResult], origin: float) -> tuple[Outage, ...]:
+def _outages(seen: Sequence[ProbeResult], origin: float, k: int) -> tuple[Outage, ...]:
+    """Failures grouped into outages: a run of K successes (a recovery) ends an outage."""
     runs: list[Outage] = []
     current: list[ProbeResult] = []
-    for probe in [*seen, None]:
-        if probe is not None and not probe.ok:
+    streak = 0
+    for probe in seen:
+        if not probe.ok:
             current.append(probe)
+            streak = 0
             continue
-        if current:
-            runs.append(Outage(current[0].done - origin, current[-1].done - origin,
-                               len(current), current[0].detail))
+        streak += 1
+        if current and streak >= k:
+            runs.append(_outage(current, origin))
             current = []
+    if current:
+        runs.append(_outage(current, origin))
     return tuple(runs)
+
+
+def _outage(failed: Sequence[ProbeResult], origin: float) -> Outage:
+    return Outage(failed[0].done - origin, failed[-1].done - origin, len(failed),
+                  failed[0].detail)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from drills.errors import ConfigError
-from drills.measure import Outcome, ProbeResult, Verdict, compute_recovery
+from drills.measure.timeline import Outcome, ProbeResult, Verdict, compute_recovery
 
 INTERVAL = 0.1
 
@@ -105,3 +105,56 @@ def test_outage_timeline_is_relative_to_injection() -> None:
     assert outage.end == pytest.approx(0.41)
     assert outage.failures == 3
     assert outage.first_detail == "x"
+
+
+def test_failures_after_k_successes_are_flapping_and_rto_runs_to_the_last_stable_run() -> None:
+    """Failures that come back after K successes make the verdict flapping, list both
+    outages, and the RTO ends at the first success of the last stable run."""
+    rec = compute_recovery(timeline("xx....xx......"), injected_at=0.0, consecutive=3,
+                           interval=INTERVAL)
+    assert rec.verdict is Verdict.FLAPPING
+    assert [(o.failures, round(o.start, 2)) for o in rec.outages] == [(2, 0.01), (2, 0.61)]
+    assert rec.rto == pytest.approx(0.81)
+
+
+def test_fewer_than_k_successes_between_failures_are_one_outage() -> None:
+    """A success or two inside an outage does not end it: not a recovery, not flapping."""
+    rec = compute_recovery(timeline("xx..xx....."), injected_at=0.0, consecutive=3,
+                           interval=INTERVAL)
+    assert rec.verdict is Verdict.RECOVERED
+    (outage,) = rec.outages
+    assert outage.failures == 4
+
+
+def test_a_recovery_counts_only_once_the_settle_window_has_passed() -> None:
+    """K successes are not yet a recovery while the settle window has not passed since the
+    first of them; once it has, the RTO is that first success."""
+    probes = timeline("xxx......")  # first success answered at 0.31, last at 0.81
+    early = compute_recovery(probes, injected_at=0.0, consecutive=3, interval=INTERVAL,
+                             settle=1.0)
+    assert early.verdict is Verdict.NOT_RECOVERED
+    assert not early.settled
+    later = compute_recovery(probes, injected_at=0.0, consecutive=3, interval=INTERVAL,
+                             settle=1.0, observed_until=1.4)
+    assert later.verdict is Verdict.RECOVERED
+    assert later.rto == pytest.approx(0.31)
+
+
+def test_the_time_the_fault_took_to_act_widens_the_bracket_at_the_start() -> None:
+    """The outage may begin anywhere while the fault acts: the lower end of the bracket moves
+    down by that span; the RTO itself still counts from the fault's first action."""
+    probes = timeline("xxx...")
+    plain = compute_recovery(probes, injected_at=0.0, consecutive=3, interval=INTERVAL)
+    spanned = compute_recovery(probes, injected_at=0.0, consecutive=3, interval=INTERVAL,
+                               inject_span=0.05)
+    assert spanned.rto == plain.rto
+    assert spanned.rto_lower == pytest.approx(plain.rto_lower - 0.05)
+    assert spanned.uncertainty == pytest.approx(plain.uncertainty + 0.05)
+
+
+def test_with_no_outage_the_uncertainty_includes_the_time_the_fault_took() -> None:
+    """No failure seen: an outage shorter than one interval, plus the acting time, may hide."""
+    rec = compute_recovery(timeline("....."), injected_at=0.0, consecutive=3,
+                           interval=INTERVAL, inject_span=0.02)
+    assert rec.verdict is Verdict.NO_OUTAGE
+    assert rec.uncertainty == pytest.approx(INTERVAL + 0.02)

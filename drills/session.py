@@ -1,0 +1,226 @@
+"""One pytest session of drills: its settings, journal, target, observers and run record,
+and the signals that end it. The plugin (`drills.plugin`) keeps one `DrillsRun` in
+`config.stash`; this module holds everything that is not a pytest hook or fixture.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import signal
+import subprocess
+import tempfile
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from drills import __version__
+from drills.boundary import is_aws_error, translate
+from drills.config import Settings, load_settings
+from drills.errors import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_TARGET,
+    DrillError,
+    NotSteady,
+    ObjectiveBreached,
+    TargetError,
+)
+from drills.evidence import default_writers
+from drills.evidence.model import RunRecord, Status
+from drills.evidence.observer import Observers
+from drills.faults import rollback
+from drills.journal import Journal, utc_now
+from drills.loop import LoopThread
+from drills.target import AccountTarget, Target, TwinTarget
+from drills.vault import VaultClient
+
+Say = Callable[[str], None]
+
+
+class DrillInterrupted(KeyboardInterrupt):
+    """SIGTERM (or SIGINT), turned into an interruption so faults are reverted on the way out."""
+
+
+@contextlib.contextmanager
+def interruptible() -> Iterator[None]:
+    """Turn SIGTERM into `DrillInterrupted` while the block runs (SIGINT already raises
+    KeyboardInterrupt); the previous handler is restored on the way out."""
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        raise DrillInterrupted("SIGTERM received: reverting faults and stopping")
+
+    if previous not in (signal.SIG_DFL, None):
+        yield  # someone else handles SIGTERM (an embedding program): leave it to them
+        return
+    signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def classify(exc: BaseException | None) -> tuple[Status, str]:
+    """A drill's status and the error text for what ended it (None: it passed)."""
+    if exc is None:
+        return Status.PASSED, ""
+    if is_aws_error(exc):
+        exc = translate(exc)
+    text = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, NotSteady):
+        return Status.NOT_STEADY, text
+    if isinstance(exc, ObjectiveBreached | AssertionError):
+        return Status.FAILED, text
+    return Status.ERROR, text
+
+
+def new_run_id(exercise: str) -> str:
+    """'<UTC time>-<exercise>-<4 hex>': sortable, and unique on one machine."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    return f"{stamp}-{exercise}-{secrets.token_hex(2)}"
+
+
+class DrillsRun:
+    """Everything one pytest session of drills shares; kept in `config.stash`."""
+
+    def __init__(self, config: pytest.Config, say: Say) -> None:
+        opt = config.getoption
+        self.config, self.say = config, say
+        self.settings: Settings = load_settings(
+            Path(opt("drills_objectives")) if opt("drills_objectives") else None)
+        self.run_id = opt("drills_run_id") or new_run_id(opt("drills_exercise"))
+        # A bare `pytest` (the test suite) keeps its evidence out of the project's reports/:
+        # only `drills run`, which always names the folder, writes there.
+        reports = opt("drills_reports")
+        self.report_root = Path(reports) if reports else Path(
+            tempfile.mkdtemp(prefix="drills-reports-"))
+        self.journal = Journal(Path(opt("drills_journal")))
+        self.observers = Observers(default_writers())
+        self.record = RunRecord(
+            run_id=self.run_id, exercise=opt("drills_exercise"),
+            selection=list(config.args), target={}, tool_version=__version__,
+            git_revision=_git_revision(config.rootpath), started_utc=utc_now(),
+            objectives=_objectives_dict(self.settings),
+            participants=_participants(opt("drills_participant")))
+        self.target: Target | None = None
+        self.loop: LoopThread | None = None
+        self.client: VaultClient | None = None
+        self._started_twin: Path | None = None
+        self.completed: set[str] = set()  # drills whose call phase finished
+        self.exits: list[int] = []  # what each drill that did not pass means for the exit code
+        self.via_cli = bool(opt("drills_run_id"))  # `drills run` names every run it starts
+
+    @property
+    def report_dir(self) -> Path:
+        return self.report_root / self.run_id
+
+    def ensure_target(self) -> Target:
+        """Start (or attach to) the target once; roll back what a killed run left behind."""
+        if self.target is not None:
+            return self.target
+        try:
+            self.target = self._open_target()
+            self.record.target = self.target.describe()
+        except Exception as exc:
+            raise translate(exc, "opening the target") from exc
+        for result in rollback(self.journal, self.target.fault_context(), self.target.env_id):
+            note = (f"reverted fault {result.entry.fault_id} ({result.entry.kind} on "
+                    f"{result.entry.target}) left pending by run {result.entry.run_id}")
+            if result.abandoned:
+                note = f"abandoned fault {result.entry.fault_id}: {result.error}"
+            elif not result.reverted:
+                note = f"could not revert fault {result.entry.fault_id}: {result.error}"
+            self.say(f"drills: {note}")
+        self.observers.run_started(self.record)
+        return self.target
+
+    def _open_target(self) -> Target:
+        opt = self.config.getoption
+        if opt("drills_target") == "aws":
+            return AccountTarget(region=opt("drills_region"))
+        from drills.twin import manager
+
+        state_dir = Path(opt("drills_state_dir")) if opt("drills_state_dir") else None
+        twin = manager.running_twin(state_dir or manager.default_state_dir())
+        if twin is None:
+            twin = manager.up(state_dir, timing=opt("drills_timing"),
+                              backend=opt("drills_nats"), progress=self.say)
+            self._started_twin = Path(twin.state.state_dir)
+        return TwinTarget(twin)
+
+    def ensure_client(self) -> tuple[LoopThread, VaultClient]:
+        target = self.ensure_target()
+        if self.loop is None or self.client is None:
+            self.loop = LoopThread()
+            try:
+                self.client = target.connect(self.loop)
+            except Exception as exc:
+                raise TargetError(f"the vault service's NATS could not be reached "
+                                  f"({type(exc).__name__}: {exc}); check the NATS URLs and "
+                                  "credentials of the target") from exc
+        return self.loop, self.client
+
+    def drill_ended(self, status: Status) -> None:
+        """Note what a finished drill means for the run's exit code."""
+        if status in (Status.FAILED, Status.ERROR):
+            self.exits.append(EXIT_FAILED)
+        elif status is Status.NOT_STEADY:
+            self.exits.append(EXIT_TARGET)
+
+    def exit_code(self) -> int:
+        """0 every drill passed; 1 one failed (breach or error); 3 the target was unreachable,
+        misconfigured or not steady, and nothing else failed."""
+        if EXIT_FAILED in self.exits:
+            return EXIT_FAILED
+        return EXIT_TARGET if self.exits else EXIT_OK
+
+    def close(self) -> None:
+        if self.loop is not None:
+            if self.client is not None:
+                # Closing a dead connection must not mask the run's result.
+                with contextlib.suppress(Exception):
+                    self.loop.run(self.client.nc.close(), timeout=5)
+            self.loop.close()
+        if self._started_twin is not None:
+            from drills.twin import manager
+
+            manager.down(self._started_twin, progress=self.say)
+
+
+def error_exit(exc: BaseException) -> int:
+    """The exit code an error that ended a command stands for."""
+    if is_aws_error(exc):
+        exc = translate(exc)
+    return exc.exit_code if isinstance(exc, DrillError) else EXIT_FAILED
+
+
+def _git_revision(root: Path) -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
+                             text=True, timeout=5, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None
+
+
+def _objectives_dict(settings: Settings) -> dict[str, Any]:
+    o = settings.objectives
+    return {"source": settings.source, "rto": o.rto, "rpo_writes": o.rpo_writes,
+            "mttr": o.mttr,
+            "components": {name: {"rto": c.rto, "rpo_writes": c.rpo_writes,
+                                  "priority": c.priority} for name, c in o.components.items()},
+            "probes": {"interval": settings.probes.interval, "timeout": settings.probes.timeout,
+                       "consecutive": settings.probes.consecutive,
+                       "settle": settings.probes.settle}}
+
+
+def _participants(values: list[str] | None) -> list[dict[str, str]]:
+    out = []
+    for value in values or []:
+        name, _, role = value.partition(":")
+        out.append({"name": name.strip(), "role": role.strip() or "participant"})
+    return out
