@@ -14,7 +14,8 @@ from drills.stepdoc import first_sentence, readable
      r"(?P<when>as of just before the fault|from the latest restorable time) \(runbook 2\.2\)",
      True, 'the operator restores the damaged items of "<table>" <when> (runbook 2.2)'),
     (r'vault writes to (?:(?P<count>\d+) enrolled vaults?|the vaults "(?P<ids>[^"]+)") are '
-     r"probed", True, 'vault writes to [<count> enrolled vault(s) | the vaults "<ids>"] are probed'),
+     r"probed", True,
+     'vault writes to [<count> enrolled vault(s) | the vaults "<ids>"] are probed'),
     ("the canary has made {count:d} acknowledged writes", False,
      "the canary has made <count> acknowledged writes"),
     ('vault operations recover within the "{component}" objective', False,
