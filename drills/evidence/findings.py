@@ -50,6 +50,15 @@ def observed(run: RunRecord, drill: DrillRecord) -> list[Finding]:
             first_seen_run=run.run_id, first_seen_utc=drill.started_utc,
             last_seen_run=run.run_id, last_seen_utc=drill.started_utc))
 
+    if drill.status is Status.EXPECTED_BREACH:
+        # The breach is the drill's point: one finding against the runbook's procedure, with
+        # the fix its scenario states, open for as long as the drill keeps showing it.
+        fix = drill.description.split("Fix:", 1)[1].strip() if "Fix:" in drill.description \
+            else "see the drill's description"
+        add("procedure", drill.name, "high",
+            f"Runbook procedure breaches its objective: {drill.name}",
+            f"{drill.error or 'breach shown'}. Fix: {fix}")
+        return out
     for m in drill.measurements:
         if not m.met:
             detail = (f"not recovered within the {secs(m.objective_rto)} objective "
@@ -69,8 +78,9 @@ def observed(run: RunRecord, drill: DrillRecord) -> list[Finding]:
         if fault.revert_error:
             add("revert", fault.kind, "critical", f"fault {fault.fault_id} was not reverted",
                 f"{fault.description}: {fault.revert_error}")
-    if not out and drill.status in (Status.FAILED, Status.ERROR):
-        step = next((s for s in drill.steps if s.status in (Status.FAILED, Status.ERROR)), None)
+    if not out and drill.status in (Status.FAILED, Status.ERROR, Status.NOT_STEADY):
+        step = next((s for s in drill.steps if s.status in (Status.FAILED, Status.ERROR,
+                                                           Status.NOT_STEADY)), None)
         if step is not None:
             add("step", step.text, "medium", f"step failed: {step.keyword} {step.text}",
                 step.error or drill.error or "failed")
