@@ -17,8 +17,9 @@ from typing import Any
 import pytest
 from pytest_bdd.scenario import scenario_wrapper_template_registry
 
+from drills.boundary import is_aws_error
 from drills.drill import Drill
-from drills.errors import DrillError, ObjectiveBreached
+from drills.errors import EXIT_FAILED, DrillError, ObjectiveBreached
 from drills.evidence.model import DrillRecord, Status, StepRecord
 from drills.faults import FaultInjector
 from drills.journal import utc_now
@@ -30,6 +31,7 @@ RUN_KEY = pytest.StashKey[DrillsRun]()
 DRILL_KEY = pytest.StashKey[DrillRecord]()
 _START_KEY = pytest.StashKey[float]()
 _STEP_KEY = pytest.StashKey[tuple[StepRecord, float]]()
+_EXIT_KEY = pytest.StashKey[int]()  # what a failed drill means for the run's exit code
 
 
 def _write(config: pytest.Config, message: str) -> None:
@@ -180,7 +182,7 @@ def pytest_bdd_after_step(request: pytest.FixtureRequest, **_: Any) -> None:
 
 def pytest_bdd_step_error(request: pytest.FixtureRequest, exception: Exception,
                           **_: Any) -> None:
-    status, text = classify(exception)
+    status, text, _code = classify(exception)
     _end_step(request, status, text)
 
 
@@ -203,7 +205,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
                             "happen: the procedure was fixed (remove the tag) or the drill no "
                             "longer detects it")
         elif report.failed:
-            record.status, record.error = classify(exc)
+            record.status, record.error, code = classify(exc)
+            item.stash[_EXIT_KEY] = code
+            if isinstance(exc, DrillError) or is_aws_error(exc):
+                report.longrepr = record.error  # our messages say it all: no traceback
         elif report.skipped:
             record.status = Status.SKIPPED
     elif call.when == "teardown":
@@ -212,7 +217,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             record.error = report.longreprtext[-2000:]
         record.duration = time.monotonic() - item.stash[_START_KEY]
         record.ended_utc = record.ended_utc or utc_now()
-        run.drill_ended(record.status)
+        run.drill_ended(record.status, item.stash.get(_EXIT_KEY, EXIT_FAILED))
         run.observers.drill_finished(run.record, record)
     return report
 

@@ -64,18 +64,21 @@ def interruptible() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def classify(exc: BaseException | None) -> tuple[Status, str]:
-    """A drill's status and the error text for what ended it (None: it passed)."""
+def classify(exc: BaseException | None) -> tuple[Status, str, int]:
+    """A drill's status, the error text for what ended it, and what that means for the run's
+    exit code (None: it passed)."""
     if exc is None:
-        return Status.PASSED, ""
+        return Status.PASSED, "", EXIT_OK
     if is_aws_error(exc):
         exc = translate(exc)
     text = f"{type(exc).__name__}: {exc}"
     if isinstance(exc, NotSteady):
-        return Status.NOT_STEADY, text
+        return Status.NOT_STEADY, text, EXIT_TARGET
     if isinstance(exc, ObjectiveBreached | AssertionError):
-        return Status.FAILED, text
-    return Status.ERROR, text
+        return Status.FAILED, text, EXIT_FAILED
+    if isinstance(exc, TargetError):
+        return Status.ERROR, text, EXIT_TARGET
+    return Status.ERROR, text, EXIT_FAILED
 
 
 def new_run_id(exercise: str) -> str:
@@ -126,6 +129,10 @@ class DrillsRun:
             self.target = self._open_target()
             self.record.target = self.target.describe()
         except Exception as exc:
+            opt = self.config.getoption
+            self.record.target = {  # what was asked for: the report still says where
+                "kind": "account" if opt("drills_target") == "aws" else "twin",
+                "region": opt("drills_region")}
             raise translate(exc, "opening the target") from exc
         for result in rollback(self.journal, self.target.fault_context(), self.target.env_id):
             note = (f"reverted fault {result.entry.fault_id} ({result.entry.kind} on "
@@ -164,12 +171,10 @@ class DrillsRun:
                                   "credentials of the target") from exc
         return self.loop, self.client
 
-    def drill_ended(self, status: Status) -> None:
+    def drill_ended(self, status: Status, exit_code: int) -> None:
         """Note what a finished drill means for the run's exit code."""
-        if status in (Status.FAILED, Status.ERROR):
-            self.exits.append(EXIT_FAILED)
-        elif status is Status.NOT_STEADY:
-            self.exits.append(EXIT_TARGET)
+        if not status.ok:
+            self.exits.append(exit_code or EXIT_FAILED)
 
     def exit_code(self) -> int:
         """0 every drill passed; 1 one failed (breach or error); 3 the target was unreachable,

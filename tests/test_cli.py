@@ -75,16 +75,37 @@ def test_breached_objective_fails_the_run(runs: Runs) -> None:
 @pytest.mark.parametrize(("args", "message"), [
     (["run"], "say what to run"),
     (["run", "features/nope.feature"], "does not exist"),
-    (["run", "nosuchtag"], "no drill matches"),
+    (["run", "nosuchtag"], "unknown tag 'nosuchtag'"),
+    (["run", "monthly and"], "ends without a tag"),
+    (["run", "monthly and expected_breach"], "no drill matches"),
     (["run", "monthly", "--objectives", "/nonexistent.toml"], "does not exist"),
 ])
 def test_bad_input_exits_2_and_injects_nothing(args: list[str], message: str,
                                                tmp_path: Path) -> None:
-    """Bad input gets a clear error, exit code 2, and no fault in the journal."""
-    result = drills(*args, tmp_path=tmp_path, timeout=120)
+    """Bad input gets a clear error, exit code 2, no fault in the journal, and no report
+    folder left behind."""
+    reports = tmp_path / "reports"
+    result = drills(*args, "--reports", str(reports), tmp_path=tmp_path, timeout=120) \
+        if len(args) > 1 else drills(*args, tmp_path=tmp_path, timeout=120)
     assert result.returncode == 2, result.stdout + result.stderr
     assert message in result.stdout + result.stderr
     assert not (tmp_path / "journal.jsonl").exists()
+    assert not reports.exists() or not any(reports.iterdir())
+
+
+def test_an_unreachable_account_exits_3_and_says_why(tmp_path: Path) -> None:
+    """An account target whose endpoint does not answer: exit 3 (target unreachable), the
+    translated error in the output, nothing injected."""
+    env = dict(os.environ, DRILLS_JOURNAL=str(tmp_path / "journal.jsonl"),
+               AWS_ENDPOINT_URL="http://127.0.0.1:9", AWS_ACCESS_KEY_ID="x",
+               AWS_SECRET_ACCESS_KEY="x", AWS_DEFAULT_REGION="us-east-1",
+               AWS_MAX_ATTEMPTS="1")
+    result = drills_cli("run", "--target", "aws", "--reports", str(tmp_path / "reports"),
+                        "features/monthly/single_instance_failure.feature", env=env,
+                        timeout=300)
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "could not be reached" in result.stdout + result.stderr
+    assert Journal(tmp_path / "journal.jsonl").pending() == []
 
 
 def _run_until_injected(twin: Twin, tmp_path: Path) -> subprocess.Popen[str]:
