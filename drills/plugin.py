@@ -207,7 +207,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         elif report.failed:
             record.status, record.error, code = classify(exc)
             item.stash[_EXIT_KEY] = code
-            if isinstance(exc, DrillError) or is_aws_error(exc):
+            if exc is not None and (isinstance(exc, DrillError) or is_aws_error(exc)):
                 report.longrepr = record.error  # our messages say it all: no traceback
         elif report.skipped:
             record.status = Status.SKIPPED
