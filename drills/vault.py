@@ -31,7 +31,7 @@ _log = logging.getLogger(__name__)
 
 PREFIX = "vettid.vault"
 QUEUE = "enclave"
-OPS = ("enroll", "put", "get", "health")
+OPS = ("start", "enroll", "put", "get", "health")
 
 
 def subject(op: str) -> str:
@@ -64,6 +64,7 @@ class Unavailability(StrEnum):
     TIMEOUT = "timeout"  # no reply within the caller's timeout
     BUSY = "busy"  # a worker refused at once: its queue was full (retry later)
     ERROR = "error"  # an error reply, a malformed reply, or the connection failed
+    ATTESTATION = "attestation"  # the app refused the enclave's attestation document
 
 
 class VaultUnavailable(Exception):
@@ -103,7 +104,7 @@ async def connect(urls: list[str], user: str, password: str, name: str,
 #: Fields a successful reply to each operation must carry (besides `instance_id`).
 REPLY_FIELDS: dict[str, tuple[str, ...]] = {
     "enroll": ("sha256", "version_id"), "put": ("sha256", "version_id"),
-    "get": ("data", "sha256"), "health": ("status",)}
+    "get": ("data", "sha256"), "health": ("status",), "start": ("session_id", "vault_id")}
 
 
 def _malformed(why: str, data: bytes) -> VaultUnavailable:

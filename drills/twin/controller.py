@@ -174,7 +174,7 @@ class Controller:
                      "and actual capacity")
         if (t.worker is None and t.image_missing is None and now >= t.ready_at
                 and ec2_state == "running"):
-            t.worker = self._start_worker(region, iid)
+            t.worker = self._start_worker(region, iid, str(ec2.get("ImageId")))
             t.serving_since = now
         reason = ""
         if t.image_missing is not None and now >= t.ready_at:
@@ -193,11 +193,11 @@ class Controller:
         if now - t.unhealthy_since >= self.timing.health_check_delay:
             self._replace(t)
 
-    def _start_worker(self, region: str, iid: str) -> subprocess.Popen[bytes]:
+    def _start_worker(self, region: str, iid: str, image: str) -> subprocess.Popen[bytes]:
         log = (self.state.workers_dir / f"{iid}.log").open("ab")
         proc = subprocess.Popen(
             [sys.executable, "-m", WORKER_MODULE, "--state-dir", self.state.state_dir,
-             "--region", region, "--instance-id", iid],
+             "--region", region, "--instance-id", iid, "--image-id", image],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True)
         log.close()

@@ -21,12 +21,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from drills import attestation
 from drills.clients import Clients
 from drills.errors import DrillError, TwinError
 from drills.journal import utc_now
 from drills.loop import LoopThread
 from drills.measure.probes import KnownVault
-from drills.twin import aws, monitor, nats
+from drills.twin import api, aws, monitor, nats, tls
 from drills.twin.controller import CONTROLLER_MODULE, WORKER_MODULE
 from drills.twin.nats import NatsCluster, NatsClusterSpec
 from drills.twin.procs import live_pid, still_running, stop_process
@@ -76,6 +77,20 @@ class Twin:
 
     def nats_spec(self, region: str = PRIMARY_REGION) -> NatsClusterSpec:
         return nats.NatsClusterSpec.from_dict(self.state.regions[region].nats)
+
+    def api_url(self, region: str = PRIMARY_REGION) -> str:
+        """The region's API (https://...), what DRILLS_API_URL names."""
+        return api.ApiEndpoint.from_dict(region, self.state.regions[region].api).url
+
+    @property
+    def ca_bundle(self) -> Path:
+        """The twin's TLS root: what verifies its API's certificate."""
+        return Path(self.state.state_dir) / "tls" / "ca.pem"
+
+    @property
+    def attestation_root(self) -> Path:
+        """The twin's Nitro root: the root of trust apps pin for attestation documents."""
+        return Path(self.state.state_dir) / "pki" / "nitro-root.pem"
 
     def population(self) -> list[KnownVault]:
         """The vaults enrolled at start-up, with their content hashes."""
@@ -175,7 +190,11 @@ def _start(root: Path, timing: str, backend: nats.Backend, vaults: int, desired:
     spec = nats.allocate(PRIMARY_REGION, root / f"nats-{PRIMARY_REGION}", backend, user,
                          password, cluster_name=f"twin-{PRIMARY_REGION}-{uuid.uuid4().hex[:6]}",
                          ping_interval=timing_profile(timing).nats_ping_interval)
-    region = RegionState(PRIMARY_REGION, spec.to_dict(), names.asg, desired)
+    front = api.allocate(root, PRIMARY_REGION)
+    attestation.new_root(root / "pki")  # the twin's Nitro root: enclaves attest under it
+    tls.make_api_tls(root / "tls", [front.host])
+    region = RegionState(PRIMARY_REGION, spec.to_dict(), names.asg, desired,
+                         api=front.to_dict())
     state = TwinState(str(root), timing, asdict(endpoint), {PRIMARY_REGION: region}, names,
                       utc_now())
     state.save()  # from here on, `down` can find and stop everything
@@ -194,10 +213,13 @@ def _start(root: Path, timing: str, backend: nats.Backend, vaults: int, desired:
         progress("starting ASG controller")
         _spawn_controller(root)
         forming.result()
+    progress(f"starting the API of {PRIMARY_REGION} on {front.url}")
+    api.spawn(root, front)
     # Runbook 4.2 finds NATS as EC2 instances tagged Application=vettid-nats and restarts it
     # through SSM Run Command: give each node its instance and SSM agent.
     nats.ensure_instances(clients, endpoint.url, spec)
     twin = Twin(state)
+    _wait(lambda: api.listening(front), timeout, f"the API on {front.url}", progress)
     progress(f"waiting for {desired} enclave workers to boot")
     _wait(lambda: len(_serving(twin)) >= desired, timeout, f"{desired} serving workers",
           progress)
@@ -297,6 +319,8 @@ def down(state_dir: Path | None = None, *, keep_logs: bool = False,
             data = json.loads(record.read_text())
             stop_process(data["pid"], WORKER_MODULE, data["instance_id"], timeout=5)
     for region in state.regions.values():
+        if region.api:
+            api.stop(root, api.ApiEndpoint.from_dict(region.name, region.api))
         progress(f"stopping NATS cluster in {region.name}")
         try:
             nats.cluster_for(nats.NatsClusterSpec.from_dict(region.nats)).stop()
@@ -324,6 +348,8 @@ def status(state_dir: Path | None = None) -> list[Component]:
         for node in cluster.spec.nodes:
             rows.append(Component(f"nats/{node.name}", cluster.healthy(node.name),
                                   f"{cluster.node_state(node.name).value} {node.url}"))
+        if region.api:
+            rows.append(_api_row(twin, api.ApiEndpoint.from_dict(name, region.api)))
         if not rows[0].healthy:
             continue
         desired, ids = twin.in_service(name)
@@ -338,11 +364,29 @@ def status(state_dir: Path | None = None) -> list[Component]:
     return rows
 
 
+def _api_row(twin: Twin, front: api.ApiEndpoint) -> Component:
+    """The API answers GET /health over TLS (200: an enclave behind it serves)."""
+    import httpx
+
+    if api.pid(Path(twin.state.state_dir), front) is None:
+        return Component(f"api/{front.region}", False, f"{front.url} not running")
+    try:
+        answer = httpx.get(f"{front.url}/health", verify=str(twin.ca_bundle), timeout=3,
+                           trust_env=False)
+    except httpx.HTTPError as exc:
+        return Component(f"api/{front.region}", False, f"{front.url} {type(exc).__name__}")
+    return Component(f"api/{front.region}", answer.status_code == 200,
+                     f"{front.url} /health {answer.status_code}")
+
+
 def env(state_dir: Path | None = None, region: str = PRIMARY_REGION) -> dict[str, str]:
-    """Environment that points the `aws` CLI, boto3 and NATS tools at the twin."""
+    """Environment that points the `aws` CLI, boto3, NATS tools and `curl` at the twin."""
     twin = Twin.load(state_dir)
     out = aws.client_env(twin.endpoint, region)
     out["DRILLS_STATE_DIR"] = twin.state.state_dir
     out["NATS_URL"] = ",".join(twin.nats_spec(region).urls)
     out["ASG_NAME"] = twin.state.regions[region].asg
+    out["DRILLS_API_URL"] = twin.api_url(region)
+    out["DRILLS_CA_BUNDLE"] = out["CURL_CA_BUNDLE"] = str(twin.ca_bundle)
+    out["DRILLS_ATTESTATION_ROOT"] = str(twin.attestation_root)
     return out

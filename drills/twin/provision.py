@@ -12,7 +12,11 @@ import secrets
 from dataclasses import dataclass
 
 from drills.clients import Clients
+from drills.twin.images import build_enclave
 from drills.twin.state import Names
+
+#: The enclave build the twin starts on (runbook 6: PCR sets are per build).
+FIRST_VERSION = "1.0.0"
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,10 +67,7 @@ def provision_aws(clients: Clients, names: Names, region: str, desired: int,
                          KeyUsage="ENCRYPT_DECRYPT", KeySpec="SYMMETRIC_DEFAULT")["KeyMetadata"]
     kms.create_alias(AliasName=names.key_alias, TargetKeyId=key["KeyId"])
 
-    ec2 = clients("ec2", region)
-    ami = ec2.register_image(Name="vettid-nitro-enclave-v1", Architecture="x86_64",
-                             RootDeviceName="/dev/xvda", VirtualizationType="hvm",
-                             Description="VettID Nitro Enclave parent AMI")["ImageId"]
+    ami = build_enclave(clients("ec2", region), FIRST_VERSION).ami_id
 
     params = [
         (names.param_current_ami, ami, "String"),

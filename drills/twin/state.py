@@ -73,6 +73,7 @@ class RegionState:
     desired: int
     key_arn: str = ""
     ami_id: str = ""
+    api: dict[str, Any] = field(default_factory=dict)  # drills.twin.api.ApiEndpoint
 
 
 @dataclass(frozen=True, slots=True)

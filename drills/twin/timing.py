@@ -41,6 +41,8 @@ class TimingProfile:
     #: Seconds without a failed probe after K successes before a drill calls the service
     #: recovered: failures that come back within it make the verdict `flapping`.
     settle: float
+    #: How long the API's Lambdas wait for an enclave (AWS Lambda's default timeout: 3 s).
+    lambda_timeout: float
 
 
 PROFILES: dict[str, TimingProfile] = {
@@ -57,6 +59,7 @@ PROFILES: dict[str, TimingProfile] = {
         metric_interval=1.0,
         alarm_period=10,
         settle=5.0,
+        lambda_timeout=3.0,
     ),
     # EC2 status checks run every minute; an ASG acts on an unhealthy instance on the
     # next check; a Nitro-enabled instance boots and starts its enclave in ~90-120 s;
@@ -76,6 +79,7 @@ PROFILES: dict[str, TimingProfile] = {
         metric_interval=60.0,
         alarm_period=60,
         settle=60.0,
+        lambda_timeout=3.0,
     ),
 }
 

@@ -22,7 +22,6 @@ import asyncio
 import contextlib
 import json
 import math
-import os
 import signal
 import sys
 import threading
@@ -34,102 +33,15 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from botocore.exceptions import ClientError
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from nats.aio.msg import Msg
 
 from drills import vault
 from drills.clients import Clients
 from drills.twin import timing
+from drills.twin.enclave import Enclave, EnclaveFailedToStart, error_text
+from drills.twin.healthz import serve_health
 from drills.twin.nats import NatsClusterSpec
-from drills.twin.state import Names, TwinState
-
-FORMAT = 1
-
-
-def object_key(vault_id: str) -> str:
-    """Where a vault's ciphertext lives in the bucket (runbook 4.4)."""
-    return f"vaults/{vault_id}/data.enc"
-
-
-class Enclave:
-    """The vault logic (enroll, put, get); blocking boto3 calls, run in the worker threads."""
-
-    def __init__(self, clients: Clients, names: Names, region: str, instance_id: str) -> None:
-        self.names, self.region, self.instance_id = names, region, instance_id
-        self.kms, self.s3 = clients("kms", region), clients("s3", region)
-        self.ddb = clients("dynamodb", region)
-        ssm = clients("ssm", region)
-        self.key_arn = ssm.get_parameter(Name=names.param_sealing_key)["Parameter"]["Value"]
-        creds = ssm.get_parameter(Name=names.param_nats_creds, WithDecryption=True)
-        self.nats_creds = json.loads(creds["Parameter"]["Value"])
-
-    def _context(self, vault_id: str) -> dict[str, str]:
-        return {"vault_id": vault_id}
-
-    def _seal(self, vault_id: str, data: bytes, edk: bytes | None) -> tuple[bytes, bytes]:
-        if edk is None:
-            key = self.kms.generate_data_key(KeyId=self.key_arn, KeySpec="AES_256",
-                                             EncryptionContext=self._context(vault_id))
-            plain_key, edk = key["Plaintext"], key["CiphertextBlob"]
-        else:
-            plain_key = self.kms.decrypt(CiphertextBlob=edk,
-                                         EncryptionContext=self._context(vault_id))["Plaintext"]
-        nonce = os.urandom(12)
-        sealed = AESGCM(plain_key).encrypt(nonce, data, vault_id.encode())
-        body = json.dumps({"v": FORMAT, "edk": vault.b64(edk), "nonce": vault.b64(nonce),
-                           "ct": vault.b64(sealed)}).encode()
-        return body, edk
-
-    def _store(self, vault_id: str, data: bytes, edk: bytes | None, op: str) -> dict[str, Any]:
-        body, edk = self._seal(vault_id, data, edk)
-        put = self.s3.put_object(Bucket=self.names.bucket, Key=object_key(vault_id), Body=body,
-                                 ServerSideEncryption="aws:kms", SSEKMSKeyId=self.key_arn)
-        now = datetime.now(UTC).isoformat()
-        sha = vault.digest(data)
-        self.ddb.put_item(TableName=self.names.credentials_table, Item={
-            "vault_id": {"S": vault_id}, "version_id": {"S": put.get("VersionId", "")},
-            "sha256": {"S": sha}, "edk": {"B": edk}, "updated_at": {"S": now},
-            "instance_id": {"S": self.instance_id}})
-        return {"version_id": put.get("VersionId", ""), "sha256": sha, "op": op}
-
-    def enroll(self, req: dict[str, Any]) -> dict[str, Any]:
-        vault_id = req["vault_id"]
-        self.ddb.put_item(TableName=self.names.sessions_table, Item={
-            "session_id": {"S": f"enroll-{vault_id}"}, "vault_id": {"S": vault_id},
-            "started_at": {"S": datetime.now(UTC).isoformat()}})
-        return self._store(vault_id, vault.unb64(req["data"]), None, "enroll")
-
-    def put(self, req: dict[str, Any]) -> dict[str, Any]:
-        vault_id = req["vault_id"]
-        item = self.ddb.get_item(TableName=self.names.credentials_table,
-                                 Key={"vault_id": {"S": vault_id}}).get("Item")
-        if item is None:
-            raise LookupError(f"vault {vault_id} is not enrolled")
-        result = self._store(vault_id, vault.unb64(req["data"]), item["edk"]["B"], "put")
-        self.ddb.put_item(TableName=self.names.transactions_table, Item={
-            "vault_id": {"S": vault_id}, "seq": {"N": str(time.time_ns())},
-            "version_id": {"S": result["version_id"]}, "sha256": {"S": result["sha256"]}})
-        return result
-
-    def get(self, req: dict[str, Any]) -> dict[str, Any]:
-        vault_id = req["vault_id"]
-        obj = self.s3.get_object(Bucket=self.names.bucket, Key=object_key(vault_id))
-        envelope = json.loads(obj["Body"].read())
-        plain_key = self.kms.decrypt(CiphertextBlob=vault.unb64(envelope["edk"]),
-                                     EncryptionContext=self._context(vault_id))["Plaintext"]
-        data = AESGCM(plain_key).decrypt(vault.unb64(envelope["nonce"]),
-                                         vault.unb64(envelope["ct"]), vault_id.encode())
-        return {"data": vault.b64(data), "sha256": vault.digest(data),
-                "version_id": obj.get("VersionId", "")}
-
-
-def _error_text(exc: Exception) -> str:
-    if isinstance(exc, ClientError):
-        err = exc.response.get("Error", {})
-        return f"{err.get('Code', 'ClientError')}: {err.get('Message', '')}"
-    return f"{type(exc).__name__}: {exc}"
-
+from drills.twin.state import TwinState
 
 # Sized from measurement on the 2-core reference machine (bench/service_capacity.py, both
 # workers; other test runs shared the machine, so only differences that repeated count):
@@ -299,7 +211,7 @@ class WorkQueue:
             result = getattr(self.enclave, job.op)(job.req)
         except Exception as exc:  # any failure is the caller's answer, never a crash
             return {"ok": False, "instance_id": self.enclave.instance_id,
-                    "error": _error_text(exc)}
+                    "error": error_text(exc)}
         return {"ok": True, "instance_id": self.enclave.instance_id, **result}
 
 
@@ -319,11 +231,13 @@ def _op(subject: str) -> str:
 
 
 async def serve(enclave: Enclave, urls: list[str], limits: Limits | None = None,
-                ping_interval: float = 2.0, log: ExecLog | None = None) -> None:
+                ping_interval: float = 2.0, log: ExecLog | None = None,
+                health_port: int | None = None) -> None:
     """Serve vault requests until SIGTERM/SIGINT, then drain.
 
-    Health is answered on the event loop, never behind queued work; every other request
-    goes through a bounded `WorkQueue`, or is refused at once as busy.
+    Health is answered on the event loop, never behind queued work (over NATS, and over HTTP
+    on `health_port` for target-group health checks); every other request goes through a
+    bounded `WorkQueue`, or is refused at once as busy.
     """
     import nats
 
@@ -354,6 +268,8 @@ async def serve(enclave: Enclave, urls: list[str], limits: Limits | None = None,
         elif not work.offer(Job(msg, op, req, deadline)):
             await respond(msg, {**stamp, **work.busy()})
 
+    http = (await serve_health("127.0.0.1", health_port, lambda: {**stamp, **work.health()})
+            if health_port else None)
     consumers = [asyncio.ensure_future(work.consume()) for _ in range(work.limits.concurrency)]
     subs = [await nc.subscribe(vault.subject(op), queue=vault.QUEUE, cb=handle)
             for op in vault.OPS]
@@ -368,6 +284,8 @@ async def serve(enclave: Enclave, urls: list[str], limits: Limits | None = None,
     for task in consumers:
         task.cancel()
     await nc.drain()
+    if http is not None:
+        http.close()
     work.pool.shutdown(wait=False, cancel_futures=True)
 
 
@@ -384,15 +302,24 @@ def main(argv: list[str] | None = None) -> None:
                         help="seconds without a completion, work waiting: health says stalled")
     parser.add_argument("--exec-log", type=Path, default=None,
                         help="append a JSON line per executed request (for tests)")
+    parser.add_argument("--image-id", required=True,
+                        help="the AMI the instance booted (its enclave build is measured)")
+    parser.add_argument("--health-port", type=int, default=None,
+                        help="also answer GET /health over HTTP on this loopback port")
     args = parser.parse_args(argv)
     state = TwinState.load(args.state_dir)
     clients = Clients.for_twin(state.aws_url, args.region)
-    enclave = Enclave(clients, state.names, args.region, args.instance_id)
+    try:
+        enclave = Enclave(clients, state.names, args.region, args.instance_id,
+                          Path(state.state_dir) / "pki", args.image_id)
+    except EnclaveFailedToStart as exc:
+        print(f"{datetime.now(UTC).isoformat()} {exc}", file=sys.stderr, flush=True)
+        sys.exit(1)
     spec = NatsClusterSpec.from_dict(state.regions[args.region].nats)
     limits = Limits(args.concurrency, args.queue_limit, args.stall_after)
     log = ExecLog(args.exec_log) if args.exec_log else None
-    asyncio.run(serve(enclave, spec.urls, limits, timing.profile(state.profile).nats_ping_interval,
-                      log))
+    asyncio.run(serve(enclave, spec.urls, limits,
+                      timing.profile(state.profile).nats_ping_interval, log, args.health_port))
 
 
 if __name__ == "__main__":

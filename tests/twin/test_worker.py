@@ -24,14 +24,15 @@ from typing import Any
 
 import pytest
 
+from drills.attestation import new_root
 from drills.clients import Clients
 from drills.loop import LoopThread
 from drills.twin.aws import AwsEndpoint
+from drills.twin.enclave import Enclave
 from drills.twin.nats import NatsCluster
 from drills.twin.procs import live_pid
 from drills.twin.provision import provision_aws
 from drills.twin.state import Names, RegionState, TwinState
-from drills.twin.worker import Enclave
 from drills.vault import (
     PREFIX,
     Unavailability,
@@ -54,6 +55,7 @@ class Seeded:
     state_dir: Path
     vault_id: str
     sha256: str
+    image_id: str
 
 
 @pytest.fixture(scope="module")
@@ -62,15 +64,16 @@ def seeded(aws: AwsEndpoint, clients: Clients, cluster: NatsCluster,
     """The runbook's stack on the module's moto, a state.json pointing workers at it and at
     the module's NATS cluster, and one vault enrolled through the enclave logic itself."""
     names = Names()
-    provision_aws(clients, names, REGION, 0, cluster.spec.user, cluster.spec.password)
+    made = provision_aws(clients, names, REGION, 0, cluster.spec.user, cluster.spec.password)
     state_dir = tmp_path_factory.mktemp("twin")
+    new_root(state_dir / "pki")
     TwinState(str(state_dir), "fast", asdict(aws),
               {REGION: RegionState(REGION, cluster.spec.to_dict(), names.asg, 0)},
               names).save()
     vault_id = f"v-{uuid.uuid4().hex[:8]}"
-    reply = Enclave(clients, names, REGION, "i-seed").enroll(
+    reply = Enclave(clients, names, REGION, "i-seed", state_dir / "pki", made.ami_id).enroll(
         {"vault_id": vault_id, "data": b64(b"seed" * 64)})
-    return Seeded(state_dir, vault_id, reply["sha256"])
+    return Seeded(state_dir, vault_id, reply["sha256"], made.ami_id)
 
 
 @dataclass
@@ -137,6 +140,7 @@ def start_worker(seeded: Seeded, tmp_path: Path,
             proc = subprocess.Popen(
                 [sys.executable, "-m", "drills.twin.worker", "--state-dir",
                  str(seeded.state_dir), "--region", REGION, "--instance-id", iid,
+                 "--image-id", seeded.image_id,
                  "--concurrency", str(concurrency), "--queue-limit", str(queue),
                  "--stall-after", str(stall_after), "--exec-log", str(exec_log)],
                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)

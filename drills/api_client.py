@@ -1,0 +1,171 @@
+"""The vault API as the mobile apps call it: HTTPS, one connection pool, a timeout per request,
+and every enclave answer's attestation verified the way the app's cohort verifies it.
+
+An app population is a set of cohorts, each with its share and the PCR sets its app version
+carries (`expected_pcrs.json`): 80 % of the apps may carry both the old and the new set while
+20 % still carry only the old one. Each request is made as one cohort (taken in turn, by
+share), and a refused attestation is that request's failure, with its reason and cohort.
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import os
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import httpx
+from cryptography import x509
+
+from drills.attestation import AttestationError, ExpectedPcrs, verify
+from drills.errors import ConfigError
+from drills.vault import Unavailability, VaultReply, VaultUnavailable, b64, unb64
+
+
+@dataclass(frozen=True, slots=True)
+class Cohort:
+    """Apps of one version: their share of the population and the PCR sets they accept."""
+
+    name: str
+    share: float
+    expected: ExpectedPcrs
+
+
+class Population:
+    """The app population probes act as; cohorts can change during a drill (an app update)."""
+
+    def __init__(self, roots: Sequence[x509.Certificate], cohorts: Sequence[Cohort]) -> None:
+        self.roots = list(roots)
+        self._lock = threading.Lock()
+        self._set(cohorts)
+
+    def _set(self, cohorts: Sequence[Cohort]) -> None:
+        if not cohorts or abs(sum(c.share for c in cohorts) - 1.0) > 1e-6:
+            raise ConfigError(f"an app population's shares must add up to 100 % "
+                              f"({', '.join(f'{c.name} {c.share:.0%}' for c in cohorts)})")
+        # A cycle of 100 slots in which each cohort appears in proportion to its share.
+        slots = [c for c in cohorts for _ in range(round(c.share * 100))]
+        self.cohorts = tuple(cohorts)
+        self._cycle = itertools.cycle(slots)
+
+    def replace(self, cohorts: Sequence[Cohort]) -> None:
+        """From now on, act as these cohorts."""
+        with self._lock:
+            self._set(cohorts)
+
+    def update_all(self, expected: ExpectedPcrs) -> None:
+        """Every cohort now carries `expected` (the app update everyone installed)."""
+        with self._lock:
+            self._set([replace(c, expected=expected) for c in self.cohorts])
+
+    def next(self) -> Cohort:
+        with self._lock:
+            return next(self._cycle)
+
+
+class ApiClient:
+    """The vault API over HTTPS, for probes and the canary (the same calls as the apps)."""
+
+    def __init__(self, base_url: str, ca_bundle: Path | None, population: Population | None,
+                 max_connections: int = 32) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.population = population
+        self.http = httpx.AsyncClient(
+            base_url=self.base_url, verify=str(ca_bundle) if ca_bundle else True,
+            limits=httpx.Limits(max_connections=max_connections,
+                                max_keepalive_connections=max_connections),
+            trust_env=False)  # the twin is on loopback; a proxy must never see probes
+
+    async def close(self) -> None:
+        await self.http.aclose()
+
+    # -- the vault operations ---------------------------------------------------------------
+    async def enroll(self, vault_id: str, data: bytes, timeout: float) -> VaultReply:
+        """start-direct (the enclave attests), then complete with the vault's content."""
+        cohort = self._cohort()
+        nonce = os.urandom(16)
+        started = await self._send("POST", "/vault/enroll/start-direct", timeout, json={
+            "device_id": vault_id, "device_type": "android",
+            "invitation_code": f"DRILL-{vault_id}", "nonce": b64(nonce)})
+        self._attest(started, nonce, cohort)
+        nonce = os.urandom(16)
+        done = await self._send("POST", "/vault/enroll/complete", timeout, json={
+            "session_id": started.get("session_id", ""), "vault_id": vault_id,
+            "data": b64(data), "nonce": b64(nonce)})
+        return self._attest(done, nonce, cohort)
+
+    async def put(self, vault_id: str, data: bytes, timeout: float) -> VaultReply:
+        cohort, nonce = self._cohort(), os.urandom(16)
+        reply = await self._send("PUT", f"/vault/{vault_id}", timeout,
+                                 json={"data": b64(data), "nonce": b64(nonce)})
+        return self._attest(reply, nonce, cohort)
+
+    async def get(self, vault_id: str, timeout: float) -> bytes:
+        cohort, nonce = self._cohort(), os.urandom(16)
+        reply = await self._send("GET", f"/vault/{vault_id}", timeout,
+                                 params={"nonce": b64(nonce)})
+        self._attest(reply, nonce, cohort)
+        try:
+            return unb64(str(reply["data"]))
+        except (KeyError, ValueError):
+            raise VaultUnavailable("error", "malformed reply: no base64 'data'") from None
+
+    async def health(self, timeout: float) -> dict[str, Any]:
+        """GET /health: the region's API and an enclave behind it answer."""
+        return await self._send("GET", "/health", timeout)
+
+    # -- plumbing -----------------------------------------------------------------------------
+    def _cohort(self) -> Cohort | None:
+        return self.population.next() if self.population else None
+
+    def _attest(self, reply: dict[str, Any], nonce: bytes, cohort: Cohort | None) -> VaultReply:
+        """Verify the reply's attestation as `cohort`'s app would; the reply on success."""
+        if cohort is not None and self.population is not None:
+            document = reply.get("attestation_document") or reply.get("attestation")
+            if not isinstance(document, str):
+                raise VaultUnavailable("attestation", f"{cohort.name}: the reply carries no "
+                                       "attestation document")
+            try:
+                verify(base64.b64decode(document), roots=self.population.roots,
+                       expected=cohort.expected, nonce=nonce)
+            except (AttestationError, ValueError) as exc:
+                raise VaultUnavailable("attestation", f"{cohort.name}: {exc}") from None
+        return VaultReply(str(reply.get("instance_id", "")), reply)
+
+    async def _send(self, method: str, path: str, timeout: float,
+                    **kwargs: Any) -> dict[str, Any]:
+        try:
+            response = await self.http.request(method, path, timeout=timeout, **kwargs)
+        except httpx.TimeoutException:
+            raise VaultUnavailable("timeout", f"no answer from {method} {path} within "
+                                   f"{timeout:g}s") from None
+        except httpx.HTTPError as exc:
+            raise VaultUnavailable("error", f"{method} {path}: {type(exc).__name__}: "
+                                   f"{exc}") from None
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            raise VaultUnavailable("error", f"malformed reply: HTTP {response.status_code} "
+                                   f"{method} {path} is not a JSON object")
+        if response.is_success:
+            return body
+        message = str(body.get("message") or body.get("error") or "")
+        if response.status_code == 503 and "Retry-After" in response.headers:
+            raise VaultUnavailable("busy", f"HTTP 503 {message}",
+                                   _seconds(response.headers["Retry-After"]))
+        kind = Unavailability.NO_RESPONDERS if body.get("error") == "no responders" else (
+            Unavailability.ERROR)
+        raise VaultUnavailable(kind, f"HTTP {response.status_code} {method} {path}: {message}")
+
+
+def _seconds(value: str) -> float | None:
+    try:
+        return float(value)
+    except ValueError:
+        return None
