@@ -101,8 +101,11 @@ class ExecLog:
         self._lock = threading.Lock()
 
     def __call__(self, job: Job, started: float) -> None:
+        # `mono` is CLOCK_MONOTONIC, shared by every process of the machine: a benchmark
+        # compares it with its own probes' times (its ground truth of when work was served).
         line = json.dumps({"op": job.op, "vault_id": job.req.get("vault_id"),
-                           "started": started, "deadline": job.deadline})
+                           "started": started, "mono": time.monotonic(),
+                           "deadline": job.deadline})
         with self._lock:
             self._file.write(line + "\n")
 
@@ -301,7 +304,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--stall-after", type=float, default=STALL_AFTER,
                         help="seconds without a completion, work waiting: health says stalled")
     parser.add_argument("--exec-log", type=Path, default=None,
-                        help="append a JSON line per executed request (for tests)")
+                        help="append a JSON line per executed request (for tests; default: "
+                             "$DRILLS_EXEC_LOG_DIR/<instance-id>.jsonl when that is set)")
     parser.add_argument("--image-id", required=True,
                         help="the AMI the instance booted (its enclave build is measured)")
     parser.add_argument("--health-port", type=int, default=None,
@@ -317,7 +321,9 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(1)
     spec = NatsClusterSpec.from_dict(state.regions[args.region].nats)
     limits = Limits(args.concurrency, args.queue_limit, args.stall_after)
-    log = ExecLog(args.exec_log) if args.exec_log else None
+    log_dir = os.environ.get("DRILLS_EXEC_LOG_DIR")
+    exec_log = args.exec_log or (Path(log_dir) / f"{args.instance_id}.jsonl" if log_dir else None)
+    log = ExecLog(exec_log) if exec_log else None
     asyncio.run(serve(enclave, spec.urls, limits,
                       timing.profile(state.profile).nats_ping_interval, log, args.health_port))
 
