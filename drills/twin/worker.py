@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import json
 import math
+import os
 import signal
 import sys
 import threading
