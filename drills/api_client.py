@@ -10,10 +10,12 @@ share), and a refused attestation is that request's failure, with its reason and
 from __future__ import annotations
 
 import base64
+import contextlib
 import itertools
 import os
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -21,7 +23,7 @@ from typing import Any
 import httpx
 from cryptography import x509
 
-from drills.attestation import AttestationError, ExpectedPcrs, verify
+from drills.attestation import AttestationError, ExpectedPcrs, Failure, verify
 from drills.errors import ConfigError
 from drills.vault import Unavailability, VaultReply, VaultUnavailable, b64, unb64
 
@@ -35,13 +37,35 @@ class Cohort:
     expected: ExpectedPcrs
 
 
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """One request made as a cohort: when it ended (monotonic) and how ("ok", or the kind of
+    failure: "attestation", "timeout", ...), with the attestation failure's reason."""
+
+    at: float
+    cohort: str
+    result: str
+    reason: str = ""
+
+
 class Population:
-    """The app population probes act as; cohorts can change during a drill (an app update)."""
+    """The app population probes act as; cohorts can change during a drill (an app update).
+    It keeps every request's outcome per cohort, for the share of the population affected."""
 
     def __init__(self, roots: Sequence[x509.Certificate], cohorts: Sequence[Cohort]) -> None:
         self.roots = list(roots)
         self._lock = threading.Lock()
+        self._outcomes: list[Outcome] = []
         self._set(cohorts)
+
+    def note(self, cohort: Cohort, result: str, reason: str = "") -> None:
+        with self._lock:
+            self._outcomes.append(Outcome(time.monotonic(), cohort.name, result, reason))
+
+    def outcomes(self, since: float = 0.0) -> list[Outcome]:
+        """Every request's outcome since monotonic time `since`."""
+        with self._lock:
+            return [o for o in self._outcomes if o.at >= since]
 
     def _set(self, cohorts: Sequence[Cohort]) -> None:
         if not cohorts or abs(sum(c.share for c in cohorts) - 1.0) > 1e-6:
@@ -87,6 +111,11 @@ class ApiClient:
     async def enroll(self, vault_id: str, data: bytes, timeout: float) -> VaultReply:
         """start-direct (the enclave attests), then complete with the vault's content."""
         cohort = self._cohort()
+        async with self._noted(cohort):
+            return await self._enroll(cohort, vault_id, data, timeout)
+
+    async def _enroll(self, cohort: Cohort | None, vault_id: str, data: bytes,
+                      timeout: float) -> VaultReply:
         nonce = os.urandom(16)
         started = await self._send("POST", "/vault/enroll/start-direct", timeout, json={
             "device_id": vault_id, "device_type": "android",
@@ -100,19 +129,34 @@ class ApiClient:
 
     async def put(self, vault_id: str, data: bytes, timeout: float) -> VaultReply:
         cohort, nonce = self._cohort(), os.urandom(16)
-        reply = await self._send("PUT", f"/vault/{vault_id}", timeout,
-                                 json={"data": b64(data), "nonce": b64(nonce)})
-        return self._attest(reply, nonce, cohort)
+        async with self._noted(cohort):
+            reply = await self._send("PUT", f"/vault/{vault_id}", timeout,
+                                     json={"data": b64(data), "nonce": b64(nonce)})
+            return self._attest(reply, nonce, cohort)
 
     async def get(self, vault_id: str, timeout: float) -> bytes:
         cohort, nonce = self._cohort(), os.urandom(16)
-        reply = await self._send("GET", f"/vault/{vault_id}", timeout,
-                                 params={"nonce": b64(nonce)})
-        self._attest(reply, nonce, cohort)
+        async with self._noted(cohort):
+            reply = await self._send("GET", f"/vault/{vault_id}", timeout,
+                                     params={"nonce": b64(nonce)})
+            self._attest(reply, nonce, cohort)
+            try:
+                return unb64(str(reply["data"]))
+            except (KeyError, ValueError):
+                raise VaultUnavailable("error", "malformed reply: no base64 'data'") from None
+
+    @contextlib.asynccontextmanager
+    async def _noted(self, cohort: Cohort | None) -> AsyncIterator[None]:
+        """Note the request's outcome for its cohort (attestation failures note themselves)."""
         try:
-            return unb64(str(reply["data"]))
-        except (KeyError, ValueError):
-            raise VaultUnavailable("error", "malformed reply: no base64 'data'") from None
+            yield
+        except VaultUnavailable as exc:
+            if cohort is not None and self.population is not None \
+                    and exc.kind is not Unavailability.ATTESTATION:
+                self.population.note(cohort, str(exc.kind))
+            raise
+        if cohort is not None and self.population is not None:
+            self.population.note(cohort, "ok")
 
     async def health(self, timeout: float) -> dict[str, Any]:
         """GET /health: the region's API and an enclave behind it answer."""
@@ -125,14 +169,16 @@ class ApiClient:
     def _attest(self, reply: dict[str, Any], nonce: bytes, cohort: Cohort | None) -> VaultReply:
         """Verify the reply's attestation as `cohort`'s app would; the reply on success."""
         if cohort is not None and self.population is not None:
-            document = reply.get("attestation_document") or reply.get("attestation")
-            if not isinstance(document, str):
-                raise VaultUnavailable("attestation", f"{cohort.name}: the reply carries no "
-                                       "attestation document")
+            document = reply.get("attestation")
             try:
+                if not isinstance(document, str):
+                    raise AttestationError(Failure.MALFORMED, "the reply carries no "
+                                           "attestation document")
                 verify(base64.b64decode(document), roots=self.population.roots,
                        expected=cohort.expected, nonce=nonce)
             except (AttestationError, ValueError) as exc:
+                failure = exc.failure if isinstance(exc, AttestationError) else Failure.MALFORMED
+                self.population.note(cohort, "attestation", str(failure))
                 raise VaultUnavailable("attestation", f"{cohort.name}: {exc}") from None
         return VaultReply(str(reply.get("instance_id", "")), reply)
 

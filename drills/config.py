@@ -84,13 +84,29 @@ class Objectives:
 
 @dataclass(frozen=True, slots=True)
 class ProbeSettings:
-    """How probes run: interval and timeout in seconds, K successes that mean recovered, and
-    the settle window (seconds without a failure after them; None: the target's default)."""
+    """How probes run: interval and timeout in seconds, K successes that mean recovered, the
+    settle window (seconds without a failure after them; None: the target's default), and
+    the path they take to the service."""
 
     interval: float = 0.05
     timeout: float = 0.5
     consecutive: int = 3
     settle: float | None = None
+    path: str = "api"  # "api": the apps' HTTPS API; "nats": the Lambdas' NATS subjects
+
+
+PROBE_PATHS = ("api", "nats")
+
+
+@dataclass(frozen=True, slots=True)
+class ApiSettings:
+    """How drills reach the vault API of an account (the twin knows its own): its URL, the CA
+    that verifies it, the attestation root and app PCR sets the probes verify with."""
+
+    url: str | None = None
+    ca_bundle: str | None = None
+    attestation_root: str | None = None  # PEM of the pinned root; None: not verified
+    expected_pcrs: str | None = None  # an app's expected_pcrs.json
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +115,7 @@ class Settings:
 
     objectives: Objectives
     probes: ProbeSettings = ProbeSettings()
+    api: ApiSettings = ApiSettings()
     #: Targets destructive steps may act on, by kind ("asg", "bucket", "key", ...).
     allow: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     source: str = "built-in runbook defaults"
@@ -157,7 +174,7 @@ def load_settings(path: Path | None) -> Settings:
                           "or omit --objectives for the runbook defaults") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{where}: not valid TOML ({exc})") from None
-    _reject_unknown(data, {"service", "components", "probes", "allow"}, where)
+    _reject_unknown(data, {"service", "components", "probes", "allow", "api"}, where)
     objectives = base.objectives
     service = _table(data, "service", where)
     _reject_unknown(service, {"rto", "rpo_writes", "mttr"}, f"{where} [service]")
@@ -189,8 +206,12 @@ def load_settings(path: Path | None) -> Settings:
         )
     objectives = replace(objectives, components=components)
     probes = _table(data, "probes", where)
-    _reject_unknown(probes, {"interval", "timeout", "consecutive", "settle"},
+    _reject_unknown(probes, {"interval", "timeout", "consecutive", "settle", "path"},
                     f"{where} [probes]")
+    path = probes.get("path", base.probes.path)
+    if path not in PROBE_PATHS:
+        raise ConfigError(f"{where} probes.path: {path!r} is not one of "
+                          f"{', '.join(PROBE_PATHS)}")
     probe_settings = ProbeSettings(
         interval=_duration(probes.get("interval", base.probes.interval),
                            f"{where} probes.interval"),
@@ -199,13 +220,21 @@ def load_settings(path: Path | None) -> Settings:
                            f"{where} probes.consecutive", minimum=1),
         settle=(_duration(probes["settle"], f"{where} probes.settle")
                 if "settle" in probes else None),
+        path=path,
     )
+    api = _table(data, "api", where)
+    _reject_unknown(api, {"url", "ca_bundle", "attestation_root", "expected_pcrs"},
+                    f"{where} [api]")
+    for key, value in api.items():
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{where} api.{key} must be a non-empty string")
+    api_settings = ApiSettings(**api)
     allow = {}
     for kind, names in _table(data, "allow", where).items():
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
             raise ConfigError(f"{where} allow.{kind} must be a list of names")
         allow[kind] = tuple(names)
-    return Settings(objectives, probe_settings, allow, source=where)
+    return Settings(objectives, probe_settings, api_settings, allow, source=where)
 
 
 def _count(value: Any, where: str, minimum: int = 0) -> int:

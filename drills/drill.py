@@ -26,8 +26,8 @@ from drills.measure.figures import Polled
 from drills.measure.probes import ProbeRunner
 from drills.measure.rpo import RpoResult, verify
 from drills.measure.timeline import Outcome, ProbeResult, Recovery, Verdict, compute_recovery
-from drills.target import Target
-from drills.vault import VaultClient
+from drills.target import Capacity, Target
+from drills.vault import VaultApi, VaultClient
 
 #: Where a probe-based figure's observations come from: a callable giving them all so far.
 Results = Callable[[], Sequence[ProbeResult]]
@@ -37,15 +37,29 @@ class Drill:
     """The live state of one drill; created per scenario by the pytest plugin."""
 
     def __init__(self, record: DrillRecord, settings: Settings, target: Target,
-                 injector: FaultInjector, loop: LoopThread, client: VaultClient,
-                 observer: RunObserver) -> None:
+                 injector: FaultInjector, loop: LoopThread, client: VaultApi,
+                 observer: RunObserver, nats: VaultClient | None = None,
+                 path: str = "api") -> None:
         self.record, self.settings, self.target = record, settings, target
         self.injector, self.loop, self.client, self.observer = injector, loop, client, observer
+        self._nats, self.path = nats, path
         self.probes: ProbeRunner | None = None
         self.canary: CanaryWriter | None = None
         self.settled_at: float | None = None
         self._last_progress = 0.0
         record.probe_interval = settings.probes.interval
+
+    @property
+    def nats(self) -> VaultClient:
+        """The harness's NATS connection to the service (per-instance health, NATS probes)."""
+        if self._nats is None:
+            raise ProbeError("this step needs the vault service's NATS, which this target does "
+                             "not expose; on an account, set DRILLS_NATS_URL")
+        return self._nats
+
+    def capacity(self) -> Capacity:
+        """The enclave ASG as observed now: desired, InService, and actually serving."""
+        return self.target.capacity(self.loop, self.nats)
 
     @property
     def settle(self) -> float:
@@ -123,7 +137,7 @@ class Drill:
         deadline = start + timeout
 
         def capacity_problem() -> str | None:
-            seen = self.target.capacity(self.loop, self.client)
+            seen = self.capacity()
             return None if seen.restored else (
                 f"{self.target.asg_name()} serves {seen.serving} of {seen.desired} desired "
                 f"(InService {seen.in_service})")
@@ -180,52 +194,61 @@ class Drill:
         settle = self.settle if settle is None else settle
         return self.measure_probes(
             component, probes.results, interval=interval, settle=settle,
-            method=(f"synthetic vault reads every {interval * 1000:g} ms through NATS, enclave, "
-                    f"KMS and S3; recovered = first of {k} consecutive successes after the "
-                    f"last failure, with none for {settle:g} s after"))
+            method=(f"synthetic vault reads every {interval * 1000:g} ms through {self._door()}, "
+                    f"enclave, KMS and S3; recovered = first of {k} consecutive successes "
+                    f"after the last failure, with none for {settle:g} s after"))
+
+    def _door(self) -> str:
+        """The path probes take, in words."""
+        return ("the vault API (HTTPS, the Lambdas, NATS; attestation verified as the apps "
+                "verify it)" if self.path == "api" else "NATS request/reply")
 
     def measure_probes(self, component: str, results: Results, *, method: str,
                        interval: float, name: str = "service", what: str = "recovery",
                        fault: ActiveFault | None = None, outage_expected: bool = False,
-                       settle: float | None = None) -> Measurement:
+                       settle: float | None = None, path: str = "",
+                       origin: float | None = None) -> Measurement:
         """Wait until `results` show a settled recovery from `fault` (default: the last one)
         within the objective's measurement window, then record the RTO they measure.
 
         Recovered = the first of K consecutive successes after the last failure, with no
         failure for `settle` seconds after; with no failure at all (unless
-        `outage_expected`), K successes once the service has settled."""
+        `outage_expected`), K successes once the service has settled. `origin` (monotonic)
+        measures from another moment than the fault's first action, e.g. a decision to roll
+        back."""
         self._quiet_start()
         objective = self.settings.objectives.for_component(component)
         fault = fault or self.last_fault
+        start = fault.injected_at if origin is None else origin
+        span = fault.inject_span if origin is None else 0.0
         k = self.settings.probes.consecutive
         settle = self.settle if settle is None else settle
 
         def recovery(observed: Sequence[ProbeResult], until: float | None = None) -> Recovery:
-            return compute_recovery(observed, fault.injected_at, consecutive=k,
-                                    interval=interval, inject_span=fault.inject_span,
-                                    settle=settle, observed_until=until)
+            return compute_recovery(observed, start, consecutive=k, interval=interval,
+                                    inject_span=span, settle=settle, observed_until=until)
 
         def done(observed: Sequence[ProbeResult]) -> bool:
             rec = recovery(observed, time.monotonic())
             if rec.verdict in (Verdict.RECOVERED, Verdict.FLAPPING):
                 return True
-            since = self.settled_at or fault.injected_at
+            since = max(self.settled_at or start, start)
             return (not outage_expected and rec.verdict is Verdict.NO_OUTAGE and rec.settled
                     and sum(r.ok for r in observed if r.done >= since) >= k)
 
-        deadline = fault.injected_at + objective.window + settle
+        deadline = start + objective.window + settle
         while not done(observed := results()) and time.monotonic() < deadline:
-            after = [r for r in observed if r.done >= fault.injected_at]
+            after = [r for r in observed if r.done >= start]
             failed = [r for r in after if not r.ok]
             last = after[-1] if after else None
-            self.progress(f"waiting for {what} ({self._objective_note(objective, fault)}): "
+            self.progress(f"waiting for {what} ({self._objective_note(objective, start)}): "
                           f"{len(after) - len(failed)} ok / {len(failed)} failed since the fault"
                           + (f", last error {last.detail[:60]}"
                              if last is not None and last.outcome is not Outcome.OK else ""))
             time.sleep(min(interval, 0.1))
         rec = recovery(results(), time.monotonic())
         return self.record_measurement(figures.from_recovery(
-            name, objective, rec, fault.fault_id, method, path=self.target.probe_path))
+            name, objective, rec, fault.fault_id, method, path=path or self.path))
 
     def measure_polled(self, name: str, component: str, check: Callable[[], str | None], *,
                        method: str, poll: float = 0.25, fault: ActiveFault | None = None,
@@ -241,7 +264,8 @@ class Drill:
             check, since=down_until or fault.injected_at,
             deadline=fault.injected_at + objective.window,
             poll=poll, progress=lambda why: self.progress(
-                f"waiting for {what or name}: {why} ({self._objective_note(objective, fault)})"))
+                f"waiting for {what or name}: {why} "
+                f"({self._objective_note(objective, fault.injected_at)})"))
         measurement = self.record_measurement(figures.from_poll(
             name, objective, polled, fault.injected_at, fault.inject_span, fault.fault_id,
             method))
@@ -250,7 +274,7 @@ class Drill:
     def measure_capacity(self, component: str, poll: float = 0.25) -> Measurement:
         """Wait until the enclave ASG serves at desired capacity again; measure how long."""
         def problem() -> str | None:
-            seen = self.target.capacity(self.loop, self.client)
+            seen = self.capacity()
             return None if seen.restored else (
                 f"desired {seen.desired}, InService {seen.in_service}, serving {seen.serving}")
 
@@ -292,9 +316,9 @@ class Drill:
             f"{secs(measurement.objective_rto)}")
 
     @staticmethod
-    def _objective_note(objective: Objective, fault: ActiveFault) -> str:
+    def _objective_note(objective: Objective, since: float) -> str:
         """'12.3s after the fault, objective 5m' or, past it, that it is breached."""
-        elapsed = time.monotonic() - fault.injected_at
+        elapsed = time.monotonic() - since
         note = f"{secs(elapsed)} after the fault, {objective.component} objective " \
                f"{secs(objective.rto)}"
         if elapsed > objective.rto:
@@ -302,7 +326,7 @@ class Drill:
         return note
 
     # -- data loss ----------------------------------------------------------------------------
-    def start_canary(self, rate: float = 10.0) -> CanaryWriter:
+    def start_canary(self, rate: float = 5.0) -> CanaryWriter:
         """Start acknowledged canary writes in the background (idempotent)."""
         if self.canary is None:
             self.canary = CanaryWriter(self.loop, self.client, rate=rate)

@@ -56,6 +56,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--drills-target", choices=["twin", "aws"], default="twin",
                     help="run drills on the local twin (default) or a real AWS account")
     group.addoption("--drills-region", default="us-east-1", help="primary region (us-east-1)")
+    group.addoption("--drills-api-url", default=None,
+                    help="the vault API of an account target (else [api] url)")
     group.addoption("--drills-objectives", default=os.environ.get("DRILLS_OBJECTIVES"),
                     help="TOML file overriding the runbook's objectives")
     group.addoption("--drills-reports", default=None,
@@ -267,11 +269,11 @@ def drill(request: pytest.FixtureRequest, drills_run: DrillsRun) -> Iterator[Dri
     if record is None:
         raise DrillError("the `drill` fixture only works inside a pytest-bdd scenario")
     target = drills_run.ensure_target()
-    loop, client = drills_run.ensure_client()
+    paths = drills_run.ensure_paths()
     injector = FaultInjector(drills_run.journal, drills_run.run_id, target.env_id,
                              target.allow_list(dict(drills_run.settings.allow)))
-    current = Drill(record, drills_run.settings, target, injector, loop, client,
-                    drills_run.observers)
+    current = Drill(record, drills_run.settings, target, injector, paths.loop, paths.app,
+                    drills_run.observers, nats=paths.nats, path=paths.name)
     yield current
     errors = current.finish()
     record.deviations.extend(errors)

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,12 +19,14 @@ from typing import Any
 import pytest
 
 from drills import __version__
+from drills.api_client import ApiClient
 from drills.boundary import is_aws_error, translate
 from drills.config import Settings, load_settings
 from drills.errors import (
     EXIT_FAILED,
     EXIT_OK,
     EXIT_TARGET,
+    ConfigError,
     DrillError,
     NotSteady,
     ObjectiveBreached,
@@ -36,9 +39,30 @@ from drills.faults import rollback
 from drills.journal import Journal, utc_now
 from drills.loop import LoopThread
 from drills.target import AccountTarget, Target, TwinTarget
-from drills.vault import VaultClient
+from drills.vault import VaultApi, VaultClient
 
 Say = Callable[[str], None]
+
+
+@dataclass(slots=True)
+class Paths:
+    """How a run reaches the service: its event loop, the probes' path (`app`: the apps'
+    HTTPS API, or NATS), and the harness's own NATS connection."""
+
+    loop: LoopThread
+    app: VaultApi
+    nats: VaultClient | None
+    name: str  # "api" or "nats"
+
+    def close(self) -> None:
+        """Close the connections (a dead one must not mask the run's result), then the loop."""
+        closers = [self.nats.nc.close()] if self.nats is not None else []
+        if isinstance(self.app, ApiClient):
+            closers.append(self.app.close())
+        for closing in closers:
+            with contextlib.suppress(Exception):
+                self.loop.run(closing, timeout=5)
+        self.loop.close()
 
 
 class DrillInterrupted(KeyboardInterrupt):
@@ -110,8 +134,7 @@ class DrillsRun:
             objectives=_objectives_dict(self.settings),
             participants=_participants(opt("drills_participant")))
         self.target: Target | None = None
-        self.loop: LoopThread | None = None
-        self.client: VaultClient | None = None
+        self.paths: Paths | None = None
         self._started_twin: Path | None = None
         self.completed: set[str] = set()  # drills whose call phase finished
         self.exits: list[int] = []  # what each drill that did not pass means for the exit code
@@ -148,7 +171,10 @@ class DrillsRun:
     def _open_target(self) -> Target:
         opt = self.config.getoption
         if opt("drills_target") == "aws":
-            return AccountTarget(region=opt("drills_region"))
+            api = self.settings.api
+            if opt("drills_api_url"):
+                api = replace(api, url=opt("drills_api_url"))
+            return AccountTarget(region=opt("drills_region"), api=api)
         from drills.twin import manager
 
         state_dir = Path(opt("drills_state_dir")) if opt("drills_state_dir") else None
@@ -159,17 +185,28 @@ class DrillsRun:
             self._started_twin = Path(twin.state.state_dir)
         return TwinTarget(twin)
 
-    def ensure_client(self) -> tuple[LoopThread, VaultClient]:
+    def ensure_paths(self) -> Paths:
+        """The event loop, the path probes take to the service (the apps' API by default),
+        and a NATS connection for the harness's own checks (None on an account without
+        DRILLS_NATS_URL, where no step may need it)."""
         target = self.ensure_target()
-        if self.loop is None or self.client is None:
-            self.loop = LoopThread()
+        if self.paths is None:
+            loop = LoopThread()
             try:
-                self.client = target.connect(self.loop)
+                nats: VaultClient | None = target.connect(loop)
+            except ConfigError:
+                if self.settings.probes.path == "nats" or target.kind == "twin":
+                    raise
+                nats = None
             except Exception as exc:
                 raise TargetError(f"the vault service's NATS could not be reached "
                                   f"({type(exc).__name__}: {exc}); check the NATS URLs and "
                                   "credentials of the target") from exc
-        return self.loop, self.client
+            app: VaultApi | None = nats if self.settings.probes.path == "nats" else target.api()
+            if app is None:
+                raise ConfigError("probes.path is nats but the target has no NATS URL")
+            self.paths = Paths(loop, app, nats, self.settings.probes.path)
+        return self.paths
 
     def drill_ended(self, status: Status, exit_code: int) -> None:
         """Note what a finished drill means for the run's exit code."""
@@ -184,12 +221,8 @@ class DrillsRun:
         return EXIT_TARGET if self.exits else EXIT_OK
 
     def close(self) -> None:
-        if self.loop is not None:
-            if self.client is not None:
-                # Closing a dead connection must not mask the run's result.
-                with contextlib.suppress(Exception):
-                    self.loop.run(self.client.nc.close(), timeout=5)
-            self.loop.close()
+        if self.paths is not None:
+            self.paths.close()
         if self._started_twin is not None:
             from drills.twin import manager
 

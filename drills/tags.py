@@ -22,6 +22,7 @@ TAGS: dict[str, str] = {
     "monitoring": "CloudWatch monitoring component",
     "dynamodb": "DynamoDB metadata tables",
     "ssm": "SSM parameters",
+    "pcr": "runbook 6 PCR rotation: enclave builds, app PCR sets, rollouts and rollbacks",
     "preflight": "runbook 2.1-2.4 backup verification, a pre-flight any run can include",
     "twin_only": "destructive beyond repair: runs only on the local twin",
     "expected_breach": "shows a runbook procedure's flaw: its breach is expected, reported as "

@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from drills.api_client import ApiClient, Cohort, Population
 from drills.clients import Clients
+from drills.config import ApiSettings
 from drills.errors import ConfigError
 from drills.faults import AllowList, FaultContext
 from drills.loop import LoopThread
@@ -99,10 +101,29 @@ class Target:
         raise NotImplementedError
 
     def connect(self, loop: LoopThread, name: str = "drills-probe") -> VaultClient:
+        """A NATS connection to the vault service (as the Lambdas have), for NATS-level probes
+        and the harness's own checks."""
         creds = self.nats_credentials()
         nc = loop.run(connect(self.nats_urls(), creds["user"], creds["password"], name,
                               ping_interval=self.nats_ping_interval), timeout=15)
         return VaultClient(nc)
+
+    def api(self, population: Population | None = None) -> ApiClient:
+        """The vault API as the apps call it (HTTPS), verifying attestation as `population`
+        does (default: the target's app population)."""
+        return ApiClient(self.api_url(), self.ca_bundle(),
+                         population if population is not None else self.population())
+
+    def api_url(self, region: str | None = None) -> str:
+        raise NotImplementedError
+
+    def ca_bundle(self) -> Path | None:
+        """The CA that verifies the API's certificate (None: the system's)."""
+        return None
+
+    def population(self) -> Population | None:
+        """The app population probes act as (None: attestation is not verified)."""
+        return None
 
     def prepare_alarms(self) -> None:
         """Make sure the runbook's alarms, their topic and pager exist: the twin provisions
@@ -152,6 +173,21 @@ class TwinTarget(Target):
     def nats_urls(self, region: str | None = None) -> list[str]:
         return self.twin.nats_spec(region or self.region).urls
 
+    def api_url(self, region: str | None = None) -> str:
+        return str(self.twin.api_url(region or self.region))
+
+    def ca_bundle(self) -> Path | None:
+        return Path(self.twin.ca_bundle)
+
+    def population(self) -> Population | None:
+        """Every app carries the PCR set of the twin's first enclave build."""
+        from drills.attestation import ExpectedPcrs, PcrSet, build_pcrs, load_roots
+        from drills.twin.provision import FIRST_VERSION
+
+        expected = ExpectedPcrs((PcrSet(FIRST_VERSION, build_pcrs(FIRST_VERSION)),))
+        return Population(load_roots(self.twin.attestation_root),
+                          [Cohort("all apps", 1.0, expected)])
+
     def prepare_alarms(self) -> None:
         from drills.twin import monitor
 
@@ -196,11 +232,35 @@ class AccountTarget(Target):
 
     kind = "account"
 
-    def __init__(self, region: str = PRIMARY_REGION, account_id: str | None = None) -> None:
+    def __init__(self, region: str = PRIMARY_REGION, account_id: str | None = None,
+                 api: ApiSettings | None = None) -> None:
         clients = Clients(endpoint_url=None, default_region=region)
         if account_id is None:
             account_id = clients("sts").get_caller_identity()["Account"]
         super().__init__(clients, Names(account_id=account_id), region)
+        self.api_settings = api or ApiSettings()
+
+    def api_url(self, region: str | None = None) -> str:
+        url = self.api_settings.url or os.environ.get("DRILLS_API_URL")
+        if not url:
+            raise ConfigError("no vault API URL for the account: pass --api-url, set [api] url "
+                              "in the objectives file, or DRILLS_API_URL")
+        return url
+
+    def ca_bundle(self) -> Path | None:
+        bundle = self.api_settings.ca_bundle
+        return Path(bundle) if bundle else None
+
+    def population(self) -> Population | None:
+        """One cohort: the apps of the configured expected_pcrs.json, verifying against the
+        pinned root; without both, probes do not verify attestation (said in the report)."""
+        from drills.attestation import ExpectedPcrs, load_roots
+
+        root, expected = self.api_settings.attestation_root, self.api_settings.expected_pcrs
+        if not (root and expected):
+            return None
+        return Population(load_roots(Path(root)),
+                          [Cohort("configured apps", 1.0, ExpectedPcrs.load(Path(expected)))])
 
     def describe(self) -> dict[str, Any]:
         return {"kind": "account", "region": self.region, "account_id": self.names.account_id}

@@ -20,7 +20,7 @@ import logging
 import time
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 import nats
 from nats.aio.client import Client as NatsClient
@@ -138,6 +138,17 @@ def parse_reply(op: str, data: bytes) -> VaultReply:
         except ValueError:  # binascii.Error, or a text that is not even ASCII
             raise _malformed("its data is not base64", data) from None
     return VaultReply(reply["instance_id"], reply)
+
+
+class VaultApi(Protocol):
+    """What probes and the canary need from a path to the vault service (the apps' HTTPS
+    API, `drills.api_client.ApiClient`, or NATS request/reply, `VaultClient`)."""
+
+    async def enroll(self, vault_id: str, data: bytes, timeout: float) -> VaultReply: ...
+
+    async def put(self, vault_id: str, data: bytes, timeout: float) -> VaultReply: ...
+
+    async def get(self, vault_id: str, timeout: float) -> bytes: ...
 
 
 class VaultClient:

@@ -134,7 +134,7 @@ def workers_reconnected(drill: Drill, enclave_workers: dict[str, int]) -> None:
     if now != enclave_workers:
         raise ObjectiveBreached(f"enclave workers changed during the drill ({enclave_workers} "
                                 f"before, {now} after): they did not reconnect by themselves")
-    capacity = drill.target.capacity(drill.loop, drill.client)
+    capacity = drill.capacity()
     if capacity.serving < len(now):
         raise ObjectiveBreached(f"only {capacity.serving} of {len(now)} enclave workers answer "
                                 "their health subject after the NATS outage")

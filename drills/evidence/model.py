@@ -158,6 +158,43 @@ class EscalationRecord:
 
 
 @dataclass(slots=True)
+class CohortRecord:
+    """How one cohort of the app population fared in one window of a drill."""
+
+    cohort: str
+    share: float  # of the population, 0-1
+    window: str  # e.g. "before the rollout", "during the rollout", "after the rollout"
+    start: float  # seconds after the drill's first fault
+    end: float
+    requests: int
+    failures: int
+    attestation_failures: int
+    reasons: list[str] = field(default_factory=list)  # the distinct failure reasons seen
+
+    @property
+    def failure_rate(self) -> float:
+        return self.failures / self.requests if self.requests else 0.0
+
+
+@dataclass(slots=True)
+class RolloutRecord:
+    """An instance refresh a drill ran (runbook 6.2 step 4, 6.3 step 1), as observed."""
+
+    refresh_id: str
+    to_image: str  # the AMI the refresh rolled out
+    min_healthy_percentage: int
+    status: str  # the refresh's last status (Successful, Failed, ...)
+    duration: float | None  # start-instance-refresh -> Successful (None: did not succeed)
+    desired: int
+    lowest_serving: int  # fewest instances serving while it ran
+    samples: int  # capacity polls behind `lowest_serving`
+
+    @property
+    def lowest_serving_percentage(self) -> float:
+        return 100.0 * self.lowest_serving / self.desired if self.desired else 0.0
+
+
+@dataclass(slots=True)
 class DrillRecord:
     """One drill (a Gherkin scenario) and its evidence."""
 
@@ -182,6 +219,8 @@ class DrillRecord:
     runbook_items: list[str] = field(default_factory=list)  # programme item ids it exercises
     probes_csv: str | None = None  # raw probe data, relative to the report directory
     escalation: list[EscalationRecord] = field(default_factory=list)  # runbook appendix
+    cohorts: list[CohortRecord] = field(default_factory=list)  # runbook 6: per app cohort
+    rollouts: list[RolloutRecord] = field(default_factory=list)  # runbook 6: instance refreshes
 
     @property
     def key(self) -> str:

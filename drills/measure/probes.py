@@ -1,8 +1,9 @@
 """Synthetic vault transactions on a fixed schedule, each outcome timestamped.
 
 Probes are sent every `interval` whether or not earlier ones have answered (a slow service
-must not slow the sampling), each with its own timeout, through the full path: NATS ->
-enclave worker -> KMS -> S3 -> back, and the content is checked against its known hash.
+must not slow the sampling), each with its own timeout, through the full path (the apps' API,
+or NATS -> enclave worker -> KMS -> S3 -> back), and the content is checked against its
+known hash.
 `WriteProbes` write as well (for damage only a write sees, like lost DynamoDB metadata).
 """
 
@@ -21,7 +22,7 @@ from drills.errors import ProbeError, RecoveryError
 from drills.journal import utc_now
 from drills.loop import LoopThread, Ticker
 from drills.measure.timeline import Outcome, ProbeResult
-from drills.vault import VaultClient, VaultUnavailable, digest, unb64
+from drills.vault import VaultApi, VaultUnavailable, digest
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +47,7 @@ class ProbeSummary:
 class ProbeRunner(Ticker):
     """Runs probes on `loop` until stopped; results are read from any thread."""
 
-    def __init__(self, loop: LoopThread, client: VaultClient, vaults: Sequence[KnownVault],
+    def __init__(self, loop: LoopThread, client: VaultApi, vaults: Sequence[KnownVault],
                  settings: ProbeSettings) -> None:
         if not vaults:
             raise ProbeError("no known vaults to probe; the twin enrolls a population at start "
@@ -117,7 +118,7 @@ class WriteProbes(ProbeRunner):
     race each other on an item.
     """
 
-    def __init__(self, loop: LoopThread, client: VaultClient, vaults: Sequence[KnownVault],
+    def __init__(self, loop: LoopThread, client: VaultApi, vaults: Sequence[KnownVault],
                  settings: ProbeSettings) -> None:
         super().__init__(loop, client, vaults, settings)
         self._locks = {v.vault_id: asyncio.Lock() for v in self.vaults}
@@ -132,7 +133,7 @@ class WriteProbes(ProbeRunner):
         """How these probes observe the service, for the evidence."""
         return (f"content-preserving vault writes (get, then put of the same bytes) to "
                 f"{len(self.vaults)} vault(s), one every {self.settings.interval * 1000:g} ms "
-                f"through NATS, enclave, KMS, S3 and DynamoDB; recovered = first of "
+                f"through the service to its enclaves, KMS, S3 and DynamoDB; recovered = first of "
                 f"{self.settings.consecutive} consecutive successes")
 
     def failed_vaults(self, since: float) -> set[str]:
@@ -184,8 +185,7 @@ class WriteProbes(ProbeRunner):
     async def _write(self, vault: KnownVault) -> tuple[Outcome, str]:
         timeout = self.settings.timeout
         try:
-            reply = await self.client.call("get", {"vault_id": vault.vault_id}, timeout)
-            data = unb64(reply.fields["data"])
+            data = await self.client.get(vault.vault_id, timeout)
             if digest(data) != vault.sha256:
                 return Outcome.ERROR, f"content of {vault.vault_id} does not match"
             try:

@@ -211,6 +211,32 @@ def start_instance_refresh(clients: Clients, asg: str, region: str,
         "InstanceRefreshId"])
 
 
+def cancel_instance_refreshes(clients: Clients, asg: str, region: str, progress: Progress,
+                              timeout: float = 120.0) -> list[str]:
+    """`aws autoscaling cancel-instance-refresh` for a refresh still running, then wait until
+    it is Cancelled (a new one cannot start before: InstanceRefreshInProgress)."""
+    autoscaling = clients("autoscaling", region)
+
+    def active() -> list[dict[str, Any]]:
+        return [r for r in autoscaling.describe_instance_refreshes(
+            AutoScalingGroupName=asg)["InstanceRefreshes"]
+            if r["Status"] in ("Pending", "InProgress", "Cancelling")]
+
+    cancelled = [r["InstanceRefreshId"] for r in active() if r["Status"] != "Cancelling"]
+    if cancelled:
+        autoscaling.cancel_instance_refresh(AutoScalingGroupName=asg)
+    deadline = time.monotonic() + timeout
+    while left := active():
+        if time.monotonic() > deadline:
+            raise RecoveryError(f"instance refresh {left[0]['InstanceRefreshId']} of {asg} is "
+                                f"still {left[0]['Status']} {timeout:g}s after "
+                                "cancel-instance-refresh")
+        progress(f"waiting for refresh {left[0]['InstanceRefreshId']} to be cancelled "
+                 f"({left[0]['Status']})")
+        time.sleep(0.5)
+    return cancelled
+
+
 @dataclass(frozen=True, slots=True)
 class RefreshOutcome:
     """How an instance refresh ended, as DescribeInstanceRefreshes reported it."""

@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
+import itertools
 import json
 import re
 import ssl
@@ -59,15 +60,31 @@ class BadRequest(Exception):
         self.status = status
 
 
-@dataclass(frozen=True, slots=True)
-class Lambda:
-    """What every handler shares: the NATS client to the enclaves and the Lambda's timeout."""
+#: Lambda execution environments the API keeps warm, each with its own NATS connection (to a
+#: server of the cluster chosen at random, as the NATS client does): a NATS server that dies
+#: or is cut off takes only the requests of the environments connected to it.
+ENVIRONMENTS = 4
 
-    client: VaultClient
-    timeout: float  # seconds the Lambda waits for an enclave (below its own timeout)
+
+class Lambda:
+    """What every handler shares: the Lambdas' NATS connections to the enclaves (one per
+    warm execution environment, used in turn) and the Lambda's timeout."""
+
+    def __init__(self, clients: list[VaultClient], timeout: float) -> None:
+        self.clients, self.timeout = clients, timeout  # timeout: the Lambda's, in seconds
+        self._turn = itertools.cycle(range(len(clients)))
+
+    @property
+    def client(self) -> VaultClient:
+        """The connection of the environment that takes the next request."""
+        return self.clients[next(self._turn)]
 
     async def call(self, op: str, body: dict[str, Any]) -> vault.VaultReply:
         return await self.client.call(op, body, self.timeout)
+
+    async def close(self) -> None:
+        for client in self.clients:
+            await client.nc.close()
 
 
 def _error(exc: VaultUnavailable) -> Response:
@@ -191,7 +208,7 @@ def build_app(make_lambda: Callable[[], Awaitable[Lambda]]) -> Starlette:
         try:
             yield
         finally:
-            await state["fn"].client.nc.close()
+            await state["fn"].close()
 
     def route(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
@@ -308,10 +325,10 @@ def main(argv: list[str] | None = None) -> None:
     urls = NatsClusterSpec.from_dict(region.nats).urls
 
     async def make_lambda() -> Lambda:
-        nc = await vault.connect(urls, creds["user"], creds["password"],
-                                 f"api-lambda-{args.region}",
-                                 ping_interval=timing.nats_ping_interval)
-        return Lambda(VaultClient(nc), timing.lambda_timeout)
+        clients = [VaultClient(await vault.connect(
+            urls, creds["user"], creds["password"], f"api-lambda-{args.region}-{n}",
+            ping_interval=timing.nats_ping_interval)) for n in range(ENVIRONMENTS)]
+        return Lambda(clients, timing.lambda_timeout)
 
     tls = Path(state.state_dir) / "tls"
     uvicorn.run(build_app(make_lambda), host=api.host, port=api.port,
