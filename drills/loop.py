@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 import itertools
 import threading
 import time
@@ -45,12 +44,17 @@ class LoopThread:
 
     @staticmethod
     def wait_stopped(future: Any, timeout: float) -> None:
-        """Wait for a background coroutine started with `submit` to end after being told to.
+        """Wait for a background coroutine started with `submit` to end after being told to;
+        past `timeout` it is cancelled instead (a teardown must never hang or raise on it).
 
         When the run is interrupted the loop cancels it on shutdown: nothing to wait for.
         """
-        with contextlib.suppress(concurrent.futures.CancelledError):
+        try:
             future.result(timeout=timeout)
+        except concurrent.futures.CancelledError:
+            pass
+        except TimeoutError:
+            future.cancel()
 
     def close(self) -> None:
         """Cancel what is left, stop the loop and join the thread."""
