@@ -10,7 +10,7 @@
     ├── JournalError                 the fault journal is unreadable or cannot be written
     ├── ProbeError                   the probe runner cannot run (not: a failed probe, that is data)
     ├── RecoveryError                a runbook recovery procedure did not complete
-    ├── ReportError                  a report is invalid or fails verification (evidence)
+    ├── ReportError                  a report is invalid or cannot be read           exit 2
     └── ObjectiveBreached            a measured figure is worse than its objective
 
 `exit_code` is what `drills` exits with when the error ends a command: 2 means bad input and
@@ -75,7 +75,10 @@ class RecoveryError(DrillError):
 
 
 class ReportError(DrillError):
-    """A report does not follow its schema, or a report directory cannot be read."""
+    """A report does not follow its schema, or a report directory cannot be read (bad input
+    to the report commands)."""
+
+    exit_code = EXIT_BAD_INPUT
 
 
 class ObjectiveBreached(DrillError):
