@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from drills.errors import DrillError
+from drills.errors import ReportError
 from drills.evidence.analysis import analyse
 from drills.evidence.html_report import HtmlReportWriter
 from drills.evidence.index import sealed_digest
@@ -28,7 +28,7 @@ def amend(report_dir: Path, team_path: Path | None = None) -> Path:
     rewrite report.json, report.html and summary.md; seal again. Returns report.json."""
     result = verify(report_dir, sealed_digest(report_dir))
     if not result.ok:
-        raise DrillError(f"{report_dir} has changed since it was sealed "
+        raise ReportError(f"{report_dir} has changed since it was sealed "
                          f"({'; '.join(result.lines())}); refusing to re-seal it")
     run = load_report(report_dir)
     path = team_path or default_path(report_dir.parent)

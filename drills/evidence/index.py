@@ -15,7 +15,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from drills.errors import DrillError
+from drills.errors import DrillError, ReportError
 from drills.evidence.model import Finding, RunRecord, from_plain
 
 INDEX_NAME = "index.jsonl"
@@ -115,7 +115,7 @@ def read(root: Path) -> list[IndexEntry]:
         try:
             entry = from_plain(IndexEntry, json.loads(line))
         except (ValueError, KeyError, TypeError) as exc:
-            raise DrillError(f"{path}:{number} is not an index line ({exc}); fix or delete it, "
+            raise ReportError(f"{path}:{number} is not an index line ({exc}); fix or delete it, "
                              "or rebuild with `drills report index --rebuild`") from None
         if entry.target_kind == "aws":  # schema 1.0 named an account target "aws"
             entry.target_kind = "account"

@@ -11,7 +11,7 @@ import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from drills.errors import DrillError
+from drills.errors import ReportError
 from drills.evidence.model import RunRecord
 from drills.evidence.observer import RunObserver
 
@@ -70,7 +70,7 @@ def verify(report_dir: Path, sealed_digest: str | None = None) -> Verification:
     digest recorded at sealing time, when given)."""
     manifest = report_dir / MANIFEST_NAME
     if not manifest.is_file():
-        raise DrillError(f"{manifest} does not exist; is {report_dir} a report directory "
+        raise ReportError(f"{manifest} does not exist; is {report_dir} a report directory "
                          "written by `drills run`?")
     expected: dict[str, str] = {}
     for number, line in enumerate(manifest.read_text(encoding="utf-8").splitlines(), 1):
