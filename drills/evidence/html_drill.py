@@ -126,6 +126,23 @@ def drill_section(number: int, drill: DrillRecord) -> str:
                  "outage may begin anywhere while it acts, so each bracket widens by that "
                  "time.</p>" + table(
                      ["Fault", "Kind", "What", "Injected", "Reverted", "Revert error"], rows))
+    if drill.rollouts:
+        rows = [[f"<code>{esc(r.refresh_id)}</code>", f"<code>{esc(r.to_image)}</code>",
+                 esc(f"{r.min_healthy_percentage}%"), esc(r.status),
+                 esc(secs(r.duration)) if r.duration is not None else "—",
+                 esc(f"{r.lowest_serving} of {r.desired} ({r.lowest_serving_percentage:.0f}%)")]
+                for r in drill.rollouts]
+        body += "<h4>Rollouts (instance refreshes)</h4>" + table(
+            ["Refresh", "Image", "MinHealthy", "Status", "Duration", "Lowest serving"], rows,
+            {4})
+    if drill.cohorts:
+        rows = [[esc(c.window), esc(c.cohort), esc(f"{c.share:.0%}"), str(c.requests),
+                 esc(f"{c.failures} ({c.failure_rate:.0%})"), str(c.attestation_failures),
+                 esc("; ".join(c.reasons))] for c in drill.cohorts if c.requests]
+        body += ("<h4>App population: outcomes per cohort</h4><p class='small muted'>Every "
+                 "answer's attestation verified as the cohort's app version verifies it.</p>"
+                 + table(["Window", "Cohort", "Share", "Requests", "Failed", "Refused "
+                          "attestation", "Reasons"], rows, {3, 4, 5}))
     if drill.steps:
         rows = []
         for i, s in enumerate(drill.steps, 1):
