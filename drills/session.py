@@ -6,6 +6,7 @@ and the signals that end it. The plugin (`drills.plugin`) keeps one `DrillsRun` 
 from __future__ import annotations
 
 import contextlib
+import os
 import secrets
 import signal
 import subprocess
@@ -125,7 +126,7 @@ class DrillsRun:
         reports = opt("drills_reports")
         self.report_root = Path(reports) if reports else Path(
             tempfile.mkdtemp(prefix="drills-reports-"))
-        self.journal = Journal(Path(opt("drills_journal")))
+        self.journal = Journal(_per_worker(Path(opt("drills_journal"))))
         self.observers = Observers(default_writers())
         self.record = RunRecord(
             run_id=self.run_id, exercise=opt("drills_exercise"),
@@ -177,8 +178,9 @@ class DrillsRun:
             return AccountTarget(region=opt("drills_region"), api=api)
         from drills.twin import manager
 
-        state_dir = Path(opt("drills_state_dir")) if opt("drills_state_dir") else None
-        twin = manager.running_twin(state_dir or manager.default_state_dir())
+        state_dir = _per_worker(Path(opt("drills_state_dir")) if opt("drills_state_dir")
+                                else manager.default_state_dir())
+        twin = manager.running_twin(state_dir)
         if twin is None:
             twin = manager.up(state_dir, timing=opt("drills_timing"),
                               backend=opt("drills_nats"), progress=self.say)
@@ -227,6 +229,13 @@ class DrillsRun:
             from drills.twin import manager
 
             manager.down(self._started_twin, progress=self.say)
+
+
+def _per_worker(path: Path) -> Path:
+    """`path`, or under pytest-xdist `path` suffixed with the worker's id (gw0, gw1, ...):
+    each worker drills a twin of its own and journals its own faults."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    return path.with_name(f"{path.stem}-{worker}{path.suffix}") if worker else path
 
 
 def error_exit(exc: BaseException) -> int:

@@ -107,7 +107,9 @@ class Runs:
 
 def drills_cli(*args: str, env: dict[str, str], timeout: float = 900
                ) -> subprocess.CompletedProcess[str]:
-    """`drills ...` as a user runs it, from the project root."""
+    """`drills ...` as a user runs it, from the project root (not as a pytest-xdist worker:
+    the state directory and journal it is given are used as they are)."""
+    env = {k: v for k, v in env.items() if not k.startswith("PYTEST_XDIST")}
     return subprocess.run([sys.executable, "-m", "drills.cli", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=timeout, check=False)
 

@@ -110,7 +110,8 @@ def test_an_unreachable_account_exits_3_and_says_why(tmp_path: Path) -> None:
 
 def _run_until_injected(twin: Twin, tmp_path: Path) -> subprocess.Popen[str]:
     """Start the capacity-0 drill and return once its fault is journaled as injected."""
-    env = dict(os.environ, DRILLS_JOURNAL=str(tmp_path / "journal.jsonl"),
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST")}
+    env.update(DRILLS_JOURNAL=str(tmp_path / "journal.jsonl"),
                DRILLS_STATE_DIR=twin.state.state_dir)
     # Output to a file: a pipe nobody reads would block the run once its buffer fills.
     log = (tmp_path / "run.log").open("w")
