@@ -36,6 +36,7 @@ alarms are stored but not evaluated.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import threading
@@ -66,6 +67,8 @@ _COMPARE: dict[str, tuple[Callable[[float, float], bool], str]] = {
     "LessThanThreshold": (lambda v, t: v < t, "less than"),
     "LessThanOrEqualToThreshold": (lambda v, t: v <= t, "less than or equal to"),
 }
+
+_logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,7 +286,11 @@ def evaluate_all(now: float | None = None) -> int:
                 if getattr(alarm, "_drills_evaluated", None) == boundary:
                     continue
                 alarm._drills_evaluated = boundary  # type: ignore[attr-defined]
-                evaluate(backend, alarm, datetime.fromtimestamp(boundary, UTC))
+                try:
+                    evaluate(backend, alarm, datetime.fromtimestamp(boundary, UTC))
+                except Exception:  # one odd alarm must not stop the others: say which, go on
+                    _logger.exception("evaluating alarm %s failed", alarm.name)
+                    continue
                 done += 1
     return done
 
@@ -310,8 +317,8 @@ class _Evaluator:
             try:
                 with _LOCK:
                     evaluate_all()
-            except Exception:  # an odd alarm must not stop every other alarm's evaluation
-                pass
+            except Exception:  # e.g. a backend changing under us: logged, next tick retries
+                _logger.exception("alarm evaluation pass failed")
             time.sleep(_TICK)
 
 
