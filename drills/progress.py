@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from drills.evidence.fmt import is_rehearsal, rehearsal_note
+from drills.evidence.fmt import is_rehearsal, measure_label, rehearsal_note
 from drills.evidence.model import (
     DrillRecord,
     FaultRecord,
@@ -32,7 +32,7 @@ def _secs(value: float | None) -> str:
 def describe_measurement(m: Measurement) -> str:
     """One line: the figure, its bracket, the objective and the verdict."""
     verdict = "met" if m.met else "BREACHED"
-    head = f"{m.name} RTO for {m.component} (objective {m.objective_rto:g}s): "
+    head = f"{measure_label(m.name)} for {m.component} (objective {m.objective_rto:g}s): "
     if m.verdict == Verdict.NO_OUTAGE:
         return head + (f"no outage observed in {m.probes} probes (an outage shorter than "
                        f"{_secs(m.uncertainty)} could pass unseen): {verdict}")

@@ -319,6 +319,7 @@ def none_refused(drill: Drill, rotation: Rotation, component: str) -> None:
     failures; any attestation refused since the first fault breaches."""
     population = _population(drill)
     origin = drill.injector.active[0].injected_at if drill.injector.active else 0.0
+    _observe_after(drill, rotation, population)
     windows = _windows(rotation, origin)
     drill.record.cohorts.extend(cohort_windows(population, windows, origin))
     refused_ = [o for o in population.outcomes(origin) if o.result == "attestation"]
@@ -336,6 +337,25 @@ def none_refused(drill: Drill, rotation: Rotation, component: str) -> None:
             f"{component}: {len(refused_)} of {total} app requests were refused attestation "
             f"(cohorts {', '.join(cohorts)}: {share:.0%} of the app population affected); "
             "objective: none")
+
+
+def _observe_after(drill: Drill, rotation: Rotation, population: Population) -> None:
+    """Let every cohort make requests after the last rollout ended: the settle window has
+    passed since, and each cohort made K requests in it (or the detection timeout passed)."""
+    ended = [r.ended_at for r in rotation.rollouts if r.ended_at]
+    if not ended:
+        return
+    since, k = max(ended), drill.settings.probes.consecutive
+    deadline = since + drill.settle + DETECT_TIMEOUT
+
+    def enough() -> bool:
+        made = [o.cohort for o in population.outcomes(since)]
+        return time.monotonic() - since >= drill.settle and all(
+            made.count(c.name) >= k for c in population.cohorts)
+
+    while not enough() and time.monotonic() < deadline:
+        drill.progress(f"observing the app population for {drill.settle:g}s after the rollout")
+        time.sleep(0.1)
 
 
 def _windows(rotation: Rotation, origin: float) -> list[tuple[str, float, float]]:
