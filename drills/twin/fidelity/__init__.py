@@ -36,6 +36,8 @@ MODULES = tuple(
 
 CONTROL_PREFIX = "/drills-twin/"
 
+from drills.twin.fidelity import regions  # noqa: E402 - after MODULES: it is one of them
+
 Handler = Callable[[dict[str, Any]], dict[str, Any]]
 
 
@@ -61,6 +63,9 @@ class ControlApp:
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         path = environ.get("PATH_INFO", "")
         if not path.startswith(CONTROL_PREFIX):
+            if regions.held(environ):  # an isolated region: nobody answers (see regions)
+                start_response("503 Service Unavailable", [("Content-Length", "0")])
+                return [b""]
             return self._app(environ, start_response)
         status, body = self._dispatch(path, environ)
         payload = json.dumps(body).encode()
