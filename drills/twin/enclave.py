@@ -61,6 +61,7 @@ class Enclave:
     def __init__(self, clients: Clients, names: Names, region: str, instance_id: str,
                  pki: Path, image_id: str) -> None:
         self.names, self.region, self.instance_id = names, region, instance_id
+        self.bucket = names.bucket_in(region)  # the DR region's service writes its replica
         self.kms, self.s3 = clients("kms", region), clients("s3", region)
         self.ddb = clients("dynamodb", region)
         ssm = clients("ssm", region)
@@ -107,7 +108,7 @@ class Enclave:
 
     def _store(self, vault_id: str, data: bytes, edk: bytes | None, op: str) -> dict[str, Any]:
         body, edk = self._seal(vault_id, data, edk)
-        put = self.s3.put_object(Bucket=self.names.bucket, Key=object_key(vault_id), Body=body,
+        put = self.s3.put_object(Bucket=self.bucket, Key=object_key(vault_id), Body=body,
                                  ServerSideEncryption="aws:kms", SSEKMSKeyId=self.key_arn)
         now = datetime.now(UTC).isoformat()
         sha = vault.digest(data)
@@ -159,7 +160,7 @@ class Enclave:
 
     def get(self, req: dict[str, Any]) -> dict[str, Any]:
         vault_id = req["vault_id"]
-        obj = self.s3.get_object(Bucket=self.names.bucket, Key=object_key(vault_id))
+        obj = self.s3.get_object(Bucket=self.bucket, Key=object_key(vault_id))
         envelope = json.loads(obj["Body"].read())
         plain_key = self.kms.decrypt(CiphertextBlob=vault.unb64(envelope["edk"]),
                                      EncryptionContext=self._context(vault_id))["Plaintext"]

@@ -13,54 +13,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from drills.environment import ACCOUNT_ID, DR_REGION, PRIMARY_REGION, Names
 from drills.errors import TwinError
 
-ACCOUNT_ID = "123456789012"  # moto's default account
-PRIMARY_REGION = "us-east-1"
-DR_REGION = "us-west-2"
+__all__ = ["ACCOUNT_ID", "DR_REGION", "PRIMARY_REGION", "Names", "RegionState", "TwinState",
+           "default_state_dir"]
 
 
 def default_state_dir() -> Path:
     """`$DRILLS_STATE_DIR`, else `.drills/twin` under the current directory."""
     return Path(os.environ.get("DRILLS_STATE_DIR", ".drills/twin")).resolve()
-
-
-@dataclass(frozen=True, slots=True)
-class Names:
-    """Resource names exactly as the runbook spells them."""
-
-    account_id: str = ACCOUNT_ID
-    stack: str = "VettID-Nitro"
-    asg_output_key: str = "EnclaveASGName"
-    asg: str = "VettID-Nitro-EnclaveASG"
-    launch_template: str = "VettID-Nitro-Enclave-LT"
-    key_alias: str = "alias/vettid-nitro-sealing-key"
-    tables: tuple[str, ...] = (
-        "VettID-Vault-EnrollmentSessions",
-        "VettID-Ledger-Credentials",
-        "VettID-Ledger-TransactionKeys",
-    )
-    param_current_ami: str = "/vettid/nitro-enclave/current-ami"
-    param_latest_ami: str = "/vettid/nitro-enclave/latest-ami"
-    param_sealing_key: str = "/vettid/nitro/sealing-key-arn"
-    param_nats_creds: str = "/vettid/nitro/parent-nats-creds"
-
-    @property
-    def bucket(self) -> str:
-        """The vault data bucket, `vettid-vault-data-<account-id>`."""
-        return f"vettid-vault-data-{self.account_id}"
-
-    @property
-    def sessions_table(self) -> str:
-        return self.tables[0]
-
-    @property
-    def credentials_table(self) -> str:
-        return self.tables[1]
-
-    @property
-    def transactions_table(self) -> str:
-        return self.tables[2]
 
 
 @dataclass(frozen=True, slots=True)
