@@ -9,6 +9,7 @@ share), and a refused attestation is that request's failure, with its reason and
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import itertools
@@ -185,8 +186,11 @@ class ApiClient:
     async def _send(self, method: str, path: str, timeout: float,
                     **kwargs: Any) -> dict[str, Any]:
         try:
-            response = await self.http.request(method, path, timeout=timeout, **kwargs)
-        except httpx.TimeoutException:
+            # httpx's timeout bounds each phase (pool, connect, write, read); the caller's
+            # bounds the whole request, as an app's does.
+            async with asyncio.timeout(timeout):
+                response = await self.http.request(method, path, timeout=timeout, **kwargs)
+        except (httpx.TimeoutException, TimeoutError):
             raise VaultUnavailable("timeout", f"no answer from {method} {path} within "
                                    f"{timeout:g}s") from None
         except httpx.HTTPError as exc:
