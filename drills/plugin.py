@@ -32,6 +32,7 @@ DRILL_KEY = pytest.StashKey[DrillRecord]()
 _START_KEY = pytest.StashKey[float]()
 _STEP_KEY = pytest.StashKey[tuple[StepRecord, float]]()
 _EXIT_KEY = pytest.StashKey[int]()  # what a failed drill means for the run's exit code
+_PLANNED_KEY = pytest.StashKey[int]()  # steps the scenario has
 
 
 def _write(config: pytest.Config, message: str) -> None:
@@ -149,6 +150,7 @@ def pytest_bdd_before_scenario(request: pytest.FixtureRequest, feature: Any,
         description="\n\n".join(t.strip() for t in (feature.description,
                                                     scenario.description) if t and t.strip()))
     request.node.stash[DRILL_KEY] = record
+    request.node.stash[_PLANNED_KEY] = len(scenario.steps)
     run.record.drills.append(record)
     request.node.stash[_START_KEY] = time.monotonic()
 
@@ -160,7 +162,8 @@ def pytest_bdd_before_step(request: pytest.FixtureRequest, feature: Any, scenari
         return
     if not record.steps:
         run = request.config.stash[RUN_KEY]
-        run.ensure_target()  # start-up messages first, then the drill's own lines
+        if "drill" in request.fixturenames:
+            run.ensure_target()  # start-up messages first, then the drill's own lines
         run.observers.drill_started(run.record, record)
     step_record = StepRecord(step.keyword, step.name, utc_now())
     record.steps.append(step_record)
@@ -198,7 +201,17 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if call.when == "call":
         run.completed.add(item.nodeid)
         exc = call.excinfo.value if call.excinfo else None
-        if hasattr(report, "wasxfail") and report.skipped:
+        planned = item.stash.get(_PLANNED_KEY, 0)
+        if hasattr(report, "wasxfail") and report.skipped and len(record.steps) < planned:
+            # The breach must be the one the last step shows: an earlier one is a failure.
+            failed = record.steps[-1] if record.steps else None
+            record.status = Status.FAILED
+            record.error = (f"an @expected_breach drill breached before its last step, at "
+                            f"'{failed.keyword} {failed.text}' ({exc})" if failed else str(exc))
+            report.outcome, report.longrepr = "failed", record.error
+            del report.wasxfail
+            item.stash[_EXIT_KEY] = EXIT_FAILED
+        elif hasattr(report, "wasxfail") and report.skipped:
             record.status = Status.EXPECTED_BREACH
             record.error = f"{type(exc).__name__}: {exc}" if exc else None
         elif report.failed and exc is None:  # a strict xfail that did not breach

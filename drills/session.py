@@ -130,7 +130,7 @@ class DrillsRun:
         self.observers = Observers(default_writers())
         self.record = RunRecord(
             run_id=self.run_id, exercise=opt("drills_exercise"),
-            selection=list(config.args), target={}, tool_version=__version__,
+            selection=list(config.args), target=self._asked_target(), tool_version=__version__,
             git_revision=_git_revision(config.rootpath), started_utc=utc_now(),
             objectives=_objectives_dict(self.settings),
             participants=_participants(opt("drills_participant")))
@@ -153,10 +153,6 @@ class DrillsRun:
             self.target = self._open_target()
             self.record.target = self.target.describe()
         except Exception as exc:
-            opt = self.config.getoption
-            self.record.target = {  # what was asked for: the report still says where
-                "kind": "account" if opt("drills_target") == "aws" else "twin",
-                "region": opt("drills_region")}
             raise translate(exc, "opening the target") from exc
         for result in rollback(self.journal, self.target.fault_context(), self.target.env_id):
             note = (f"reverted fault {result.entry.fault_id} ({result.entry.kind} on "
@@ -168,6 +164,13 @@ class DrillsRun:
             self.say(f"drills: {note}")
         self.observers.run_started(self.record)
         return self.target
+
+    def _asked_target(self) -> dict[str, Any]:
+        """What the run was asked to drill, until the target itself describes it (the report
+        says where, even when the target could not be opened)."""
+        opt = self.config.getoption
+        return {"kind": "account" if opt("drills_target") == "aws" else "twin",
+                "region": opt("drills_region")}
 
     def _open_target(self) -> Target:
         opt = self.config.getoption

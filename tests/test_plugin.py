@@ -1,0 +1,78 @@
+"""The plugin black-box, through pytester: an @expected_breach scenario passes only by
+breaching at its last step (a pytest-bdd project of its own; no target is needed)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+FEATURE = """\
+Feature: Expected breaches
+  @expected_breach
+  Scenario: breaches at the last step
+    Given a step that passes
+    Then the objective is breached
+
+  @expected_breach
+  Scenario: breaches too early
+    Given the objective is breached
+    Then a step that passes
+
+  @expected_breach
+  Scenario: never breaches
+    Given a step that passes
+    Then a step that passes
+
+  Scenario: an ordinary drill breaches
+    Given a step that passes
+    Then the objective is breached
+"""
+
+STEPS = """\
+from pytest_bdd import given, scenarios, then
+from drills.errors import ObjectiveBreached
+
+scenarios("drills.feature")
+
+
+@given("a step that passes")
+@then("a step that passes")
+def passes() -> None:
+    pass
+
+
+@given("the objective is breached")
+@then("the objective is breached")
+def breached() -> None:
+    raise ObjectiveBreached("RPO breached: 3 of 10 acknowledged writes lost")
+"""
+
+
+@pytest.fixture
+def project(pytester: pytest.Pytester) -> pytest.Pytester:
+    pytester.makefile(".feature", drills=FEATURE)
+    pytester.makepyfile(test_steps=STEPS)
+    pytester.makeini("[pytest]\naddopts = -p no:locust\n")
+    return pytester
+
+
+def test_an_expected_breach_passes_only_at_its_last_step(project: pytest.Pytester) -> None:
+    """At the last step: expected-breach (the run does not fail on it); earlier: failed;
+    no breach: failed (the tag outlived the flaw, or the drill stopped detecting it); an
+    ordinary drill's breach fails as usual."""
+    reports = project.path / "reports"
+    result = project.runpytest("--drills-reports", str(reports), "--drills-run-id", "r1",
+                               "-p", "no:cacheprovider")
+    result.assert_outcomes(xfailed=1, failed=3)
+    report = json.loads((reports / "r1" / "report.json").read_text())
+    status = {d["name"]: d["status"] for d in report["drills"]}
+    assert status == {"breaches at the last step": "expected-breach",
+                      "breaches too early": "failed", "never breaches": "failed",
+                      "an ordinary drill breaches": "failed"}
+    early = next(d for d in report["drills"] if d["name"] == "breaches too early")
+    assert "before its last step" in early["error"]
+    kinds = {f["drill"]: f["kind"] for f in report["findings"]}
+    assert kinds["breaches at the last step"] == "procedure"
