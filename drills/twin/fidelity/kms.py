@@ -20,6 +20,34 @@ moto 5.2.1 allows all crypto calls in any state, silently ignores a window outsi
 7..30, lets EnableKey revive a PendingDeletion key, cancels deletion of keys that were
 never scheduled (disabling them), and never deletes anything.
 
+Multi-Region keys ("Multi-Region keys in AWS KMS" and "How multi-Region keys work", KMS
+Developer Guide, https://docs.aws.amazon.com/kms/latest/developerguide/multi-region-keys-overview.html
+and mrk-how-it-works.html; API_ReplicateKey.html, API_KeyMetadata.html,
+API_ScheduleKeyDeletion.html):
+
+- A primary and its replicas "have the same key ID, key material, and other metadata, you
+  can use them interchangeably to encrypt data in one AWS Region and decrypt it in a
+  different AWS Region without re-encrypting the data or making a cross-Region call".
+  moto 5.2.1 writes the key ID into a 36-byte ciphertext header and its `mrk-` IDs have 40
+  characters, so every `mrk-` ciphertext failed to decrypt, even in its own region. The
+  twin writes the whole ID (the header of every other key is moto's, byte for byte).
+- Key policy, grants, aliases and the key state are independent properties of each key of
+  the set. moto's ReplicateKey makes a shallow copy: the replica shared the primary's
+  aliases, grants and MultiRegionConfiguration (so describing the replica turned the
+  primary into `MultiRegionKeyType: REPLICA`). Each key now has its own, and
+  MultiRegionConfiguration is computed from the keys that exist: `PrimaryKey`, and
+  `ReplicaKeys` listing every replica (a replica included, as AWS documents).
+- ReplicateKey into a region that already holds a replica is `AlreadyExistsException`; a
+  key pending deletion (or replica deletion) cannot be replicated (key state table).
+- ScheduleKeyDeletion of a primary that still has replicas: "its key state changes to
+  PendingReplicaDeletion and it cannot be replicated or used in cryptographic operations";
+  the answer has no DeletionDate, and DescribeKey shows `PendingDeletionWindowInDays`. "When
+  the last replica key in the multi-Region key is deleted, the KeyState of the scheduled
+  primary key changes from PendingReplicaDeletion to PendingDeletion and the deletion date
+  appears". CancelKeyDeletion works in both states and leaves the key Disabled.
+- Twin wording: a key pending replica deletion is refused with KMSInvalidStateException
+  "<key ARN> is pending replica deletion." (AWS documents the code, not the message).
+
 Twin-only control endpoint (no such thing in AWS; see `ROUTES`):
 
     POST /drills-twin/kms/expire-deletion   {"key_id": "<id or ARN>", "region": "<opt>"}
@@ -34,16 +62,19 @@ a key they are about to use is usable, so every service sees the same key states
 
 from __future__ import annotations
 
+import json
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from moto.core.exceptions import JsonRESTError
 from moto.core.utils import unix_time, utcnow
-from moto.kms.exceptions import NotFoundException, ValidationException
+from moto.kms import utils as kms_utils
+from moto.kms.exceptions import AlreadyExistsException, NotFoundException, ValidationException
 from moto.kms.models import Key, KmsBackend, kms_backends
 from moto.kms.responses import KmsResponse
-from moto.kms.utils import _deserialize_ciphertext_blob
 
 __all__ = [
     "ROUTES",
@@ -79,7 +110,14 @@ class KMSInvalidStateException(JsonRESTError):
         super().__init__("KMSInvalidStateException", message)
 
 
+PENDING_REPLICA_DELETION = "PendingReplicaDeletion"
+#: Key states in which a key waits to be deleted and refuses every use but cancelling.
+_PENDING = ("PendingDeletion", PENDING_REPLICA_DELETION)
+
+
 def _pending_deletion(key: Key) -> KMSInvalidStateException:
+    if key.key_state == PENDING_REPLICA_DELETION:
+        return KMSInvalidStateException(f"{key.arn} is pending replica deletion.")
     return KMSInvalidStateException(f"{key.arn} is pending deletion.")
 
 
@@ -102,7 +140,7 @@ def _require_enabled(key: Key | None) -> None:
         return
     if key.key_state == "Disabled":
         raise DisabledException(key)
-    if key.key_state == "PendingDeletion":
+    if key.key_state in _PENDING:
         raise _pending_deletion(key)
 
 
@@ -117,12 +155,83 @@ def _ciphertext_key(backend: KmsBackend, ciphertext_blob: bytes) -> Key | None:
 
 
 def _forget_deleted(backend: KmsBackend) -> None:
-    """Delete every key whose deletion date has passed, as KMS does after the window."""
+    """Delete every key of the account whose deletion date has passed, as KMS does after
+    the window; then start the window of primaries whose last replica is gone."""
     now = utcnow()
-    for key in list(backend.keys.values()):
-        if key.key_state == "PendingDeletion" and key.deletion_date and key.deletion_date <= now:
-            _DELETED[(backend.account_id, backend.region_name, key.id)] = key.arn
-            backend.delete_key(key.id)  # also drops its aliases, grants and tags
+    regions = kms_backends[backend.account_id]
+    gone = False
+    for region_backend in list(regions.values()):
+        for key in list(region_backend.keys.values()):
+            if (key.key_state == "PendingDeletion" and key.deletion_date
+                    and key.deletion_date <= now):
+                _DELETED[(region_backend.account_id, region_backend.region_name, key.id)] = (
+                    key.arn)
+                region_backend.delete_key(key.id)  # also drops its aliases, grants and tags
+                gone = True
+    if gone:
+        for region_backend in list(regions.values()):
+            for key in list(region_backend.keys.values()):
+                if key.key_state == PENDING_REPLICA_DELETION and not _replica_regions(key):
+                    key.key_state = "PendingDeletion"
+                    key.deletion_date = now + timedelta(days=_window(key))
+
+
+# ------------------------------------------------------------------ multi-Region keys
+# moto writes the key ID into a fixed 36-byte header ("mrk-" IDs have 40 characters). The
+# twin writes the whole ID of an `mrk-` key; every other header stays moto's byte for byte.
+
+_MRK = "mrk-"
+_MRK_ID_LEN = 40  # moto's "mrk-" + a UUID with hyphens
+
+
+def _serialize_ciphertext_blob(ciphertext: kms_utils.Ciphertext) -> bytes:
+    key_id = ciphertext.key_id.encode("utf-8")
+    width = _MRK_ID_LEN if ciphertext.key_id.startswith(_MRK) else kms_utils.KEY_ID_LEN
+    header = struct.pack(f">{width}s{kms_utils.IV_LEN}s{kms_utils.TAG_LEN}s", key_id,
+                         ciphertext.iv, ciphertext.tag)
+    return header + ciphertext.ciphertext
+
+
+def _deserialize_ciphertext_blob(ciphertext_blob: bytes) -> kms_utils.Ciphertext:
+    width = _MRK_ID_LEN if ciphertext_blob.startswith(_MRK.encode()) else kms_utils.KEY_ID_LEN
+    end = width + kms_utils.IV_LEN + kms_utils.TAG_LEN
+    key_id, iv, tag = struct.unpack(f">{width}s{kms_utils.IV_LEN}s{kms_utils.TAG_LEN}s",
+                                    ciphertext_blob[:end])
+    return kms_utils.Ciphertext(key_id=key_id.decode("utf-8"), iv=iv,
+                                ciphertext=ciphertext_blob[end:], tag=tag)
+
+
+def _primary_region(key: Key) -> str:
+    return str(key.multi_region_configuration["PrimaryKey"]["Region"])
+
+
+def _related(key: Key) -> dict[str, Key]:
+    """Every key of `key`'s multi-Region set that exists now, by region."""
+    return {region: backend.keys[key.id]
+            for region, backend in list(kms_backends[key.account_id].items())
+            if key.id in backend.keys}
+
+
+def _replica_regions(key: Key) -> list[str]:
+    primary = _primary_region(key)
+    return sorted(region for region in _related(key) if region != primary)
+
+
+def _window(key: Key) -> int:
+    return int(getattr(key, "_drills_pending_window", 30))
+
+
+def _multi_region_configuration(key: Key) -> dict[str, Any]:
+    """MultiRegionConfiguration as DescribeKey shows it, from the keys that exist now."""
+    primary = _primary_region(key)
+    related = _related(key)
+    primary_arn = key.multi_region_configuration["PrimaryKey"]["Arn"]
+    return {
+        "MultiRegionKeyType": "PRIMARY" if key.region == primary else "REPLICA",
+        "PrimaryKey": {"Arn": primary_arn, "Region": primary},
+        "ReplicaKeys": [{"Arn": related[region].arn, "Region": region}
+                        for region in sorted(related) if region != primary],
+    }
 
 
 # ------------------------------------------------------------------ patched backend methods
@@ -152,7 +261,7 @@ def _decrypt(
 
 def _enable_key(self: KmsBackend, key_id: str) -> None:
     key = _find(self, key_id)
-    if key is not None and key.key_state == "PendingDeletion":
+    if key is not None and key.key_state in _PENDING:
         raise _pending_deletion(key)
     # moto indexes `keys` with the raw argument: pass the bare ID so an ARN works too.
     _ORIGINAL["enable_key"](self, key.id if key else key_id)
@@ -160,12 +269,13 @@ def _enable_key(self: KmsBackend, key_id: str) -> None:
 
 def _disable_key(self: KmsBackend, key_id: str) -> None:
     key = _find(self, key_id)
-    if key is not None and key.key_state == "PendingDeletion":
+    if key is not None and key.key_state in _PENDING:
         raise _pending_deletion(key)
     _ORIGINAL["disable_key"](self, key.id if key else key_id)
 
 
-def _schedule_key_deletion(self: KmsBackend, key_id: str, pending_window_in_days: int) -> float:
+def _schedule_key_deletion(self: KmsBackend, key_id: str,
+                           pending_window_in_days: int) -> float | None:
     if pending_window_in_days < 7:
         bound = "greater than or equal to 7"
     elif pending_window_in_days > 30:
@@ -178,19 +288,72 @@ def _schedule_key_deletion(self: KmsBackend, key_id: str, pending_window_in_days
             f"'pendingWindowInDays' failed to satisfy constraint: Member must have value {bound}"
         )
     key = _find(self, key_id)
-    if key is not None and key.key_state == "PendingDeletion":
+    if key is not None and key.key_state in _PENDING:
         raise _pending_deletion(key)
-    return _ORIGINAL["schedule_key_deletion"](
-        self, key.id if key else key_id, pending_window_in_days
-    )
+    if key is not None and key.multi_region and key.region == _primary_region(key) \
+            and _replica_regions(key):
+        # The primary's waiting period starts when its last replica is deleted.
+        key.enabled = False
+        key.key_state = PENDING_REPLICA_DELETION
+        key.deletion_date = None
+        key._drills_pending_window = pending_window_in_days  # type: ignore[attr-defined]
+        return None
+    deletion: float = _ORIGINAL["schedule_key_deletion"](
+        self, key.id if key else key_id, pending_window_in_days)
+    return deletion
 
 
 def _cancel_key_deletion(self: KmsBackend, key_id: str) -> None:
     key = _find(self, key_id)
-    if key is not None and key.key_state != "PendingDeletion":
+    if key is not None and key.key_state not in _PENDING:
         raise KMSInvalidStateException(f"{key.arn} is not pending deletion.")
     # moto already leaves the key Disabled (enabled=False since scheduling), as AWS does.
     _ORIGINAL["cancel_key_deletion"](self, key.id if key else key_id)
+
+
+def _replicate_key(self: KmsBackend, key_id: str, replica_region: str) -> Key:
+    key = _find(self, key_id)
+    if key is None:
+        raise NotFoundException(f"Key '{key_id}' does not exist")
+    if key.key_state in _PENDING:
+        raise _pending_deletion(key)
+    if key.multi_region and replica_region in _related(key):
+        raise AlreadyExistsException(
+            f"Replica key {key.id} already exists in region {replica_region}.")
+    replica: Key = _ORIGINAL["replicate_key"](self, key.id, replica_region)
+    # moto's copy() shares the primary's dicts; policy, grants, aliases and the
+    # configuration belong to each key (the key material is shared, as in AWS).
+    replica.aliases = {}
+    replica.grants = {}
+    if key.multi_region:
+        key.multi_region_configuration = _multi_region_configuration(key)
+        replica.multi_region_configuration = _multi_region_configuration(replica)
+    return replica
+
+
+def _key_to_dict(self: Key) -> dict[str, Any]:
+    if self.multi_region:
+        self.multi_region_configuration = _multi_region_configuration(self)
+    described: dict[str, Any] = _ORIGINAL["key_to_dict"](self)
+    if self.key_state == PENDING_REPLICA_DELETION:
+        described["KeyMetadata"]["PendingDeletionWindowInDays"] = _window(self)
+    return described
+
+
+def _schedule_key_deletion_response(self: KmsResponse) -> str:
+    # AWS's answer (API_ScheduleKeyDeletion.html): the key ARN, its new state and the
+    # waiting period; DeletionDate only once the waiting period has begun.
+    key_id = self._get_param("KeyId")
+    days = self._get_param("PendingWindowInDays")
+    days = 30 if days is None else days
+    self._validate_cmk_id(key_id)
+    deletion = self.kms_backend.schedule_key_deletion(key_id, days)
+    key = self.kms_backend.keys[self.kms_backend.get_key_id(key_id)]
+    answer: dict[str, Any] = {"KeyId": key.arn, "KeyState": key.key_state,
+                              "PendingWindowInDays": days}
+    if deletion is not None:
+        answer["DeletionDate"] = deletion
+    return json.dumps(answer)
 
 
 _PATCHES: dict[str, Callable[..., Any]] = {
@@ -200,6 +363,7 @@ _PATCHES: dict[str, Callable[..., Any]] = {
     "disable_key": _disable_key,
     "schedule_key_deletion": _schedule_key_deletion,
     "cancel_key_deletion": _cancel_key_deletion,
+    "replicate_key": _replicate_key,
 }
 
 
@@ -221,6 +385,15 @@ def install() -> None:
         setattr(KmsBackend, name, patch)
     _ORIGINAL["kms_backend"] = KmsResponse.kms_backend.fget  # type: ignore[attr-defined]
     KmsResponse.kms_backend = property(_kms_backend)  # type: ignore[assignment,method-assign]
+    _ORIGINAL["schedule_key_deletion_response"] = KmsResponse.schedule_key_deletion
+    KmsResponse.schedule_key_deletion = _schedule_key_deletion_response  # type: ignore[method-assign]
+    _ORIGINAL["key_to_dict"] = Key.to_dict
+    Key.to_dict = _key_to_dict  # type: ignore[method-assign]
+    # moto.kms.utils.encrypt/decrypt look these up at call time.
+    for name, patch in (("serialize_ciphertext_blob", _serialize_ciphertext_blob),
+                        ("deserialize_ciphertext_blob", _deserialize_ciphertext_blob)):
+        _ORIGINAL[name] = getattr(kms_utils, f"_{name}")
+        setattr(kms_utils, f"_{name}", patch)
     setattr(KmsBackend, _MARK, True)
 
 
@@ -253,9 +426,10 @@ def key_problem(account_id: str, region: str | None, key_ref: str | None) -> Key
         region, account_id = key_ref.split(":")[3:5]
     regions = kms_backends[account_id]
     names = [region] if region else list(regions.keys())
-    for name in names:
+    for number, name in enumerate(names):
         backend = regions[name]
-        _forget_deleted(backend)
+        if number == 0:
+            _forget_deleted(backend)  # in every region of the account
         key = _find(backend, key_ref)
         if key is None:
             raw_id = key_ref.rsplit("/", 1)[-1] if ":key/" in key_ref else key_ref
@@ -265,8 +439,8 @@ def key_problem(account_id: str, region: str | None, key_ref: str | None) -> Key
             continue
         if key.key_state == "Disabled":
             return KeyProblem("DisabledException", f"{key.arn} is disabled.")
-        if key.key_state == "PendingDeletion":
-            return KeyProblem("KMSInvalidStateException", f"{key.arn} is pending deletion.")
+        if key.key_state in _PENDING:
+            return KeyProblem("KMSInvalidStateException", _pending_deletion(key).message)
         return None
     return None
 

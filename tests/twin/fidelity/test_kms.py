@@ -1,7 +1,10 @@
 """KMS key-state rules on the twin, each checked against what AWS documents.
 
 References: the key state table, https://docs.aws.amazon.com/kms/latest/developerguide/key-state.html
-("key state table" below), and the KMS API Reference pages named in each test.
+("key state table" below), the KMS API Reference pages named in each test, and for
+multi-Region keys "Multi-Region keys in AWS KMS" and "How multi-Region keys work"
+(https://docs.aws.amazon.com/kms/latest/developerguide/multi-region-keys-overview.html,
+.../mrk-how-it-works.html; "MRK guide" below).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from drills.twin.control import request as control_request
 from drills.twin.fidelity.kms import key_problem
 
 REGION = "us-east-1"
+DR_REGION = "us-west-2"
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 
 
@@ -37,6 +41,27 @@ def kms(aws: AwsEndpoint) -> Any:
         aws_access_key_id=creds["AWS_ACCESS_KEY_ID"],
         aws_secret_access_key=creds["AWS_SECRET_ACCESS_KEY"],
     )
+
+
+@pytest.fixture(scope="module")
+def kms_dr(aws: AwsEndpoint) -> Any:
+    """The KMS client of the DR region, us-west-2."""
+    creds = fake_credentials()
+    return boto3.client(
+        "kms",
+        endpoint_url=aws.url,
+        region_name=DR_REGION,
+        aws_access_key_id=creds["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=creds["AWS_SECRET_ACCESS_KEY"],
+    )
+
+
+@pytest.fixture
+def mrk(kms: Any) -> str:
+    """A multi-Region primary key in us-east-1, replicated to us-west-2."""
+    key_id = str(kms.create_key(Description="sealing", MultiRegion=True)["KeyMetadata"]["KeyId"])
+    kms.replicate_key(KeyId=key_id, ReplicaRegion=DR_REGION)
+    return key_id
 
 
 @pytest.fixture
@@ -311,3 +336,146 @@ def test_decrypt_under_a_deleted_key_is_access_denied(aws: AwsEndpoint, kms: Any
     assert control_request(aws.url, "kms/expire-deletion", {"key_id": key})[0] == 200
     code, status, _ = error_of(lambda: kms.decrypt(CiphertextBlob=blob))
     assert (code, status) == ("AccessDeniedException", 400)
+
+
+# ------------------------------------------------------------------ multi-Region keys
+
+
+def test_mrk_ciphertext_decrypts_in_its_own_region(kms: Any) -> None:
+    """MRK guide: a multi-Region key is "a fully functional KMS key" in its region; its
+    ciphertext decrypts there (moto's 36-byte key-ID header broke every `mrk-` ciphertext)."""
+    key_id = kms.create_key(MultiRegion=True)["KeyMetadata"]["KeyId"]
+    assert key_id.startswith("mrk-")
+    blob = kms.encrypt(KeyId=key_id, Plaintext=b"sealed")["CiphertextBlob"]
+    assert kms.decrypt(CiphertextBlob=blob)["Plaintext"] == b"sealed"
+    data_key = kms.generate_data_key(KeyId=key_id, KeySpec="AES_256")
+    assert kms.decrypt(CiphertextBlob=data_key["CiphertextBlob"])["Plaintext"] == (
+        data_key["Plaintext"])
+
+
+def test_primary_ciphertext_decrypts_in_the_replica_region(kms: Any, kms_dr: Any,
+                                                           mrk: str) -> None:
+    """API_ReplicateKey.html: primary and replica "have the same key ID, key material, and
+    other metadata", so data encrypted in one Region decrypts in another "without
+    re-encrypting the data or making a cross-Region call": the us-west-2 replica decrypts a
+    us-east-1 ciphertext even while the primary is disabled, and the reverse works too."""
+    blob = kms.encrypt(KeyId=mrk, Plaintext=b"vault", EncryptionContext={"v": "1"})[
+        "CiphertextBlob"]
+    kms.disable_key(KeyId=mrk)  # no help from us-east-1
+    answer = kms_dr.decrypt(CiphertextBlob=blob, EncryptionContext={"v": "1"})
+    assert answer["Plaintext"] == b"vault"
+    assert answer["KeyId"] == f"arn:aws:kms:{DR_REGION}:123456789012:key/{mrk}"
+    kms.enable_key(KeyId=mrk)
+    back = kms_dr.encrypt(KeyId=mrk, Plaintext=b"from dr")["CiphertextBlob"]
+    assert kms.decrypt(CiphertextBlob=back)["Plaintext"] == b"from dr"
+
+
+def test_key_state_is_independent_per_region(kms: Any, kms_dr: Any, mrk: str) -> None:
+    """MRK guide ("independent properties"): the key state of each key of a multi-Region
+    set is its own: disabling or scheduling the deletion of the replica leaves the primary
+    Enabled, and the other way round."""
+    blob = kms.encrypt(KeyId=mrk, Plaintext=b"p")["CiphertextBlob"]
+    kms_dr.disable_key(KeyId=mrk)
+    assert error_of(lambda: kms_dr.decrypt(CiphertextBlob=blob))[0] == "DisabledException"
+    assert kms.decrypt(CiphertextBlob=blob)["Plaintext"] == b"p"
+    assert (state_of(kms, mrk), state_of(kms_dr, mrk)) == ("Enabled", "Disabled")
+    kms_dr.enable_key(KeyId=mrk)
+    kms.disable_key(KeyId=mrk)
+    assert (state_of(kms, mrk), state_of(kms_dr, mrk)) == ("Disabled", "Enabled")
+    kms.enable_key(KeyId=mrk)
+    kms_dr.schedule_key_deletion(KeyId=mrk, PendingWindowInDays=7)
+    assert (state_of(kms, mrk), state_of(kms_dr, mrk)) == ("Enabled", "PendingDeletion")
+
+
+def test_describing_the_replica_leaves_the_primary_primary(kms: Any, kms_dr: Any,
+                                                           mrk: str) -> None:
+    """API_MultiRegionConfiguration.html: MultiRegionKeyType is PRIMARY for the primary and
+    REPLICA for a replica; both name the primary, and ReplicaKeys lists every replica. (moto
+    shares one dict: describing the replica made the primary a REPLICA.)"""
+    replica = kms_dr.describe_key(KeyId=mrk)["KeyMetadata"]["MultiRegionConfiguration"]
+    primary = kms.describe_key(KeyId=mrk)["KeyMetadata"]["MultiRegionConfiguration"]
+    arn = f"arn:aws:kms:{{}}:123456789012:key/{mrk}"
+    assert primary["MultiRegionKeyType"] == "PRIMARY"
+    assert replica["MultiRegionKeyType"] == "REPLICA"
+    for config in (primary, replica):
+        assert config["PrimaryKey"] == {"Arn": arn.format(REGION), "Region": REGION}
+        assert config["ReplicaKeys"] == [{"Arn": arn.format(DR_REGION), "Region": DR_REGION}]
+
+
+def test_aliases_are_per_region(kms: Any, kms_dr: Any, mrk: str) -> None:
+    """MRK guide: aliases are independent properties, "not shared or synchronized": an alias
+    made in us-east-1 does not appear in us-west-2."""
+    kms.create_alias(AliasName=f"alias/east-{mrk[4:12]}", TargetKeyId=mrk)
+    east = [a["AliasName"] for a in kms.list_aliases(KeyId=mrk)["Aliases"]]
+    west = [a["AliasName"] for a in kms_dr.list_aliases(KeyId=mrk)["Aliases"]]
+    assert east == [f"alias/east-{mrk[4:12]}"]
+    assert west == []
+
+
+def test_replicating_into_a_region_twice_is_already_exists(kms: Any, mrk: str) -> None:
+    """API_ReplicateKey.html (Errors): AlreadyExistsException when the Region already holds
+    a replica of the key; the existing replica is untouched."""
+    code, status, _ = error_of(lambda: kms.replicate_key(KeyId=mrk, ReplicaRegion=DR_REGION))
+    assert (code, status) == ("AlreadyExistsException", 400)
+
+
+def test_deleting_a_primary_with_replicas_waits_for_them(aws: AwsEndpoint, kms: Any,
+                                                         kms_dr: Any, mrk: str) -> None:
+    """API_ScheduleKeyDeletion.html: a primary with replicas goes to PendingReplicaDeletion,
+    "cannot be replicated or used in cryptographic operations", answers no DeletionDate
+    (API_KeyMetadata.html: PendingDeletionWindowInDays instead), and its waiting period
+    begins when the last replica is deleted: then PendingDeletion with a DeletionDate."""
+    blob = kms.encrypt(KeyId=mrk, Plaintext=b"p")["CiphertextBlob"]
+    answer = kms.schedule_key_deletion(KeyId=mrk, PendingWindowInDays=7)
+    assert answer["KeyState"] == "PendingReplicaDeletion"
+    assert answer["PendingWindowInDays"] == 7
+    assert "DeletionDate" not in answer
+    meta = kms.describe_key(KeyId=mrk)["KeyMetadata"]
+    assert (meta["KeyState"], meta["PendingDeletionWindowInDays"]) == (
+        "PendingReplicaDeletion", 7)
+    assert "DeletionDate" not in meta
+    code, _, message = error_of(lambda: kms.decrypt(CiphertextBlob=blob))
+    assert code == "KMSInvalidStateException"
+    assert message.endswith("is pending replica deletion.")
+    assert error_of(lambda: kms.enable_key(KeyId=mrk))[0] == "KMSInvalidStateException"
+    assert kms_dr.decrypt(CiphertextBlob=blob)["Plaintext"] == b"p"  # the replica lives on
+
+    kms_dr.schedule_key_deletion(KeyId=mrk, PendingWindowInDays=7)
+    replica_arn = f"arn:aws:kms:{DR_REGION}:123456789012:key/{mrk}"
+    assert control_request(aws.url, "kms/expire-deletion", {"key_id": replica_arn})[0] == 200
+
+    meta = kms.describe_key(KeyId=mrk)["KeyMetadata"]
+    assert meta["KeyState"] == "PendingDeletion"
+    assert meta["MultiRegionConfiguration"]["ReplicaKeys"] == []
+    days = (meta["DeletionDate"] - meta["CreationDate"]).total_seconds() / 86400
+    assert 6.9 < days < 7.1
+
+
+def test_cancelling_pending_replica_deletion_leaves_the_primary_disabled(kms: Any,
+                                                                        mrk: str) -> None:
+    """Key state table (CancelKeyDeletion row) and API_CancelKeyDeletion.html: deletion of a
+    PendingReplicaDeletion primary can be cancelled; the key is then Disabled."""
+    kms.schedule_key_deletion(KeyId=mrk, PendingWindowInDays=30)
+    kms.cancel_key_deletion(KeyId=mrk)
+    meta = kms.describe_key(KeyId=mrk)["KeyMetadata"]
+    assert meta["KeyState"] == "Disabled"
+    assert "PendingDeletionWindowInDays" not in meta
+
+
+def test_ciphertext_header_of_other_keys_is_motos() -> None:
+    """Only `mrk-` ciphertexts get the wider header: every other key's blob is moto's own,
+    byte for byte, so both formats decode."""
+    script = """
+import os
+from moto.kms import utils
+from drills.twin.fidelity import kms
+plain = utils.Ciphertext("11111111-2222-3333-4444-555555555555", os.urandom(12), b"c",
+                         os.urandom(16))
+moto_blob = utils._serialize_ciphertext_blob(plain)
+kms.install()
+assert utils._serialize_ciphertext_blob(plain) == moto_blob
+assert utils._deserialize_ciphertext_blob(moto_blob) == plain
+mrk = plain._replace(key_id="mrk-" + plain.key_id)
+assert utils._deserialize_ciphertext_blob(utils._serialize_ciphertext_blob(mrk)) == mrk
+"""
+    subprocess.run([sys.executable, "-c", script], cwd=PROJECT_ROOT, check=True, timeout=60)
