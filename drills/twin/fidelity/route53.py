@@ -1,0 +1,693 @@
+"""Route 53 health checks that really probe, and changes that take time to reach the name
+servers, patched into the moto process.
+
+moto 5.2.1 stores health checks but never probes them (GetHealthCheckStatus always answers one
+checker reporting "Success: HTTP Status Code: 200"), and every change is INSYNC at once. What
+AWS documents, and this module makes moto do:
+
+- Route 53 Developer Guide, "How Amazon Route 53 determines whether a health check is healthy"
+  (dns-failover-determining-health-of-endpoints.html): health checkers in several locations
+  each check the endpoint every RequestInterval. HTTP and HTTPS: "Route 53 must be able to
+  establish a TCP connection with the endpoint within four seconds. In addition, the endpoint
+  must respond with an HTTP status code of 2xx or 3xx within two seconds after connecting";
+  "HTTPS health checks don't validate SSL/TLS certificates"; with string matching the body
+  must follow within two more seconds and hold SearchString in its first 5,120 bytes; TCP: a
+  connection within ten seconds. "If more than 18% of health checkers report that an endpoint
+  is healthy, Route 53 considers it healthy"; "Route 53 considers a new health check to be
+  healthy until there's enough data to determine the actual status".
+- API Reference, HealthCheckConfig (API_HealthCheckConfig.html): FailureThreshold (1-10,
+  default 3) is "the number of consecutive health checks that an endpoint must pass or fail
+  for Route 53 to change the current status of the endpoint from unhealthy to healthy or vice
+  versa"; RequestInterval 10 or 30 (default 30) "can't be changed" after creation; Regions
+  (default: every checker region); Port (80 for HTTP, 443 for HTTPS when omitted: moto says
+  80 for both); the Host header is FullyQualifiedDomainName, else IPAddress, with ":Port"
+  unless the port is 80 (HTTP) or 443 (HTTPS); EnableSNI sends the name in client_hello;
+  Disabled: "Route 53 considers the status of the health check to always be healthy";
+  Inverted inverts it; a CALCULATED check is healthy when HealthThreshold children are.
+- GetHealthCheckStatus (API_GetHealthCheckStatus.html): "one HealthCheckObservation element
+  for each Amazon Route 53 health checker", with Region, IPAddress and StatusReport (Status,
+  CheckedTime): each checker's last observation, not its thresholded view.
+- "Monitoring health checks using CloudWatch": HealthCheckStatus (1 healthy, 0 unhealthy) and
+  HealthCheckPercentageHealthy, namespace AWS/Route53, dimension HealthCheckId, us-east-1.
+- ChangeResourceRecordSets / GetChange (API_ChangeResourceRecordSets.html, API_GetChange.html):
+  "PENDING indicates that the changes in this request have not propagated to all Amazon Route
+  53 DNS servers managing the hosted zone. This is the initial status of all change batch
+  requests"; then INSYNC; "changes generally propagate to all Route 53 name servers managing
+  the hosted zone within 60 seconds". CreateHostedZone and DeleteHostedZone answer a
+  ChangeInfo too. The API shows a change at once; only the name servers wait for it.
+
+Twin choices:
+- N checkers, probing in turn from this process: one per checker region of the health check
+  (its Regions, else AWS's 8), each every RequestInterval, staggered by RequestInterval / N. N
+  rather than one because the 18 % rule and the one-observation-per-checker answer depend on
+  it: with 8 checkers an endpoint turns unhealthy once 7 views have turned, and healthy again
+  once 2 have. AWS's checkers do not coordinate (bursts, then quiet); the twin's are evenly
+  spread, so runs repeat. A checker never overlaps itself: a probe that outlasts the interval
+  (a compressed interval against a frozen endpoint: the timeouts stay AWS's) delays the next.
+- StatusReport texts follow the console's shape ("Success: HTTP Status Code 200, OK",
+  "Failure: HTTP Status Code 503, Service Unavailable", "Failure: Connection timed out. ...");
+  AWS publishes no list of them. IPAddress is the address the probe left from (loopback).
+- A check that names only FullyQualifiedDomainName resolves it with this host's resolver.
+- CLOUDWATCH_METRIC and RECOVERY_CONTROL checks are not modelled: healthy, moto's answer.
+- Timing, from the timing profile through `route53/settings`: `interval_scale` multiplies every
+  RequestInterval (fast 0.1: 10 s -> 1 s, 30 s -> 3 s; realistic 1: the configured values);
+  `propagation_delay` is how long a change stays PENDING (fast 1 s; realistic 60 s, AWS's
+  figure) and applies to changes still PENDING, so a drill can hold changes and release them;
+  `metric_period` is how often each check's metrics are published (fast 1 s, realistic 60 s).
+  Without a call, the fast values hold.
+- Record sets made other than through this API (CloudFormation) are served at once: a stack's
+  record sets are INSYNC by the time its resource completes. GetChange of an id this module
+  did not hand out keeps moto's answer (INSYNC).
+
+Twin-only control endpoints (no such thing in AWS; `POST /drills-twin/<route>`):
+
+    route53/settings       {"interval_scale", "propagation_delay", "metric_period"} (each
+                           optional) -> the values in force
+    route53/health-checks  {"account"?} -> {"health_checks": {<id>: {"healthy",
+                           "percentage_healthy", "changed_at", "checkers": [{"region",
+                           "healthy", "passed", "failed", "status", "checked_at"}]}}}
+    route53/served         {"account"?} -> what the name servers answer from: {"zones": [{"Id",
+                           "Name", "PrivateZone", "ResourceRecordSets"}], "health": {<id>: bool}}
+                           (record sets as of their last INSYNC change; polled by drills.twin.dns)
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import secrets
+import socket
+import ssl
+import string
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http import HTTPStatus
+from typing import Any
+
+from moto.cloudwatch.models import cloudwatch_backends
+from moto.core import DEFAULT_ACCOUNT_ID
+from moto.core.exceptions import JsonRESTError
+from moto.core.responses import ActionResult
+from moto.route53.models import FakeZone, HealthCheck, RecordSet, Route53Backend, route53_backends
+from moto.route53.responses import Route53
+
+__all__ = ["ROUTES", "Checker", "Report", "Settings", "Target", "install", "probe", "settings"]
+
+_MARK = "_drills_twin_fidelity"
+_ORIGINAL: dict[str, Callable[..., Any]] = {}
+_LOCK = threading.RLock()
+_log = logging.getLogger(__name__)
+
+#: HealthCheckConfig.Regions' valid values: the checker regions when a check names none.
+CHECKER_REGIONS = ("us-east-1", "us-west-1", "us-west-2", "eu-west-1", "ap-southeast-1",
+                   "ap-southeast-2", "ap-northeast-1", "sa-east-1")
+HEALTHY_SHARE = 18.0  # percent of checkers that must report healthy, exclusive
+PROBED = ("HTTP", "HTTPS", "HTTP_STR_MATCH", "HTTPS_STR_MATCH", "TCP")
+CONNECT_TIMEOUT, TCP_CONNECT_TIMEOUT, REPLY_TIMEOUT, SEARCH_BYTES = 4.0, 10.0, 2.0, 5120
+_FIREWALL = ("The endpoint or the internet connection is down, or requests are being blocked by "
+             "your firewall. See https://docs.aws.amazon.com/Route53/latest/DeveloperGuide/"
+             "dns-failover-router-firewall-rules.html")
+_TLS = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+_TLS.check_hostname, _TLS.verify_mode = False, ssl.CERT_NONE  # AWS does not validate either
+
+
+@dataclass(slots=True)
+class Settings:
+    """The twin's Route 53 timing (see the module docstring); fast values by default."""
+
+    interval_scale: float = 0.1
+    propagation_delay: float = 1.0
+    metric_period: float = 1.0
+
+
+settings = Settings()
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+# ------------------------------------------------------------------ one probe
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """What one probe of a health check connects to and asks for."""
+
+    kind: str
+    address: str | None
+    fqdn: str | None
+    port: int
+    path: str
+    search: str | None
+    sni: bool
+    ref: str
+
+    @classmethod
+    def of(cls, check: HealthCheck) -> Target:
+        return cls(str(check.type_), check.ip_address or None, check.fqdn or None,
+                   int(check.port), check.resource_path or "/", check.search_string,
+                   bool(check.enable_sni), str(check.id))
+
+    def host_header(self) -> str:
+        host = self.fqdn or self.address or ""
+        default = 443 if self.kind.startswith("HTTPS") else 80
+        return host if self.port == default else f"{host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """One checker's observation: GetHealthCheckStatus's StatusReport and its IPAddress."""
+
+    ok: bool
+    status: str
+    source: str
+    checked: datetime
+
+
+def probe(target: Target) -> Report:
+    """Check `target` once as a Route 53 health checker does, within AWS's time limits."""
+    try:
+        ok, status, source = _probe(target)
+    except Exception as exc:  # one odd endpoint is one failed observation, with why
+        ok, status, source = False, f"Failure: {type(exc).__name__}: {exc}", ""
+    return Report(ok, status, source or "127.0.0.1", _now())
+
+
+def _probe(t: Target) -> tuple[bool, str, str]:
+    try:
+        address = t.address or str(socket.getaddrinfo(t.fqdn, t.port, socket.AF_INET,
+                                                      socket.SOCK_STREAM)[0][4][0])
+    except OSError as exc:
+        return False, f"Failure: DNS resolution of {t.fqdn} failed ({exc}).", ""
+    limit = TCP_CONNECT_TIMEOUT if t.kind == "TCP" else CONNECT_TIMEOUT
+    try:
+        sock = socket.create_connection((address, t.port), timeout=limit)
+    except TimeoutError:
+        return False, f"Failure: Connection timed out. {_FIREWALL}", ""
+    except ConnectionRefusedError:
+        return False, f"Failure: Connection refused. {_FIREWALL}", ""
+    except OSError as exc:
+        return False, f"Failure: {exc.strerror or exc}. {_FIREWALL}", ""
+    source = sock.getsockname()[0]
+    stream: socket.socket = sock
+    try:
+        if t.kind == "TCP":
+            return True, "Success: TCP connection established.", source
+        deadline = time.monotonic() + REPLY_TIMEOUT  # handshake, request and status line
+        if t.kind.startswith("HTTPS"):
+            sock.settimeout(REPLY_TIMEOUT)
+            try:
+                stream = _TLS.wrap_socket(sock, server_hostname=t.fqdn if t.sni else None)
+            except TimeoutError:
+                return False, "Failure: Response timed out. The TLS handshake did not " \
+                              "complete within 2 seconds after connecting.", source
+            except (ssl.SSLError, OSError) as exc:
+                return False, f"Failure: The TLS handshake failed ({exc}).", source
+        stream.sendall(
+            f"GET {t.path} HTTP/1.1\r\nHost: {t.host_header()}\r\nUser-Agent: "
+            f"Amazon-Route53-Health-Check-Service (ref {t.ref}; report http://amzn.to/1vsZADi)"
+            "\r\nAccept: */*\r\nConnection: close\r\n\r\n".encode())
+        data = _read(stream, deadline, lambda d: b"\r\n" in d)
+        if data is None:
+            return False, "Failure: Response timed out. The endpoint did not send an HTTP " \
+                          "status code within 2 seconds after connecting.", source
+        line = data.split(b"\r\n", 1)[0].decode("latin-1").split(" ", 2)
+        if len(line) < 2 or not line[1].isdigit():
+            return False, "Failure: The endpoint did not answer with an HTTP status line.", source
+        code = int(line[1])
+        reason = line[2].strip() if len(line) > 2 and line[2].strip() else _phrase(code)
+        said = f"HTTP Status Code {code}, {reason}"
+        if not 200 <= code < 400:
+            return False, f"Failure: {said}", source
+        if t.search is None or not t.kind.endswith("_STR_MATCH"):
+            return True, f"Success: {said}", source
+        body = _read(stream, time.monotonic() + REPLY_TIMEOUT,
+                     lambda d: b"\r\n\r\n" in d and len(d.split(b"\r\n\r\n", 1)[1]) >= SEARCH_BYTES,
+                     data)
+        if body is None:
+            return False, f"Failure: {said}. The response body did not arrive within " \
+                          "2 seconds.", source
+        if t.search.encode() in body.split(b"\r\n\r\n", 1)[-1][:SEARCH_BYTES]:
+            return True, f"Success: {said}. Search string found.", source
+        return False, f"Failure: {said}. The search string was not found in the first " \
+                      f"{SEARCH_BYTES} bytes of the response body.", source
+    finally:
+        stream.close()
+        sock.close()
+
+
+def _read(stream: socket.socket, deadline: float, enough: Callable[[bytes], bool],
+          data: bytes = b"") -> bytes | None:
+    """Read until `enough(data)` or the peer closes; None if `deadline` passes first."""
+    while not enough(data):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return None
+        stream.settimeout(remaining)
+        try:
+            chunk = stream.recv(4096)
+        except TimeoutError:
+            return None
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def _phrase(code: int) -> str:
+    try:
+        return HTTPStatus(code).phrase
+    except ValueError:
+        return "Unknown"
+
+
+# ------------------------------------------------------------------ checkers and status
+
+
+@dataclass(slots=True)
+class Checker:
+    """One health checker's view of an endpoint, with its own consecutive counts."""
+
+    region: str
+    due: float  # monotonic time of its next probe
+    healthy: bool = True  # "healthy until there's enough data"
+    passed: int = 0
+    failed: int = 0
+    report: Report | None = None
+    busy: bool = False
+
+    def record(self, report: Report, threshold: int) -> None:
+        """Count one observation; the view turns after `threshold` in a row the other way."""
+        self.report = report
+        if report.ok:
+            self.passed, self.failed = self.passed + 1, 0
+            self.healthy = self.healthy or self.passed >= threshold
+        else:
+            self.passed, self.failed = 0, self.failed + 1
+            self.healthy = self.healthy and self.failed < threshold
+
+
+@dataclass(slots=True)
+class Monitor:
+    """The checkers of one endpoint health check and the verdict Route 53 takes from them."""
+
+    regions: tuple[str, ...]
+    checkers: list[Checker]
+    healthy: bool = True  # the endpoint, before Disabled and Inverted
+    changed_at: datetime = field(default_factory=_now)
+    metric_due: float = 0.0
+
+    @property
+    def percentage(self) -> float:
+        return 100.0 * sum(c.healthy for c in self.checkers) / len(self.checkers)
+
+    def settle(self) -> None:
+        healthy = self.percentage > HEALTHY_SHARE
+        if healthy != self.healthy:
+            self.healthy, self.changed_at = healthy, _now()
+
+
+def _interval(check: HealthCheck) -> float:
+    return float(check.request_interval or 30) * settings.interval_scale
+
+
+def _monitor(check: HealthCheck, now: float) -> Monitor:
+    """The check's monitor, (re)built when its regions change; checkers staggered in turn."""
+    regions = tuple(check.regions or CHECKER_REGIONS)
+    monitor: Monitor | None = check.__dict__.get("_drills_monitor")
+    if monitor is None or monitor.regions != regions:
+        step = _interval(check) / len(regions)
+        monitor = Monitor(regions, [Checker(r, now + i * step) for i, r in enumerate(regions)])
+        check._drills_monitor = monitor  # type: ignore[attr-defined]
+    return monitor
+
+
+def status(backend: Route53Backend, check: HealthCheck, depth: int = 0) -> bool:
+    """True when Route 53 considers `check` healthy (Disabled, Inverted, CALCULATED)."""
+    if check.disabled:
+        healthy = True
+    elif check.type_ == "CALCULATED":
+        children = [backend.health_checks.get(c) for c in check.children or []]
+        healthy = depth < 4 and sum(
+            1 for c in children if c is not None and status(backend, c, depth + 1)
+        ) >= int(check.health_threshold or 0)
+    elif check.type_ in PROBED:
+        monitor = check.__dict__.get("_drills_monitor")
+        healthy = monitor is None or monitor.healthy
+    else:
+        healthy = True
+    return healthy != bool(check.inverted)
+
+
+def _backends() -> list[tuple[str, Route53Backend]]:
+    return [(account, backend) for account, parts in list(route53_backends.items())
+            for backend in list(parts.values())]
+
+
+def _tick(submit: Callable[..., Any]) -> float:
+    """Start every due probe and publish every due metric; seconds until the next is due."""
+    now = time.monotonic()
+    wake = now + 1.0  # also notices new, changed and deleted checks
+    with _LOCK:
+        for account, backend in _backends():
+            for check in list(backend.health_checks.values()):
+                if check.type_ not in PROBED:
+                    continue
+                monitor = _monitor(check, now)
+                for checker in [] if check.disabled else monitor.checkers:  # disabled: idle
+                    if not checker.busy and checker.due <= now:
+                        checker.busy = True
+                        submit(_run_probe, check, monitor, checker, Target.of(check))
+                    if not checker.busy:
+                        wake = min(wake, checker.due)
+                if monitor.metric_due <= now:
+                    _publish(account, backend, check, monitor)
+                    monitor.metric_due = now + settings.metric_period
+                wake = min(wake, monitor.metric_due)
+    return max(wake - time.monotonic(), 0.01)
+
+
+def _run_probe(check: HealthCheck, monitor: Monitor, checker: Checker, target: Target) -> None:
+    report = probe(target)
+    with _LOCK:
+        checker.busy = False
+        checker.due = max(checker.due + _interval(check), time.monotonic())
+        checker.record(report, int(check.failure_threshold or 3))
+        monitor.settle()
+    _Checkers.wake.set()
+
+
+def _publish(account: str, backend: Route53Backend, check: HealthCheck,
+             monitor: Monitor) -> None:
+    dims = [{"Name": "HealthCheckId", "Value": check.id}]
+    cloudwatch_backends[account]["us-east-1"].put_metric_data("AWS/Route53", [
+        {"MetricName": "HealthCheckStatus", "Dimensions": dims, "Unit": "None",
+         "Value": 1.0 if status(backend, check) else 0.0},
+        {"MetricName": "HealthCheckPercentageHealthy", "Dimensions": dims, "Unit": "Percent",
+         "Value": monitor.percentage}])
+
+
+class _Checkers:
+    """The scheduler thread and probe pool; one per (forked) process."""
+
+    pid = 0
+    lock = threading.Lock()
+    wake = threading.Event()
+    pool: ThreadPoolExecutor | None = None
+
+    @classmethod
+    def ensure(cls) -> None:
+        if cls.pid == os.getpid():
+            return
+        with cls.lock:
+            if cls.pid != os.getpid():
+                # Probes wait on sockets (up to 6 s against a frozen endpoint), not on the CPU.
+                cls.pool = ThreadPoolExecutor(16, thread_name_prefix="drills-route53-checker")
+                threading.Thread(target=cls.run, name="drills-route53-checkers",
+                                 daemon=True).start()
+                cls.pid = os.getpid()
+
+    @classmethod
+    def run(cls) -> None:
+        assert cls.pool is not None
+        while True:
+            cls.wake.clear()
+            try:
+                pause = _tick(cls.pool.submit)
+            except Exception:  # one bad pass must not end every check; it is logged, retried
+                _log.exception("Route 53 health checkers: a scheduling pass failed")
+                pause = 1.0
+            cls.wake.wait(pause)
+
+
+# ------------------------------------------------------------------ changes and the name servers
+
+
+@dataclass(frozen=True, slots=True)
+class Served:
+    """A hosted zone as the name servers answer for it."""
+
+    id: str
+    name: str
+    private: bool
+    record_sets: list[dict[str, Any]]
+
+    def to_api(self) -> dict[str, Any]:
+        return {"Id": self.id, "Name": self.name, "PrivateZone": self.private,
+                "ResourceRecordSets": self.record_sets}
+
+
+@dataclass(slots=True)
+class Change:
+    """One change batch (or zone creation/deletion) on its way to the name servers."""
+
+    id: str
+    zone: str
+    before: Served | None  # what the name servers serve until it is INSYNC (None: nothing)
+    submitted: datetime
+    started: float
+    comment: str | None = None
+    insync: bool = False
+
+    def info(self) -> dict[str, Any]:
+        out = {"Id": f"/change/{self.id}", "Status": "INSYNC" if self.insync else "PENDING",
+               "SubmittedAt": self.submitted}
+        return {**out, "Comment": self.comment} if self.comment else out
+
+
+@dataclass(slots=True)
+class Propagation:
+    """A Route 53 backend's changes, and per zone those still PENDING, oldest first."""
+
+    changes: dict[str, Change] = field(default_factory=dict)
+    pending: dict[str, deque[Change]] = field(default_factory=dict)
+
+    def advance(self) -> None:
+        """Mark INSYNC every change whose propagation delay has passed (in order)."""
+        now = time.monotonic()
+        for zone, queue in list(self.pending.items()):
+            while queue and now >= queue[0].started + settings.propagation_delay:
+                done = queue.popleft()
+                done.insync, done.before = True, None  # served live now: drop the copy
+            if not queue:
+                del self.pending[zone]
+
+    def add(self, zone: str, before: Served | None, comment: str | None) -> Change:
+        change_id = "C" + "".join(secrets.choice(string.ascii_uppercase + string.digits)
+                                  for _ in range(20))
+        change = Change(change_id, zone, before, _now(), time.monotonic(), comment)
+        self.changes[change_id] = change
+        self.pending.setdefault(zone, deque()).append(change)
+        self.advance()  # a zero delay is INSYNC at once
+        return change
+
+
+def _propagation(backend: Route53Backend) -> Propagation:
+    return backend.__dict__.setdefault("_drills_propagation",  # type: ignore[no-any-return]
+                                       Propagation())
+
+
+def _value(value: Any) -> str:
+    return str(value["Value"] if isinstance(value, dict) else value)
+
+
+def _record(rrset: RecordSet) -> dict[str, Any]:
+    out: dict[str, Any] = {"Name": rrset.name, "Type": rrset.type}
+    if rrset.ttl not in (None, ""):
+        out["TTL"] = int(rrset.ttl)
+    if rrset.records:
+        out["ResourceRecords"] = [{"Value": _value(v)} for v in rrset.records]
+    for key, value in (("SetIdentifier", rrset.set_identifier), ("Weight", rrset.weight),
+                       ("Region", rrset.region), ("Failover", rrset.failover),
+                       ("HealthCheckId", rrset.health_check_id),
+                       ("AliasTarget", rrset.alias_target), ("GeoLocation", rrset.geo_location),
+                       ("MultiValueAnswer", rrset.multi_value_answer)):
+        if value is not None:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _snapshot(zone: FakeZone) -> Served:
+    return Served(zone.id, zone.name, bool(zone.private_zone), [_record(r) for r in zone.rrsets])
+
+
+def served(backend: Route53Backend) -> list[Served]:
+    """Every zone as the name servers answer for it now: live, unless a change is PENDING."""
+    with _LOCK:
+        state = _propagation(backend)
+        state.advance()
+        out = [_snapshot(z) for z in list(backend.zones.values())
+               if z.resource_id not in state.pending]
+        return out + [q[0].before for q in state.pending.values() if q[0].before is not None]
+
+
+def _with_change(result: ActionResult, change: Change) -> ActionResult:
+    assert isinstance(result.result, dict)
+    result.result["ChangeInfo"] = change.info()
+    return result
+
+
+def _change_resource_record_sets(self: Route53) -> ActionResult:
+    with _LOCK:
+        zone = self.backend.get_hosted_zone(self._get_param("HostedZoneId"))
+        before = _snapshot(zone)
+        result = _ORIGINAL["change_resource_record_sets"](self)
+        change = _propagation(self.backend).add(zone.resource_id, before,
+                                                self._get_param("ChangeBatch.Comment"))
+        return _with_change(result, change)
+
+
+def _create_hosted_zone(self: Route53) -> ActionResult:
+    with _LOCK:
+        result = _ORIGINAL["create_hosted_zone"](self)
+        zone = result.result["HostedZone"]  # type: ignore[index]
+        change = _propagation(self.backend).add(zone.resource_id, None,
+                                                self._get_param("HostedZoneConfig.Comment"))
+        return _with_change(result, change)
+
+
+def _delete_hosted_zone(self: Route53) -> ActionResult:
+    with _LOCK:
+        zone = self.backend.get_hosted_zone(self._get_param("Id"))
+        before = _snapshot(zone)
+        result = _ORIGINAL["delete_hosted_zone"](self)
+        return _with_change(result, _propagation(self.backend).add(zone.resource_id, before,
+                                                                   None))
+
+
+def _get_change(self: Route53) -> ActionResult:
+    change_id = str(self._get_param("Id")).removeprefix("/change/")
+    with _LOCK:
+        state = _propagation(self.backend)
+        state.advance()
+        change = state.changes.get(change_id)
+        if change is None:
+            return _ORIGINAL["get_change"](self)  # type: ignore[no-any-return]
+        return ActionResult({"ChangeInfo": change.info()})
+
+
+def _get_health_check_status(self: Route53) -> ActionResult:
+    check = self.backend.get_health_check(self._get_param("HealthCheckId"))
+    if check.type_ not in PROBED:
+        return _ORIGINAL["get_health_check_status"](self)  # type: ignore[no-any-return]
+    with _LOCK:
+        reports = [(c.region, c.report) for c in _monitor(check, time.monotonic()).checkers]
+    return ActionResult({"HealthCheckObservations": [
+        {"Region": region, "IPAddress": r.source,
+         "StatusReport": {"Status": r.status, "CheckedTime": r.checked}}
+        for region, r in reports if r is not None]})
+
+
+def _backend_property(self: Route53) -> Route53Backend:
+    _Checkers.ensure()
+    _Checkers.wake.set()  # a new or changed check gets its first probe without waiting
+    return _ORIGINAL["backend"](self)  # type: ignore[no-any-return]
+
+
+def _health_check_init(self: HealthCheck, health_check_id: str, caller_reference: str,
+                       health_check_args: dict[str, Any]) -> None:
+    _ORIGINAL["health_check_init"](self, health_check_id, caller_reference, health_check_args)
+    if not health_check_args.get("port") and str(self.type_).startswith("HTTPS"):
+        self.port = 443
+
+
+def install() -> None:
+    """Patch moto's Route 53 with probing health checks and propagating changes (idempotent)."""
+    if getattr(Route53, _MARK, False):
+        return
+    for name in ("change_resource_record_sets", "create_hosted_zone", "delete_hosted_zone",
+                 "get_change", "get_health_check_status"):
+        _ORIGINAL[name] = getattr(Route53, name)
+        setattr(Route53, name, globals()[f"_{name}"])
+    _ORIGINAL["backend"] = Route53.backend.fget  # type: ignore[attr-defined]
+    Route53.backend = property(_backend_property)  # type: ignore[assignment,method-assign]
+    _ORIGINAL["health_check_init"] = HealthCheck.__init__
+    HealthCheck.__init__ = _health_check_init  # type: ignore[method-assign]
+    setattr(Route53, _MARK, True)
+
+
+# ------------------------------------------------------------------ twin-only control
+
+
+def _account_backend(request: dict[str, Any]) -> Route53Backend:
+    _Checkers.ensure()
+    return route53_backends[str(request.get("account") or DEFAULT_ACCOUNT_ID)]["aws"]
+
+
+def _number(request: dict[str, Any], key: str, least: float, inclusive: bool) -> float | None:
+    value = request.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < least or (
+            value == least and not inclusive):
+        raise JsonRESTError("ValidationException",
+                            f'"{key}" must be a number {">=" if inclusive else ">"} {least:g}')
+    return float(value)
+
+
+def settings_route(request: dict[str, Any]) -> dict[str, Any]:
+    """Set the twin's Route 53 timing (each key optional); answers the values in force."""
+    scale = _number(request, "interval_scale", 0, inclusive=False)
+    delay = _number(request, "propagation_delay", 0, inclusive=True)
+    period = _number(request, "metric_period", 0.1, inclusive=True)
+    with _LOCK:
+        if delay is not None:
+            settings.propagation_delay = delay
+        if period is not None:
+            settings.metric_period = period
+        if scale is not None:
+            settings.interval_scale = scale
+            now = time.monotonic()  # a faster interval applies from now, not after a slow wait
+            for _account, backend in _backends():
+                for check in backend.health_checks.values():
+                    monitor: Monitor | None = check.__dict__.get("_drills_monitor")
+                    checkers = monitor.checkers if monitor else []
+                    for i, c in enumerate(checkers):
+                        c.due = min(c.due, now + i * _interval(check) / len(checkers))
+    _Checkers.wake.set()
+    return {"interval_scale": settings.interval_scale,
+            "propagation_delay": settings.propagation_delay,
+            "metric_period": settings.metric_period}
+
+
+def health_checks_route(request: dict[str, Any]) -> dict[str, Any]:
+    """Every endpoint health check's verdict and each checker's view."""
+    backend = _account_backend(request)
+    out: dict[str, Any] = {}
+    with _LOCK:
+        for check in list(backend.health_checks.values()):
+            monitor = check.__dict__.get("_drills_monitor")
+            out[check.id] = {"healthy": status(backend, check)}
+            if monitor is None:
+                continue
+            out[check.id].update(
+                percentage_healthy=monitor.percentage,
+                changed_at=monitor.changed_at.isoformat(),
+                checkers=[{"region": c.region, "healthy": c.healthy, "passed": c.passed,
+                           "failed": c.failed, "status": c.report and c.report.status,
+                           "checked_at": c.report and c.report.checked.isoformat()}
+                          for c in monitor.checkers])
+    return {"health_checks": out}
+
+
+def served_route(request: dict[str, Any]) -> dict[str, Any]:
+    """What the name servers answer from: zones as of their last INSYNC change, and health."""
+    backend = _account_backend(request)
+    with _LOCK:
+        return {"zones": [z.to_api() for z in served(backend)],
+                "health": {i: status(backend, c) for i, c in list(backend.health_checks.items())}}
+
+
+#: Twin-only control endpoints, served at POST /drills-twin/<name>.
+ROUTES: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    "route53/settings": settings_route,
+    "route53/health-checks": health_checks_route,
+    "route53/served": served_route,
+}
