@@ -5,6 +5,7 @@
     │   └── TargetNotAllowed         a destructive step aimed at a target not allowed
     ├── TargetError                  the target is unreachable or misconfigured   exit 3
     │   ├── TwinError                the local twin cannot start, is not running, or is unhealthy
+    │   ├── ResolveError             a name does not resolve (drills.resolve)
     │   └── NotSteady                the service was not steady before any fault
     ├── FaultError                   a fault could not be injected or reverted
     ├── JournalError                 the fault journal is unreadable or cannot be written
