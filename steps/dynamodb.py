@@ -1,28 +1,39 @@
 """Steps for the DynamoDB vault metadata (runbook 2.2): items deleted or corrupted, restored
-from point-in-time recovery; measured through the writes that need those items."""
+from point-in-time recovery; measured through the writes that need those items.
+
+Two recoveries: the runbook as written (the latest restorable time, every item copied back),
+whose loss is checked write by write against the canary's own record, and the corrected one
+(just before the damage, only the damaged items, what was written since replayed)."""
 
 from __future__ import annotations
 
+import math
 import random
+import time
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 
 from pytest_bdd import given, parsers, then, when
 
 from drills.config import ProbeSettings
 from drills.drill import Drill
-from drills.errors import ConfigError, ObjectiveBreached, ProbeError, RecoveryError
+from drills.errors import ConfigError, NotSteady, ObjectiveBreached, ProbeError, RecoveryError
 from drills.evidence.fmt import secs
 from drills.evidence.model import Measurement
 from drills.faults import ActiveFault
 from drills.faults.dynamodb import CorruptItems, DeleteItems
+from drills.measure.canary import CanaryWriter
 from drills.measure.probes import WriteProbes
-from drills.measure.rpo import LostWrite, RpoResult
+from drills.measure.rpo import RESOLUTION, LostWrite, RpoResult, rollback_truth, verify
 from drills.procedures.dynamodb import (
     ItemRecovery,
+    TableRecovery,
     decode_item,
     item_digest,
+    pitr_window,
     recover_items,
+    recover_table,
+    replay_from_vault_objects,
     restored_name,
 )
 
@@ -31,6 +42,10 @@ from drills.procedures.dynamodb import (
 WRITE_PROBE_INTERVAL = 0.2
 WRITE_PROBE_TIMEOUT = 2.0
 RECOVERY_TIMEOUT = 900.0
+#: Waiting for the latest restorable time to pass the canary's first writes: AWS puts it
+#: "typically 5 minutes" behind the current time; the twin's profile sets its own lag.
+RESTORABLE_TIMEOUT = 900.0
+CANARY_TIMEOUT = 60.0
 
 
 @given(parsers.re(r'vault writes to (?:(?P<count>\d+) enrolled vaults?|the vaults '
@@ -62,6 +77,31 @@ def write_probes(drill: Drill, count: str | None, ids: str | None) -> None:
     drill.probes = probes
 
 
+@given(parsers.parse('the point-in-time recovery of "{table}" holds the canary\'s first '
+                     "{count:d} acknowledged writes"))
+def canary_restorable(drill: Drill, table: str, count: int) -> None:
+    """Wait until `table`'s LatestRestorableDateTime (describe-continuous-backups) is past the
+    canary's first `count` acknowledged writes, so that a restore to it holds vaults the
+    canary goes on updating, whatever the lag of the target (AWS: typically 5 minutes)."""
+    drill.wait_for_canary(count, CANARY_TIMEOUT)
+    acked = sorted((w for w in _canary(drill).writes() if w.acked), key=lambda w: w.done)
+    moment = datetime.fromisoformat(acked[count - 1].done_utc).timestamp() + RESOLUTION
+    deadline = time.monotonic() + RESTORABLE_TIMEOUT
+    while True:
+        latest = pitr_window(drill.target.clients, table, drill.target.region).latest
+        if latest is not None and latest.timestamp() > moment:
+            return
+        if time.monotonic() > deadline:
+            raise NotSteady(f"the latest restorable time of {table} ({latest}) did not pass "
+                            f"the canary's first {count} writes in {RESTORABLE_TIMEOUT:g}s; "
+                            "check its point-in-time recovery (describe-continuous-backups)")
+        drill.progress(f"waiting for the latest restorable time of {table} "
+                       f"({latest.astimezone(UTC):%H:%M:%S} UTC) to pass the canary's first "
+                       f"{count} writes"
+                       if latest is not None else f"waiting for {table}'s restorable window")
+        time.sleep(0.5)
+
+
 @when(parsers.re(r'the metadata items of the probed vaults are (?P<action>deleted from|'
                  r'corrupted in) "(?P<table>[^"]+)"'))
 def damage_items(drill: Drill, action: str, table: str) -> Iterator[ActiveFault]:
@@ -74,21 +114,54 @@ def damage_items(drill: Drill, action: str, table: str) -> Iterator[ActiveFault]
     drill.revert(active)
 
 
+@when(parsers.parse('the canary updates {count:d} of its vaults and then their metadata '
+                    'items and the probed vaults\' are deleted from "{table}"'))
+def canary_items_deleted(drill: Drill, count: int, table: str) -> Iterator[ActiveFault]:
+    """The canary gives up `count` idle vaults; at the start of a new wall-clock second each
+    is updated (acknowledged), then their items and the probed vaults' are deleted (on-demand
+    backup first). Restore times are whole seconds: the updates, if the damage comes within
+    the same second, lie after the restore time and only a replay keeps them."""
+    probes, canary = _write_probes(drill), _canary(drill)
+    vaults = [canary.take() for _ in range(count)]
+    with probes.quiesced():
+        boundary = math.floor(time.time()) + 1
+        while time.time() < boundary:  # the start of a new second: the most room after it
+            time.sleep(min(0.01, max(0.0, boundary - time.time())))
+        for vault_id in vaults:
+            write = canary.update(vault_id)
+            if not write.acked:
+                raise ProbeError(f"the service did not acknowledge an update of canary vault "
+                                 f"{vault_id} ({write.detail}) before the fault; nothing was "
+                                 "injected: check the service and run the drill again")
+        active = drill.inject(DeleteItems, table=table,
+                              keys=[v.vault_id for v in probes.vaults] + vaults)
+    yield active
+    drill.revert(active)
+
+
 @when(parsers.re(r'the operator restores the damaged items of "(?P<table>[^"]+)" '
                  r'(?P<when>as of just before the fault|from the latest restorable time) '
                  r'\(runbook 2\.2\)'), target_fixture="item_recovery")
 def restore_items(drill: Drill, table: str, when: str) -> ItemRecovery:
-    """Runbook 2.2: restore-table-to-point-in-time into <table>-restored, copy back the items
-    deleted since, and the changed ones of vaults whose writes fail; verify; delete the copy."""
+    """Runbook 2.2, corrected: restore-table-to-point-in-time into <table>-restored, copy back
+    the items deleted since and the changed ones of vaults whose writes fail, replay onto
+    them what was written since the restore time (credentials ledger: from the vaults' data
+    objects); verify; delete the copy."""
     fault = drill.last_fault
     probes = _write_probes(drill)
+    target = drill.target
     before = None if when.startswith("from") else _journaled_at(drill, fault)
-    recovery = recover_items(drill.target.clients, table, drill.target.region,
+    # The credentials ledger names each vault's data object: what was written to a damaged
+    # item since the restore time is replayed from the object's current version.
+    replay = (replay_from_vault_objects(target.clients, target.region, target.names.bucket)
+              if table == target.names.credentials_table else None)
+    recovery = recover_items(target.clients, table, target.region,
                              lambda: probes.failed_vaults(fault.injected_at), before=before,
                              use_latest=before is None, timeout=RECOVERY_TIMEOUT,
-                             progress=drill.progress)
+                             progress=drill.progress, replay=replay)
     drill.observer.waiting(drill.record, (
-        f"restored {table} as of {recovery.restore_time:%Y-%m-%d %H:%M:%S} UTC into "
+        f"restored {table} as of {recovery.restore_time.astimezone(UTC):%Y-%m-%d %H:%M:%S} "
+        f"UTC into "
         f"{recovery.restored_table} (waited {secs(recovery.waited_restorable)} to be "
         f"restorable, restore took {secs(recovery.restore_seconds)}); since then "
         f"{len(recovery.diff.missing)} item(s) deleted, {len(recovery.diff.changed)} changed; "
@@ -101,6 +174,59 @@ def restore_items(drill: Drill, table: str, when: str) -> ItemRecovery:
         raise RecoveryError(f"items copied back into {table} did not read back as restored: "
                             + ", ".join(i.key for i in recovery.items if not i.verified))
     return recovery
+
+
+@when(parsers.parse('the operator restores "{table}" to its latest restorable time and copies '
+                    "every item back (runbook 2.2 as written)"), target_fixture="table_recovery")
+def restore_whole_table(drill: Drill, table: str) -> TableRecovery:
+    """Runbook 2.2 as written: restore-table-to-point-in-time --use-latest-restorable-time into
+    <table>-restored, put every item of it back over the live table (items created since
+    stay), delete the copy."""
+    recovery = recover_table(drill.target.clients, table, drill.target.region,
+                             not_after=_journaled_at(drill, drill.last_fault),
+                             timeout=RECOVERY_TIMEOUT, progress=drill.progress)
+    drill.observer.waiting(drill.record, (
+        f"restored {table} as of {recovery.restore_time.astimezone(UTC):%H:%M:%S.%f} UTC (its "
+        f"latest restorable time) into {recovery.restored_table} in "
+        f"{secs(recovery.restore_seconds)}; copied all {len(recovery.copied)} items back over "
+        f"{table} in {secs(recovery.copy_seconds)}"))
+    return recovery
+
+
+@then("the writes lost are exactly the canary's acknowledged writes after the restore time")
+def lost_exactly_after_restore(drill: Drill, table_recovery: TableRecovery) -> None:
+    """Ground truth for runbook 2.2 as written. The canary stops; every write is read back
+    (service and ledger) and the loss compared with what the canary's own record says: the
+    acknowledged writes that landed after the restore time and before their item was copied
+    back are lost, unless the item was written again after the copy; writes acknowledged
+    before the restore time survive; writes straddling the restore time or their item's
+    copy (sent before, answered after) are the measurement's uncertainty."""
+    canary = _canary(drill)
+    canary.stop()
+    writes = canary.writes()
+    result = verify(drill.loop, drill.client, writes, ledger=drill.target.ledger())
+    truth = rollback_truth(writes, table_recovery.restore_time.timestamp(),
+                           table_recovery.copy_times())
+    uncertain_lost = sum(x.seq in truth.uncertain for x in result.lost)
+    acked = sorted(x.acked_utc for x in result.lost)
+    drill.observer.waiting(drill.record, (
+        f"runbook 2.2 as written lost {result.lost_count} of {result.acknowledged} "
+        f"acknowledged canary writes (window {secs(result.loss_window)}"
+        + (f": acknowledged {acked[0]} to {acked[-1]}" if acked else "") + "); the canary's "
+        f"record: {truth.after} acknowledged writes sent after the restore time, "
+        f"{len(truth.lost)} certainly lost (acknowledged before their item was copied "
+        f"back), {len(truth.uncertain)} uncertain (straddling the restore time or a copy: "
+        f"{uncertain_lost} of them found lost); the others enrolled vaults the restore did "
+        "not hold, or their vault was written again after the copy"))
+    problem = truth.disagreement(result)
+    if problem is not None:
+        raise ProbeError(f"the RPO detector disagrees with the canary's own record of "
+                         f"runbook 2.2 as written: {problem}; the measured loss cannot be "
+                         "trusted (check drills.measure.rpo against this run's writes)")
+    if not truth.lost:
+        raise ProbeError("no canary write was acknowledged between the restore time and the "
+                         "copy back, so this drill showed nothing; let the canary write "
+                         "longer before the fault")
 
 
 @then(parsers.parse('vault writes recover within the "{component}" objective'))
@@ -142,6 +268,13 @@ def restored_copy_deleted(drill: Drill, table: str) -> None:
 
 
 # -- helpers ------------------------------------------------------------------------------------
+def _canary(drill: Drill) -> CanaryWriter:
+    if drill.canary is None:
+        raise ProbeError("this step needs the canary; add 'Given a canary writer makes "
+                         "acknowledged vault writes' first")
+    return drill.canary
+
+
 def _write_probes(drill: Drill) -> WriteProbes:
     if not isinstance(drill.probes, WriteProbes):
         raise ProbeError("this step needs vault write probes; add 'Given vault writes to N "

@@ -4,6 +4,10 @@ The service-wide probes read the vault population round-robin, so one damaged va
 only once per round. The fault steps therefore also start a probe of their own on the
 damaged vault (from before the fault until teardown): it detects the damage, and its first
 run of intact reads after the restore is the vault's measured recovery.
+
+To show what step 2 as written loses, the damaged vault is one the canary takes for itself:
+the canary updates it on cue after the corruption (legitimate writes), and its record says
+exactly which writes a restore rolls back.
 """
 
 from __future__ import annotations
@@ -17,13 +21,16 @@ from pytest_bdd import parsers, then, when
 
 from drills.config import ProbeSettings
 from drills.drill import Drill
-from drills.errors import ObjectiveBreached
+from drills.errors import ObjectiveBreached, ProbeError
+from drills.evidence.fmt import secs
 from drills.faults import ActiveFault, Fault
 from drills.faults.s3 import CorruptVaultObject, DeleteVaultObject
+from drills.measure.canary import CanaryWrite, CanaryWriter
 from drills.measure.probes import KnownVault, ProbeRunner
-from drills.measure.rpo import LostWrite, RpoResult
+from drills.measure.rpo import LostWrite, RpoResult, Truth, verify
 from drills.procedures.s3 import (
     Restore,
+    copy_version_over,
     envelope_verifier,
     ledger_checksum,
     remove_delete_marker,
@@ -46,8 +53,9 @@ class DamagedVault:
     watch: ProbeRunner
 
 
-def _damage(drill: Drill, kind: type[Fault], **params: Any) -> Iterator[DamagedVault]:
-    vault = random.choice(drill.target.known_vaults())  # any probed vault will do
+def _damage(drill: Drill, kind: type[Fault], vault: KnownVault | None = None,
+            **params: Any) -> Iterator[DamagedVault]:
+    vault = vault or random.choice(drill.target.known_vaults())  # any probed vault will do
     watch = ProbeRunner(drill.loop, drill.client, [vault], ProbeSettings(
         WATCH_INTERVAL, drill.settings.probes.timeout, drill.settings.probes.consecutive))
     watch.start()  # before the fault: its first reads are the vault's steady state
@@ -77,6 +85,37 @@ def vault_object_deleted(drill: Drill) -> Iterator[DamagedVault]:
 def vault_object_corrupted(drill: Drill, count: int) -> Iterator[DamagedVault]:
     """PutObject of garbage over one vault's data, `count` times; reverted at teardown."""
     yield from _damage(drill, CorruptVaultObject, count=count)
+
+
+@when("the data object of one canary vault is overwritten with corrupt data",
+      target_fixture="damaged_vault")
+def canary_vault_corrupted(drill: Drill) -> Iterator[DamagedVault]:
+    """The canary gives up one of its vaults (idle, last write acknowledged) to the drill;
+    its object is overwritten with garbage once; reverted at teardown if still ours."""
+    canary = _canary(drill)
+    vault_id = canary.take()
+    last = [w for w in canary.writes() if w.vault_id == vault_id][-1]
+    yield from _damage(drill, CorruptVaultObject, KnownVault(vault_id, last.sha256), count=1)
+
+
+@when(parsers.parse("the canary makes {count:d} acknowledged updates of the damaged vault"),
+      target_fixture="canary_updates")
+def canary_updates_damaged_vault(drill: Drill, damaged_vault: DamagedVault,
+                                 count: int) -> list[CanaryWrite]:
+    """Legitimate writes after the corruption: `count` updates of the damaged vault through
+    the service, each acknowledged (the first one replaces the corrupt object)."""
+    canary, vault_id = _canary(drill), damaged_vault.vault.vault_id
+    updates = []
+    for _ in range(count):
+        write = canary.update(vault_id)
+        if not write.acked:
+            raise ProbeError(f"the service did not acknowledge an update of canary vault "
+                             f"{vault_id} ({write.detail}); the drill needs acknowledged "
+                             "writes after the corruption: check the service and run it again")
+        updates.append(write)
+    drill.observer.waiting(drill.record, f"the canary updated vault {vault_id} {count} times "
+                                         "after the corruption, each acknowledged")
+    return updates
 
 
 @then(parsers.parse('the damaged vault reads fail with "{kind}"'))
@@ -129,6 +168,44 @@ def restore_good_version(drill: Drill, damaged_vault: DamagedVault) -> Restore:
         lambda m: drill.progress(m, every=0.0))
 
 
+@when("the operator copies the version from before the corruption over the current one "
+      "(runbook 4.4 step 2 as written)", target_fixture="restore")
+def copy_version_from_before(drill: Drill, damaged_vault: DamagedVault) -> Restore:
+    """Runbook 4.4 step 2 as written: list-object-versions, then copy-object of the version
+    that was current before the corruption (the last version before the fault) over the
+    current one, without checking what was written since."""
+    target = drill.target
+    return copy_version_over(target.clients, target.region, target.names.bucket,
+                             damaged_vault.vault.vault_id,
+                             damaged_vault.active.fault.params["good_version"],
+                             lambda m: drill.progress(m, every=0.0))
+
+
+@then("the writes lost are exactly the canary's updates of the damaged vault")
+def lost_exactly_updates(drill: Drill, damaged_vault: DamagedVault,
+                         canary_updates: list[CanaryWrite]) -> None:
+    """Ground truth for runbook 4.4 step 2 as written: the canary stops, every write is read
+    back (service and ledger), and the loss must be exactly the updates made after the
+    corruption, from the canary's own record (they were all acknowledged before the copy,
+    and nothing else wrote the vault: no uncertainty)."""
+    canary = _canary(drill)
+    canary.stop()
+    result = verify(drill.loop, drill.client, canary.writes(), ledger=drill.target.ledger())
+    truth = Truth(frozenset(w.seq for w in canary_updates), after=len(canary_updates))
+    acked = sorted(x.acked_utc for x in result.lost)
+    drill.observer.waiting(drill.record, (
+        f"runbook 4.4 step 2 as written lost {result.lost_count} of {result.acknowledged} "
+        f"acknowledged canary writes (window {secs(result.loss_window)}"
+        + (f": acknowledged {acked[0]} to {acked[-1]}" if acked else "") + "); the canary's "
+        f"record: {len(canary_updates)} acknowledged updates of vault "
+        f"{damaged_vault.vault.vault_id} after the corruption, all rolled back"))
+    problem = truth.disagreement(result)
+    if problem is not None:
+        raise ProbeError(f"the RPO detector disagrees with the canary's own record of "
+                         f"runbook 4.4 step 2 as written: {problem}; the measured loss "
+                         "cannot be trusted (check drills.measure.rpo against this run)")
+
+
 @then(parsers.parse("the restore passed over {count:d} corrupt versions to the version "
                     "current before the fault"))
 def restore_chose_good_version(damaged_vault: DamagedVault, restore: Restore,
@@ -143,6 +220,17 @@ def restore_chose_good_version(damaged_vault: DamagedVault, restore: Restore,
         raise ObjectiveBreached(
             f"runbook 4.4 step 2 restored version {restore.restored_version}, but the version "
             f"current before the fault was {good}")
+
+
+@then("the restore found the current version good and copied nothing")
+def restore_left_current(restore: Restore) -> None:
+    """Step 2 verified the current version (a legitimate write after the corruption) against
+    the ledger and left it: no version was copied over it."""
+    if restore.new_version or len(restore.checked) != 1 or not restore.checked[0].good:
+        raise ObjectiveBreached(
+            f"runbook 4.4 step 2 copied version {restore.restored_version} over a current "
+            f"version that held the last acknowledged write ({restore.command}): the writes "
+            "made since the corruption are rolled back")
 
 
 @then(parsers.parse('the damaged vault reads back intact within the "{component}" objective'))
@@ -181,3 +269,10 @@ def damaged_vault_intact(drill: Drill, damaged_vault: DamagedVault, component: s
         lost=(LostWrite(0, vault.vault_id, reason),) if reason else ()),
         "the damaged vault read back through the service after the restore and its content "
         "hash compared with that of its last acknowledged write")
+
+
+def _canary(drill: Drill) -> CanaryWriter:
+    if drill.canary is None:
+        raise ProbeError("this step needs the canary; add 'Given a canary writer makes "
+                         "acknowledged vault writes' first")
+    return drill.canary

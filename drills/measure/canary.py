@@ -9,25 +9,32 @@ a canary that updates can see that.
 Writes to one vault never overlap: a vault is updated only once its last write has been
 acknowledged, and a vault whose write went unanswered (it may still land later) is never
 written again, so its expected content stays known.
+
+A drill that needs one vault to itself (to damage it, then write it on cue) `take`s it out
+of the round-robin and writes it with `update`; those writes are recorded with the rest.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 import time
 import uuid
+from collections import deque
 from dataclasses import dataclass
 
+from drills.errors import ProbeError
 from drills.journal import utc_now
 from drills.loop import LoopThread, Ticker
-from drills.vault import VaultClient, VaultUnavailable, digest
+from drills.vault import VaultApi, VaultUnavailable, digest
 
 
 @dataclass(frozen=True, slots=True)
 class CanaryWrite:
     """One canary write (an enrolment or an update of one vault) and whether it was
-    acknowledged. `version` counts the writes to its vault: 1 is the enrolment."""
+    acknowledged. `seq` numbers the canary's writes in the order they were chosen;
+    `version` counts the writes to its vault: 1 is the enrolment."""
 
     seq: int
     vault_id: str
@@ -50,16 +57,20 @@ class CanaryWriter(Ticker):
     """Writes at `rate` per second on `loop` until stopped; `update_every`-th ticks update an
     existing canary vault instead of enrolling a new one (0: enrol only)."""
 
-    def __init__(self, loop: LoopThread, client: VaultClient, rate: float = 10.0,
+    def __init__(self, loop: LoopThread, client: VaultApi, rate: float = 10.0,
                  timeout: float = 2.0, prefix: str = "canary", update_every: int = 2) -> None:
         super().__init__(loop, 1.0 / rate, timeout + 5)
         self.client, self.rate, self.timeout = client, rate, timeout
         self.update_every = update_every
         self.prefix = f"{prefix}-{uuid.uuid4().hex[:6]}"
         self._writes: list[CanaryWrite] = []
+        self._seqs = itertools.count()
         self._versions: dict[str, int] = {}  # vault -> writes sent to it
-        self._ready: list[str] = []  # vaults whose every write was acknowledged, idle
-        self._next = 0  # round-robin position in _ready
+        # Vaults whose every write was acknowledged, longest idle first: updates take the
+        # first, so every canary vault is updated in turn (round-robin), old ones included.
+        self._ready: deque[str] = deque()
+        self._taken: set[str] = set()  # vaults written only through `update`
+        self._retired: set[str] = set()  # vaults whose last write went unanswered
         self._lock = threading.Lock()
 
     def writes(self) -> list[CanaryWrite]:
@@ -70,27 +81,62 @@ class CanaryWriter(Ticker):
     @property
     def method(self) -> str:
         """How the canary writes, for the evidence."""
-        mix = (f", every {self.update_every}th an update of an earlier canary vault"
+        mix = (f", one in {self.update_every} an update of an earlier canary vault"
                if self.update_every else "")
         return f"{self.rate:g} acknowledged vault writes per second through the service{mix}"
 
-    def _choose(self, seq: int) -> tuple[str, int]:
-        """The vault and version of tick `seq`: an update when it is due and a vault is idle."""
+    def take(self, vault_id: str | None = None, timeout: float = 10.0) -> str:
+        """Take a canary vault (`vault_id`, else any idle one) out of the round-robin once its
+        last write is acknowledged: the canary writes it again only through `update`."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                if vault_id is not None and vault_id not in self._versions:
+                    raise ProbeError(f"{vault_id} is not a vault of canary {self.prefix}")
+                if vault_id in self._retired or vault_id in self._taken:
+                    raise ProbeError(f"canary vault {vault_id} cannot be taken: it is taken "
+                                     "already, or its last write went unanswered")
+                chosen = vault_id if vault_id in self._ready else (
+                    self._ready[0] if vault_id is None and self._ready else None)
+                if chosen is not None:
+                    self._ready.remove(chosen)
+                    self._taken.add(chosen)
+                    return chosen
+            if time.monotonic() > deadline:
+                raise ProbeError(f"no idle canary vault to take within {timeout:g}s "
+                                 f"({vault_id or 'any'}); is the vault service answering?")
+            time.sleep(0.02)
+
+    def update(self, vault_id: str) -> CanaryWrite:
+        """One update of a vault taken with `take`, made and recorded like any canary write;
+        blocks until it is answered (or times out, which retires the vault)."""
         with self._lock:
-            if self.update_every and seq % self.update_every == self.update_every - 1 \
+            if vault_id not in self._taken or vault_id in self._retired:
+                raise ProbeError(f"canary vault {vault_id} was not taken with take(), or its "
+                                 "last write went unanswered: its content is not known")
+            seq = next(self._seqs)
+            version = self._versions[vault_id] = self._versions[vault_id] + 1
+        return self.loop.run(self._write(seq, vault_id, version), timeout=self.timeout + 5)
+
+    def _choose(self, tick: int) -> tuple[int, str, int]:
+        """(seq, vault, version) of tick `tick`: an update when one is due and a vault is idle,
+        else an enrolment."""
+        with self._lock:
+            seq = next(self._seqs)
+            if self.update_every and tick % self.update_every == self.update_every - 1 \
                     and self._ready:
-                self._next %= len(self._ready)
-                vault_id = self._ready.pop(self._next)
-                self._next += 1
+                vault_id = self._ready.popleft()
             else:
                 vault_id = f"{self.prefix}-{seq:06d}"
             version = self._versions.get(vault_id, 0) + 1
             self._versions[vault_id] = version
-            return vault_id, version
+            return seq, vault_id, version
 
     async def tick(self, seq: int) -> None:
         """One canary write: enroll a fresh vault or update an idle one, with known content."""
-        vault_id, version = self._choose(seq)
+        await self._write(*self._choose(seq))
+
+    async def _write(self, seq: int, vault_id: str, version: int) -> CanaryWrite:
         data = f"{seq}:{version}:".encode() + os.urandom(48)
         sent_utc = utc_now()
         sent = time.monotonic()
@@ -106,5 +152,8 @@ class CanaryWriter(Ticker):
                             sent_utc, acked, detail, utc_now())
         with self._lock:
             self._writes.append(write)
-            if acked:
-                self._ready.append(vault_id)  # an unanswered write retires its vault
+            if not acked:
+                self._retired.add(vault_id)  # it may still land: never written again
+            elif vault_id not in self._taken:
+                self._ready.append(vault_id)
+        return write

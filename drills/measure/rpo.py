@@ -10,21 +10,28 @@ holds: a vault rolled back to its version k of n has lost writes k+1..n; a missi
 corrupted vault has lost all n. Writes that were never acknowledged (timeouts, errors) are
 reported on their own and never counted: the service made no promise; one that landed all
 the same (a "ghost") is not a loss either.
+
+`Truth` is the other side of the proof: what the canary's own record (when each write was
+sent and answered) says a fault lost, independent of reading anything back. A drill that
+loses data on purpose checks the detector against it (`Truth.disagreement`).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable, Sequence
+import math
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from drills.loop import LoopThread
 from drills.measure.canary import CanaryWrite
-from drills.vault import Unavailability, VaultClient, VaultUnavailable, digest
+from drills.vault import Unavailability, VaultApi, VaultUnavailable, digest
 
 MISSING, CORRUPTED, STALE = "missing", "corrupted", "stale"
+UNVERIFIED = "unverified"  # a store gave no answer: nothing can be said
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +87,7 @@ class _Vault:
     def classify(self, state: VaultState, store: str) -> tuple[list[LostWrite], bool]:
         """Writes lost in `store` given what it holds; (lost, unverified)."""
         acked = [w for w in self.writes if w.acked]
-        if state.problem == "unverified":
+        if state.problem == UNVERIFIED:
             return [], True
         if state.sha256 is not None:
             landed = [i for i, w in enumerate(self.writes) if w.sha256 == state.sha256]
@@ -105,27 +112,39 @@ def _lost(write: CanaryWrite, reason: str, detail: str) -> LostWrite:
 LedgerReader = Callable[[Sequence[str]], dict[str, str | None]]
 
 
-def verify(loop: LoopThread, client: VaultClient, writes: Iterable[CanaryWrite],
+def verify(loop: LoopThread, client: VaultApi, writes: Iterable[CanaryWrite],
            ledger: LedgerReader | None = None, timeout: float = 5.0,
            attempts: int = 3) -> RpoResult:
     """Read every vault the canary wrote through the service (and its ledger item when a
     reader is given); count the acknowledged writes each store has lost."""
     writes = list(writes)
+    wanted = sorted({w.vault_id for w in writes if w.acked})
+    stores = {"service": _read_through_service(loop, client, wanted, timeout, attempts)}
+    if ledger is not None:
+        stores["ledger"] = ledger_states(ledger(wanted))
+    return count_loss(writes, stores)
+
+
+def ledger_states(held: Mapping[str, str | None]) -> dict[str, VaultState]:
+    """What a `LedgerReader` answered, as the state of each vault in the ledger."""
+    return {v: VaultState(sha) if sha else VaultState(None, MISSING) for v, sha in held.items()}
+
+
+def count_loss(writes: Iterable[CanaryWrite],
+               stores: Mapping[str, Mapping[str, VaultState]]) -> RpoResult:
+    """The loss, given what each store (by name) holds for each vault the canary wrote; a
+    write lost in any store is lost, once. A vault a store does not name is unverified."""
+    writes = list(writes)
     vaults: dict[str, _Vault] = {}
     for write in sorted(writes, key=lambda w: (w.vault_id, w.version)):
         vaults.setdefault(write.vault_id, _Vault()).writes.append(write)
     wanted = [v for v, vault in vaults.items() if any(w.acked for w in vault.writes)]
-    served = _read_through_service(loop, client, wanted, timeout, attempts)
-    stores = [("service", served)]
-    if ledger is not None:
-        held = ledger(wanted)
-        stores.append(("ledger", {v: VaultState(held.get(v), "" if held.get(v) else MISSING)
-                                  for v in wanted}))
     lost: dict[int, LostWrite] = {}
     unverified: set[str] = set()
-    for store, states in stores:
+    for store, states in stores.items():
         for vault_id in wanted:
-            found, unknown = vaults[vault_id].classify(states[vault_id], store)
+            found, unknown = vaults[vault_id].classify(
+                states.get(vault_id, VaultState(None, UNVERIFIED)), store)
             if unknown:
                 unverified.add(vault_id)
             for x in found:
@@ -137,20 +156,27 @@ def verify(loop: LoopThread, client: VaultClient, writes: Iterable[CanaryWrite],
         unverified=sum(len([w for w in vaults[v].writes if w.acked]) for v in unverified))
 
 
-def _read_through_service(loop: LoopThread, client: VaultClient, vault_ids: Sequence[str],
+def _read_through_service(loop: LoopThread, client: VaultApi, vault_ids: Sequence[str],
                           timeout: float, attempts: int) -> dict[str, VaultState]:
     async def read(vault_id: str) -> VaultState:
         answered = ""  # the service's last error answer: the vault is not there
-        for _ in range(attempts):
+        tries, patience = 0, time.monotonic() + timeout * attempts
+        while tries < attempts:
             try:
                 data = await client.get(vault_id, timeout=timeout)
             except VaultUnavailable as exc:
-                # An error answer every time means missing; no answer (or busy) at the
-                # last attempt means we cannot tell.
+                if exc.kind is Unavailability.BUSY and time.monotonic() < patience:
+                    # Refused at once (a full queue) says nothing about the vault: ask
+                    # again when the worker suggests, without spending an attempt.
+                    await asyncio.sleep(min(1.0, max(0.02, exc.retry_after or 0.0)))
+                    continue
+                # An error answer every time means missing; no answer at the last
+                # attempt means we cannot tell.
+                tries += 1
                 answered = str(exc) if exc.kind is Unavailability.ERROR else ""
                 continue
             return VaultState(digest(data))
-        return VaultState(None, answered) if answered else VaultState(None, "unverified")
+        return VaultState(None, answered) if answered else VaultState(None, UNVERIFIED)
 
     async def read_all() -> list[VaultState]:
         limit = asyncio.Semaphore(8)
@@ -181,3 +207,76 @@ def ledger_reader(dynamodb: Any, table: str, key: str = "vault_id",
         return out
 
     return read
+
+
+# -- ground truth from the canary's own record ---------------------------------------------
+#: Resolution of the canary's UTC timestamps (milliseconds, truncated) and of AWS's restore
+#: time: a moment within it of another cannot be ordered against it.
+RESOLUTION = 0.001
+
+
+@dataclass(frozen=True, slots=True)
+class Truth:
+    """What the canary's record says a fault lost (write seqs), and the writes whose fate the
+    record cannot settle: they straddle a moment of the fault (sent before it, answered
+    after it), the measurement's uncertainty. `after`: acknowledged writes sent after the
+    fault's moment, lost or not."""
+
+    lost: frozenset[int]
+    uncertain: frozenset[int] = frozenset()
+    after: int = 0
+
+    def disagreement(self, result: RpoResult) -> str | None:
+        """Why a measured `result` contradicts the record, or None when it agrees: every write
+        certainly lost was found lost, and nothing else was, but for uncertain writes."""
+        found = {x.seq for x in result.lost}
+        missed, extra = sorted(self.lost - found), sorted(found - self.lost - self.uncertain)
+        problems = [f"{len(missed)} write(s) the record says are lost were not found lost "
+                    f"(seq {missed[:10]})"] if missed else []
+        if extra:
+            problems.append(f"{len(extra)} write(s) found lost that the record says survive "
+                            f"(seq {extra[:10]})")
+        if result.unverified:
+            problems.append(f"{result.unverified} acknowledged write(s) could not be read back")
+        return "; ".join(problems) or None
+
+
+def rollback_truth(writes: Iterable[CanaryWrite], restored_at: float,
+                   copied: Mapping[str, tuple[float, float]],
+                   resolution: float = RESOLUTION) -> Truth:
+    """What a store loses when it is restored as of `restored_at` (epoch seconds) and each
+    item of `copied` is put back over the live one somewhere between its two epoch times.
+
+    A write lands somewhere between its sending and its answer. An item copied back holds the
+    last write landed before `restored_at`; the acknowledged writes landed after it and before
+    the copy are lost, unless a write landing after the copy rewrote the item (then it holds
+    the newest write: nothing is lost). Items not copied back (vaults enrolled since) keep
+    every write. Writes straddling `restored_at` or the copy are uncertain."""
+    vaults: dict[str, list[CanaryWrite]] = {}
+    for write in sorted(writes, key=lambda w: (w.vault_id, w.version)):
+        vaults.setdefault(write.vault_id, []).append(write)
+    lost: set[int] = set()
+    uncertain: set[int] = set()
+    after = 0
+    for vault_id, ws in vaults.items():
+        sent = {w.seq: _epoch(w.sent_utc) for w in ws}
+        # An unanswered write may land at any time after it was sent (the worker finishes
+        # what it started): no upper bound.
+        done = {w.seq: _epoch(w.done_utc) + resolution if w.acked else math.inf for w in ws}
+        after += sum(w.acked and sent[w.seq] >= restored_at + resolution for w in ws)
+        if vault_id not in copied:
+            continue  # not in the restore: the copy never touched it
+        start, end = copied[vault_id]
+        if any(w.acked and sent[w.seq] >= end for w in ws):
+            continue  # rewritten by an acknowledged write after the copy: holds the newest
+        # A later write may have rewritten the item after the copy: an unanswered one sent
+        # after it (it may have landed), or any write answered after the copy began.
+        rewritten = any(done[w.seq] > start for w in ws)
+        for w in ws:
+            if not w.acked or w.version == 1:
+                continue  # no promise; an enrolment copied back is in the restore
+            if done[w.seq] <= restored_at - resolution:
+                continue  # landed before the restore time: restored
+            certain = sent[w.seq] >= restored_at + resolution and done[w.seq] <= start
+            (lost if certain and not rewritten else uncertain).add(w.seq)
+    return Truth(frozenset(lost), frozenset(uncertain), after)

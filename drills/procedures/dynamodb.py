@@ -3,8 +3,17 @@
 The calls are the runbook's own (`create-backup`, `restore-table-to-point-in-time` into
 `<table>-restored`), then the step the runbook leaves to the operator: copy the affected items
 from the restored table back into the live one, verify them, and delete the restored table.
-Only the named items are copied back: items written since the restore time must not be
-rolled back with them.
+
+Two ways of doing that step, both drilled:
+
+- `recover_table`, the runbook as written: `--use-latest-restorable-time`, then every item of
+  the restored table put back over the live one ("take the table from the backup"; items
+  created since stay). Every write acknowledged between the restore time and the copy to an
+  item that existed then is rolled back: lost.
+- `recover_items`, the corrected procedure: restore as of just before the damage, copy back
+  only the damaged items, then replay onto them what was written since the restore time
+  (`replay_from_vault_objects`: the vault's data object in S3 is the last write its item
+  must name). Nothing acknowledged is rolled back.
 
 Restore times have one-second granularity on the wire (boto3 and the AWS CLI send whole
 seconds; AWS restores "to the state based on the selected date and time
@@ -29,6 +38,9 @@ from botocore.exceptions import ClientError
 
 from drills.clients import Clients
 from drills.errors import RecoveryError
+from drills.procedures.kms import UnreadableVault, unseal
+from drills.procedures.s3 import object_key
+from drills.vault import digest, unb64
 
 Progress = Callable[[str], None]
 
@@ -142,6 +154,8 @@ class ItemOutcome(StrEnum):
     RESTORED = "restored"  # the live item differed (or was missing) and was replaced
     UNCHANGED = "unchanged"  # the live item already equalled the restored one
     NOT_IN_RESTORE = "not-in-restore"  # the item did not exist at the restore time
+    #: restored, then brought forward to a write made after the restore time (replayed)
+    REPLAYED = "replayed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -316,12 +330,18 @@ def delete_restored(clients: Clients, table: str, region: str, timeout: float = 
                         "hand")
 
 
+#: Rebuilds a damaged item from the write acknowledged last: given the key and the item the
+#: copy back left (None: not in the restore), the item it must be, or None when it already is.
+Replay = Callable[[str, dict[str, Any] | None], dict[str, Any] | None]
+
+
 def recover_items(clients: Clients, table: str, region: str,
                   suspects: Callable[[], Iterable[str]], *, before: datetime | None = None,
                   use_latest: bool = False, timeout: float = 900.0,
-                  progress: Progress = _quiet) -> ItemRecovery:
+                  progress: Progress = _quiet, replay: Replay | None = None) -> ItemRecovery:
     """Runbook 2.2 end to end: restore to `before` (or the latest restorable time) into
-    `<table>-restored`, copy the damaged items back, verify them, delete the restored table.
+    `<table>-restored`, copy the damaged items back, replay what was written to them since
+    (with `replay`), verify them, delete the restored table.
 
     Damaged = deleted since the restore time, or changed since and named by `suspects()`
     (asked once the restored copy is ACTIVE: e.g. the vaults whose writes fail). A changed
@@ -344,4 +364,158 @@ def recover_items(clients: Clients, table: str, region: str,
         items = copy_back(clients, table, target, keys, region)
     finally:
         delete_restored(clients, table, region)
+    if replay is not None:
+        items = tuple(replay_item(clients, table, region, i, replay) for i in items)
     return ItemRecovery(table, target, held, use_latest, items, waited, restore_seconds, diff)
+
+
+def replay_item(clients: Clients, table: str, region: str, copied: ItemCopy,
+                replay: Replay) -> ItemCopy:
+    """Bring one copied-back item forward to what `replay` says it must be, unless a write
+    has changed it since the copy (that write is newer still: keep it)."""
+    newer = replay(copied.key, copied.restored)
+    if newer is None:
+        return copied
+    ddb = clients("dynamodb", region)
+    hash_key, _ = key_schema(clients, table, region)
+    wire_key = {hash_key: {"S": copied.key}}
+    condition: dict[str, Any] = {"ConditionExpression": "attribute_not_exists(#k)",
+                                 "ExpressionAttributeNames": {"#k": hash_key}}
+    if copied.restored is not None:
+        # Unchanged since the copy: every attribute as the copy left it.
+        names = {f"#a{n}": a for n, a in enumerate(copied.restored)}
+        condition = {"ConditionExpression": " AND ".join(f"#a{n} = :v{n}" for n in range(
+            len(names))), "ExpressionAttributeNames": names, "ExpressionAttributeValues": {
+            f":v{n}": v for n, v in enumerate(copied.restored.values())}}
+    try:
+        ddb.put_item(TableName=table, Item=newer, **condition)
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+            raise
+        return copied  # written by the service since the copy: newer than any replay
+    back = ddb.get_item(TableName=table, Key=wire_key, ConsistentRead=True).get("Item")
+    return ItemCopy(copied.key, ItemOutcome.REPLAYED, newer,
+                    item_digest(back) == item_digest(newer))
+
+
+def replay_from_vault_objects(clients: Clients, region: str, bucket: str) -> Replay:
+    """A `Replay` for the credentials ledger from the vaults' data objects.
+
+    The vault service writes a vault's object to S3 before its ledger item, so the object's
+    current version is the last write the item must name. When the item copied back names an
+    older version (or is not in the restore), it is rebuilt from the object: its version id,
+    the envelope's data key (still encrypted under KMS) and the hash of the opened content.
+    """
+    s3, kms = clients("s3", region), clients("kms", region)
+
+    def replay(vault_id: str, item: dict[str, Any] | None) -> dict[str, Any] | None:
+        try:
+            obj = s3.get_object(Bucket=bucket, Key=object_key(vault_id))
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] in ("NoSuchKey", "404"):
+                return None  # no object to replay from: the copy back is all there is
+            raise
+        version = str(obj.get("VersionId", ""))
+        if item is not None and item.get("version_id", {}).get("S") == version:
+            return None
+        body = obj["Body"].read()
+        try:
+            data = unseal(kms, vault_id, body)
+        except UnreadableVault as exc:
+            raise RecoveryError(f"cannot replay the ledger item of vault {vault_id} from "
+                                f"{object_key(vault_id)}: {exc}; restore the object first "
+                                "(runbook 4.4), then replay") from None
+        newer = dict(item or {"vault_id": {"S": vault_id}})
+        newer.update(version_id={"S": version}, sha256={"S": digest(data)},
+                     edk={"B": unb64(json.loads(body)["edk"])},
+                     updated_at={"S": obj["LastModified"].astimezone(UTC).isoformat()})
+        return newer
+
+    return replay
+
+
+# -- runbook 2.2 as written ----------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class CopiedItem:
+    """One item put back from the restored table; the put happened between the two epoch
+    times (read just before its batch was sent and just after it was written)."""
+
+    key: str
+    started: float
+    ended: float
+
+
+@dataclass(frozen=True, slots=True)
+class TableRecovery:
+    """A finished runbook 2.2 as written: the table restored to its latest restorable time,
+    every item of the restored copy put back over the live table, the copy deleted."""
+
+    table: str
+    restored_table: str
+    restore_time: datetime  # what the restored table holds (RestoreSummary.RestoreDateTime)
+    latest_restorable: datetime | None  # read just before the restore call
+    copied: tuple[CopiedItem, ...]
+    restore_seconds: float
+    copy_seconds: float
+
+    def copy_times(self) -> dict[str, tuple[float, float]]:
+        """Each copied item's key and when it was put back (epoch seconds)."""
+        return {c.key: (c.started, c.ended) for c in self.copied}
+
+
+def copy_all_back(clients: Clients, table: str, restored: str, region: str,
+                  progress: Progress = _quiet) -> tuple[CopiedItem, ...]:
+    """Put every item of `restored` over `table`, as "take the table from the backup" does:
+    items created since the restore time stay, every other one is set back to the restore.
+    Written as a script would, 25 items per batch-write-item (the API's limit)."""
+    ddb = clients("dynamodb", region)
+    hash_key, _ = key_schema(clients, table, region)
+    items = sorted(_scan(ddb, restored, hash_key).items())
+    out: list[CopiedItem] = []
+    for first in range(0, len(items), 25):
+        batch = items[first:first + 25]
+        request: dict[str, Any] = {table: [{"PutRequest": {"Item": item}} for _, item in batch]}
+        started = time.time()
+        for attempt in range(10):
+            request = ddb.batch_write_item(RequestItems=request).get("UnprocessedItems") or {}
+            if not request:
+                break
+            time.sleep(0.05 * 2 ** attempt)  # throttled: back off as the SDKs do
+        else:
+            raise RecoveryError(f"batch-write-item into {table} still left "
+                                f"{len(request.get(table, []))} item(s) unprocessed after 10 "
+                                "attempts (throttled); run the restore and copy again")
+        ended = time.time()
+        out.extend(CopiedItem(key, started, ended) for key, _ in batch)
+        if (first // 25) % 10 == 9:
+            progress(f"runbook 2.2: copied {len(out)} of {len(items)} items from {restored}")
+    return tuple(out)
+
+
+def recover_table(clients: Clients, table: str, region: str, *,
+                  not_after: datetime | None = None, timeout: float = 900.0,
+                  progress: Progress = _quiet) -> TableRecovery:
+    """Runbook 2.2 as written: `restore-table-to-point-in-time --use-latest-restorable-time`
+    into `<table>-restored`, every item of it put back over `table`, the copy deleted.
+
+    `not_after`: the damage's time. A restore time at or after it holds the damage too: then
+    nothing is copied and RecoveryError says to restore to a time before the damage.
+    """
+    latest = pitr_window(clients, table, region).latest
+    started = time.monotonic()
+    target, held = restore_table(clients, table, region, use_latest=True, timeout=timeout,
+                                 progress=progress)
+    try:
+        restore_seconds = time.monotonic() - started
+        if not_after is not None and held >= not_after:
+            raise RecoveryError(
+                f"the latest restorable time of {table} ({held.isoformat()}) is not before the "
+                f"damage ({not_after.isoformat()}): {target} holds the damage too; restore to "
+                "a time before it (--restore-date-time) instead")
+        copy_started = time.monotonic()
+        progress(f"runbook 2.2: copying every item of {target} back into {table}")
+        copied = copy_all_back(clients, table, target, region, progress)
+        copy_seconds = time.monotonic() - copy_started
+    finally:
+        delete_restored(clients, table, region)
+    return TableRecovery(table, target, held, latest, copied, restore_seconds, copy_seconds)

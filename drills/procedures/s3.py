@@ -10,6 +10,10 @@ Step 2 needs "the last good version". We never assume it is the previous one (tw
 writes in a row are enough to make that wrong): each version, newest first, is opened the
 way the vault service opens it and its content hash compared with the last acknowledged
 write recorded in the credentials ledger; the first that passes is the one restored.
+
+`copy_version_over` is step 2 as the runbook prints it, for the drill that shows its flaw:
+the operator copies the version from before the corruption over the current one, whatever
+was written since. Legitimate writes made after the corruption are rolled back with it.
 """
 
 from __future__ import annotations
@@ -94,9 +98,9 @@ class Restore:
 
     vault_id: str
     step: str  # "4.4 step 1" or "4.4 step 2"
-    command: str
+    command: str  # "" when nothing had to be done
     restored_version: str  # the version that is current again (step 1) or was copied (step 2)
-    new_version: str  # the version id the restore itself created ("" for step 1)
+    new_version: str  # the version id the restore itself created ("": step 1, or no copy)
     checked: tuple[VersionCheck, ...]
     utc: str
     seconds: float
@@ -160,7 +164,8 @@ def envelope_verifier(kms: Any, expected_sha256: str) -> Verifier:
 
 def restore_last_good_version(clients: Clients, region: str, bucket: str, vault_id: str,
                               verify: Verifier, progress: Progress = _quiet) -> Restore:
-    """Runbook 4.4 step 2: copy the newest version that `verify` accepts over the object."""
+    """Runbook 4.4 step 2: copy the newest version that `verify` accepts over the object; when
+    that is the current version (written again since the damage), copy nothing."""
     s3, started = clients("s3", region), time.monotonic()
     key, checked = object_key(vault_id), []
     for version in versions(s3, bucket, vault_id):
@@ -178,8 +183,12 @@ def restore_last_good_version(clients: Clients, region: str, bucket: str, vault_
                             "the vault's last acknowledged write; restore from the replica "
                             "(runbook 4.4 step 3) and escalate (L3: data loss risk)")
     if checked[0].good:
-        raise RecoveryError(f"the current version of {key} is already good; runbook 4.4 "
-                            "step 2 does not apply (look for a service fault instead)")
+        # Written again since the damage (a legitimate update replaced it): copying any
+        # older version back would roll that write back. Nothing to restore.
+        progress(f"runbook 4.4 step 2: the current version {good.version_id} of {key} holds "
+                 "the last acknowledged write: nothing to restore")
+        return Restore(vault_id, "4.4 step 2", "", good.version_id, "", tuple(checked),
+                       utc_now(), time.monotonic() - started)
     command = (f"aws s3api copy-object --bucket {bucket} --key {key} --copy-source "
                f"\"{bucket}/{key}?versionId={good.version_id}\"")
     progress(f"runbook 4.4 step 2: {command}")
@@ -188,3 +197,28 @@ def restore_last_good_version(clients: Clients, region: str, bucket: str, vault_
     return Restore(vault_id, "4.4 step 2", command, good.version_id,
                    str(copied.get("VersionId", "")), tuple(checked), utc_now(),
                    time.monotonic() - started)
+
+
+def copy_version_over(clients: Clients, region: str, bucket: str, vault_id: str,
+                      version_id: str, progress: Progress = _quiet) -> Restore:
+    """Runbook 4.4 step 2 as written: list the object's versions, then copy `version_id` (the
+    version from before the corruption) over the current one, whatever is current now."""
+    s3, started = clients("s3", region), time.monotonic()
+    key = object_key(vault_id)
+    listed = versions(s3, bucket, vault_id)
+    chosen = next((v for v in listed if v.version_id == version_id), None)
+    if chosen is None or chosen.delete_marker:
+        raise RecoveryError(f"version {version_id} of {key} is not among the versions "
+                            f"list-object-versions shows in {bucket}; choose another")
+    newer = tuple(VersionCheck(v.version_id, False, "newer than the version restored")
+                  for v in listed[:listed.index(chosen)] if not v.delete_marker)
+    command = (f"aws s3api copy-object --bucket {bucket} --key {key} --copy-source "
+               f"\"{bucket}/{key}?versionId={version_id}\"")
+    progress(f"runbook 4.4 step 2 as written: {command}")
+    copied = s3.copy_object(Bucket=bucket, Key=key, CopySource={
+        "Bucket": bucket, "Key": key, "VersionId": version_id})
+    return Restore(vault_id, "4.4 step 2", command, version_id,
+                   str(copied.get("VersionId", "")),
+                   (*newer, VersionCheck(version_id, True, "the version from before the "
+                                                          "corruption (not verified)")),
+                   utc_now(), time.monotonic() - started)

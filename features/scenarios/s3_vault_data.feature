@@ -31,3 +31,33 @@ Feature: S3 vault data deleted or corrupted
     And the damaged vault reads back intact within the "S3 Vault Data" objective
     And the damaged vault holds its last acknowledged write (the "S3 Vault Data" RPO objective)
     And no acknowledged vault write is lost (the "S3 Vault Data" RPO objective)
+
+  Scenario: A vault's data object is overwritten with corrupt data and updated since; step 2 verifies the versions and restores nothing (runbook 4.4 step 2)
+    Given a canary writer makes acknowledged vault writes
+    And the vault service is healthy
+    And the canary has made 10 acknowledged writes
+    When the data object of one canary vault is overwritten with corrupt data
+    Then the damaged vault reads fail with "DecodeError"
+    When the canary makes 3 acknowledged updates of the damaged vault
+    And the operator restores the last good version (runbook 4.4 step 2)
+    Then the restore found the current version good and copied nothing
+    And no acknowledged vault write is lost (the "S3 Vault Data" RPO objective)
+
+  @expected_breach
+  Scenario: A vault's data object is overwritten with corrupt data, updated since, and the version from before the corruption copied back (runbook 4.4 step 2 as written)
+    Step 2 as printed copies "the old version" over the current one. When the vault was
+    written legitimately after the corruption (its next update replaces the corrupt object),
+    the copy rolls those acknowledged writes back: the drill counts them against the canary's
+    own record.
+    Fix: choose the version to restore by verifying the versions newest first against the
+    ledger's checksum of the last acknowledged write, as in the scenario "its last good version
+    restored": a current version that already verifies needs no restore at all.
+    Given a canary writer makes acknowledged vault writes
+    And the vault service is healthy
+    And the canary has made 10 acknowledged writes
+    When the data object of one canary vault is overwritten with corrupt data
+    Then the damaged vault reads fail with "DecodeError"
+    When the canary makes 3 acknowledged updates of the damaged vault
+    And the operator copies the version from before the corruption over the current one (runbook 4.4 step 2 as written)
+    Then the writes lost are exactly the canary's updates of the damaged vault
+    And no acknowledged vault write is lost (the "S3 Vault Data" RPO objective)

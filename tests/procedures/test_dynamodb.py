@@ -20,18 +20,25 @@ from drills.errors import RecoveryError
 from drills.loop import LoopThread
 from drills.measure.probes import WriteProbes
 from drills.procedures.dynamodb import (
+    ItemCopy,
     ItemOutcome,
     create_on_demand_backup,
     decode_item,
     encode_item,
     item_digest,
     recover_items,
+    recover_table,
+    replay_from_vault_objects,
+    replay_item,
     restore_table,
     restored_name,
     wait_restorable,
 )
+from drills.procedures.kms import seal
+from drills.procedures.s3 import object_key
 from drills.twin.aws import AwsEndpoint, start_aws, stop_aws
 from drills.twin.manager import Twin, harness_connection
+from drills.vault import digest
 
 REGION = "us-east-1"
 
@@ -75,6 +82,12 @@ def value_of(clients: Clients, table: str, key: str) -> str | None:
     item = clients("dynamodb").get_item(TableName=table, Key={"vault_id": {"S": key}},
                                         ConsistentRead=True).get("Item")
     return None if item is None else str(item["sha256"]["S"])
+
+
+def wait_until(moment: float) -> None:
+    """Wait until the wall clock reaches `moment` (epoch seconds)."""
+    while time.time() < moment:
+        time.sleep(min(0.05, max(0.0, moment - time.time())))
 
 
 def next_second() -> datetime:
@@ -160,6 +173,106 @@ def test_recover_items_from_the_latest_restorable_time(aws: AwsEndpoint, clients
     assert recovery.use_latest
     assert value_of(clients, table, "v1") == "old"
     assert value_of(clients, table, "v0") == "old"
+
+
+def test_recover_table_as_written_rolls_back_every_write_since_the_restore_time(
+        aws: AwsEndpoint, clients: Clients, table: str) -> None:
+    """Runbook 2.2 as written: the table is restored to its latest restorable time and every
+    item put back over the live one. The deleted item comes back, an item created since
+    stays, and a write acknowledged after the restore time is rolled back: lost."""
+    wait_until(time.time() + 3.0)  # the table's items are 3 s old
+    middle = time.time()
+    put(clients, table, "v0", "acked-after-restore-time")
+    put(clients, table, "v9", "created-after")
+    clients("dynamodb").delete_item(TableName=table, Key={"vault_id": {"S": "v1"}})
+    lag(aws, time.time() - middle + 1.5)  # latest restorable: 1.5 s before `middle`
+    try:
+        recovery = recover_table(clients, table, REGION)
+    finally:
+        lag(aws, 1.0)
+    assert recovery.restore_time.timestamp() < middle
+    assert [c.key for c in recovery.copied] == ["v0", "v1", "v2", "v3"]
+    assert all(c.started <= c.ended for c in recovery.copied)
+    assert recovery.copy_times()["v0"][0] > middle
+    assert [value_of(clients, table, k) for k in ("v0", "v1", "v2", "v3", "v9")] == [
+        "old", "old", "old", "old", "created-after"]
+    assert restored_name(table) not in clients("dynamodb").list_tables()["TableNames"]
+
+
+def test_recover_table_refuses_a_restore_time_that_holds_the_damage(clients: Clients,
+                                                                    table: str) -> None:
+    """The latest restorable time is after the damage: the restored copy holds the damage
+    too. Nothing is copied back, the copy is deleted, and the error says what to do."""
+    with pytest.raises(RecoveryError, match="restore to a time before it"):
+        recover_table(clients, table, REGION, not_after=datetime(2020, 1, 1, tzinfo=UTC))
+    assert restored_name(table) not in clients("dynamodb").list_tables()["TableNames"]
+
+
+def test_recover_items_replays_what_was_written_after_the_restore_time(clients: Clients,
+                                                                       table: str) -> None:
+    """Restore times are whole seconds: a write in the second of the damage is after the
+    restore time and the copy back sets it back. The replay brings it forward again; an item
+    the replay has nothing newer for keeps the restored state."""
+    boundary = next_second()
+    put(clients, table, "v0", "acked-in-the-second-of-the-damage")
+    put(clients, table, "v1", "also-in-that-second")
+    for key in ("v0", "v1"):
+        clients("dynamodb").delete_item(TableName=table, Key={"vault_id": {"S": key}})
+
+    def replay(key: str, item: dict[str, Any] | None) -> dict[str, Any] | None:
+        if key != "v0" or item is None:
+            return None
+        return {**item, "sha256": {"S": "acked-in-the-second-of-the-damage"}}
+
+    # As the drill does: the whole second at or before the damage, here the boundary itself.
+    recovery = recover_items(clients, table, REGION, list, before=boundary, replay=replay)
+    assert {i.key: i.outcome for i in recovery.items} == {
+        "v0": ItemOutcome.REPLAYED, "v1": ItemOutcome.RESTORED}
+    assert recovery.verified
+    assert value_of(clients, table, "v0") == "acked-in-the-second-of-the-damage"
+    assert value_of(clients, table, "v1") == "old"  # what the replay exists to prevent
+
+
+def test_replay_never_overwrites_a_write_made_since_the_copy(clients: Clients,
+                                                             table: str) -> None:
+    """The service wrote the item after it was copied back: that write is newer than anything
+    the replay knows, so the replay leaves it."""
+    ddb = clients("dynamodb")
+    restored = ddb.get_item(TableName=table, Key={"vault_id": {"S": "v2"}})["Item"]
+    put(clients, table, "v2", "written-by-the-service-since")
+    copied = ItemCopy("v2", ItemOutcome.RESTORED, restored, True)
+    result = replay_item(clients, table, REGION, copied,
+                         lambda key, item: {**restored, "sha256": {"S": "replayed"}})
+    assert result == copied
+    assert value_of(clients, table, "v2") == "written-by-the-service-since"
+
+
+def test_replay_from_vault_objects_rebuilds_an_item_from_the_current_object(
+        clients: Clients) -> None:
+    """The vault's object is written before its ledger item: when the item names an older
+    version, the replay names the current one, with its data key and content hash; an item
+    that names it needs nothing; an unreadable object is an error that says what to do."""
+    bucket = f"vault-{uuid.uuid4().hex[:10]}"
+    s3, kms = clients("s3"), clients("kms")
+    s3.create_bucket(Bucket=bucket)
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    key_arn = kms.create_key()["KeyMetadata"]["Arn"]
+    replay = replay_from_vault_objects(clients, REGION, bucket)
+    assert replay("nothing-here", None) is None
+    first_body, edk = seal(kms, key_arn, "v", b"first")
+    first = s3.put_object(Bucket=bucket, Key=object_key("v"), Body=first_body)["VersionId"]
+    item = {"vault_id": {"S": "v"}, "version_id": {"S": first},
+            "sha256": {"S": digest(b"first")}, "edk": {"B": edk}, "instance_id": {"S": "i-1"}}
+    assert replay("v", item) is None
+    second_body, second_edk = seal(kms, key_arn, "v", b"second")
+    second = s3.put_object(Bucket=bucket, Key=object_key("v"), Body=second_body)["VersionId"]
+    newer = replay("v", item)
+    assert newer is not None
+    assert (newer["version_id"], newer["sha256"], newer["edk"], newer["instance_id"]) == (
+        {"S": second}, {"S": digest(b"second")}, {"B": second_edk}, {"S": "i-1"})
+    s3.put_object(Bucket=bucket, Key=object_key("v"), Body=b"garbage")
+    with pytest.raises(RecoveryError, match=r"restore the object first \(runbook 4\.4\)"):
+        replay("v", item)
 
 
 def test_restore_refuses_a_leftover_restored_table(clients: Clients, table: str) -> None:

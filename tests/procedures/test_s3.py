@@ -11,6 +11,7 @@ from drills.clients import Clients
 from drills.errors import RecoveryError
 from drills.procedures.kms import seal
 from drills.procedures.s3 import (
+    copy_version_over,
     envelope_verifier,
     ledger_checksum,
     object_key,
@@ -94,6 +95,39 @@ def test_step_2_rejects_a_version_that_decrypts_to_other_content(
                                         envelope_verifier(clients("kms"), sha))
     assert restore.restored_version == good
     assert restore.skipped[0].reason.startswith("decrypts, but its content is not")
+
+
+def test_step_2_leaves_a_current_version_that_verifies(clients: Clients, bucket: str,
+                                                      key: str) -> None:
+    """The vault was written again after the corruption: its current version already holds the
+    last acknowledged write, so step 2 copies nothing (a copy would roll that write back)."""
+    put_sealed(clients, bucket, key, "v5")
+    clients("s3").put_object(Bucket=bucket, Key=object_key("v5"), Body=os.urandom(300))
+    current, sha = put_sealed(clients, bucket, key, "v5")  # the legitimate update
+    restore = restore_last_good_version(clients, REGION, bucket, "v5",
+                                        envelope_verifier(clients("kms"), sha))
+    assert (restore.restored_version, restore.new_version, restore.command) == (current, "", "")
+    assert [c.good for c in restore.checked] == [True]
+    assert len(versions(clients("s3"), bucket, "v5")) == 3
+
+
+def test_step_2_as_written_rolls_back_writes_made_after_the_corruption(
+        clients: Clients, bucket: str, key: str) -> None:
+    """Step 2 as printed: the version from before the corruption is copied over the current
+    one, even though a legitimate update replaced the corrupt object since: that update is
+    rolled back (the object now opens to the older content)."""
+    before, old_sha = put_sealed(clients, bucket, key, "v6")
+    clients("s3").put_object(Bucket=bucket, Key=object_key("v6"), Body=os.urandom(300))
+    update, new_sha = put_sealed(clients, bucket, key, "v6")
+    restore = copy_version_over(clients, REGION, bucket, "v6", before)
+    assert f"versionId={before}" in restore.command
+    assert restore.skipped[0].version_id == update
+    assert len(restore.skipped) == 2
+    body = clients("s3").get_object(Bucket=bucket, Key=object_key("v6"))["Body"].read()
+    assert envelope_verifier(clients("kms"), old_sha)("v6", body) is None
+    assert envelope_verifier(clients("kms"), new_sha)("v6", body) is not None
+    with pytest.raises(RecoveryError, match="not among the versions"):
+        copy_version_over(clients, REGION, bucket, "v6", "no-such-version")
 
 
 def test_step_2_fails_clearly_when_no_version_is_good(clients: Clients, bucket: str) -> None:
