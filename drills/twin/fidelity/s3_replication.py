@@ -5,16 +5,18 @@ objects have no replication status, an unversioned or missing destination is acc
 GetBucketReplication reports `DeleteMarkerReplication` Disabled (and `Filter` empty)
 whatever was put. What AWS documents (S3 User Guide: replication-status.html,
 replication-time-control.html, repl-metrics.html, replication-requirements.html,
-delete-marker-replication.html, replication-config-for-kms-objects.html; FIS User Guide,
+replication-what-is-isnot-replicated.html, delete-marker-replication.html,
+replication-config-for-kms-objects.html, replication-failure-codes.html; FIS User Guide,
 fis-actions-reference.html `aws:s3:bucket-pause-replication`), and this module does:
 
 - A version written to a versioned source bucket whose replication rule (enabled, matching
   its prefix and tags) names a destination is copied there asynchronously, with the same
-  key, version ID, content, metadata and tags. HeadObject/GetObject answer
-  `x-amz-replication-status`: PENDING, then COMPLETED, or FAILED ("missing replication role
-  permissions, AWS KMS permissions, or bucket permissions": here a missing or unversioned
-  destination, an unusable KMS key); REPLICA on the copy. With several destinations the
-  source is COMPLETED once every copy is. A replica is never replicated again.
+  key, version ID, creation time (Last-Modified), content, metadata, ACL and tags.
+  HeadObject/GetObject answer `x-amz-replication-status`: PENDING, then COMPLETED, or FAILED
+  ("missing replication role permissions, AWS KMS permissions, or bucket permissions": here a
+  missing or unversioned destination, an unusable KMS key); REPLICA on the copy. With
+  several destinations the source is COMPLETED once every copy is. A replica is not
+  replicated again (replica modification sync is not modelled).
 - "By default, Amazon S3 doesn't replicate objects that are stored at rest using server-side
   encryption with AWS KMS keys": an SSE-KMS version replicates only under a rule with
   `SourceSelectionCriteria.SseKmsEncryptedObjects` Enabled, and the copy is encrypted under
@@ -647,6 +649,7 @@ def _copy(backend: S3Backend, link: Link, version: Any, rule: Rule) -> None:
             with _applying():
                 marker = backend._set_delete_marker(link.destination, version.name)
             marker._version_id = version.version_id
+            marker.last_modified = version.last_modified
         return
     encryption, key_id = version.encryption, None
     if encryption in ("aws:kms", "aws:kms:dsse"):
@@ -664,6 +667,9 @@ def _copy(backend: S3Backend, link: Link, version: Any, rule: Rule) -> None:
     except S3ClientError as exc:  # e.g. KMS.DisabledException for the replica's key
         raise _Failed(f"DstPutObject {exc.code}") from None
     replica._version_id = version.version_id
+    # "creation time of the replica remains the same as the corresponding object in the
+    # source bucket" (S3 Developer Guide, crr-and-other-bucket-configs.html)
+    replica.last_modified = version.last_modified
     replica.set_metadata(dict(version.metadata))
     replica.checksum_algorithm = version.checksum_algorithm
     replica.website_redirect_location = version.website_redirect_location

@@ -118,8 +118,10 @@ def link(aws: AwsEndpoint, source: str) -> dict[str, Any]:
 def test_a_new_version_is_pending_then_completed_and_its_copy_a_replica(
         aws: AwsEndpoint, clients: Clients, dr: Clients, pair: tuple[str, str]) -> None:
     """Status guide: the source version reports PENDING, then COMPLETED; the replica
-    reports REPLICA. Replication overview (replication.html): the replica has the same key
-    name, version ID, content, metadata and tags."""
+    reports REPLICA. "What does Amazon S3 replicate?" (replication-what-is-isnot-replicated
+    .html): object metadata and tags; the replica keeps the key name and version ID, and
+    "creation time of the replica remains the same as the corresponding object in the source
+    bucket" (crr-and-other-bucket-configs.html)."""
     source, destination = pair
     s3, s3_dr = clients("s3"), dr("s3")
     control(aws, "pause-replication", {"source_bucket": source})
@@ -133,6 +135,8 @@ def test_a_new_version_is_pending_then_completed_and_its_copy_a_replica(
     assert replica["ReplicationStatus"] == "REPLICA"
     assert (replica["VersionId"], replica["Body"].read()) == (version, b"sealed")
     assert (replica["ContentType"], replica["Metadata"]) == ("x/y", {"vault": "v1"})
+    original = s3.head_object(Bucket=source, Key="vaults/v1")
+    assert replica["LastModified"] == original["LastModified"]
     assert s3_dr.get_object_tagging(Bucket=destination, Key="vaults/v1")["TagSet"] == [
         {"Key": "tier", "Value": "gold"}]
 
