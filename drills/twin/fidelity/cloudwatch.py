@@ -194,7 +194,7 @@ def _values(data: list[MetricDatumBase], start: datetime,
                 out.append((value, value, value, 1.0))
             else:  # a StatisticValues datum
                 out.append(tuple(float(getattr(d, a)) for a in
-                                 ("sum_stat", "min_stat", "max_stat", "sample_count")))
+                                 ("sum", "min", "max", "sample_count")))
     return out
 
 

@@ -271,3 +271,16 @@ def test_alarm_history_filters_orders_and_pages(metric: Metric) -> None:
     page = metric.clients("cloudwatch").describe_alarm_history(AlarmName=name, MaxRecords=1)
     assert len(page["AlarmHistoryItems"]) == 1
     assert page["NextToken"]
+
+
+def test_metrics_published_as_statistic_values_are_evaluated(metric: Metric) -> None:
+    """PutMetricData with StatisticValues (Sum, Minimum, Maximum, SampleCount) instead of a
+    Value: the alarm evaluates the statistics like any datapoint (AWS PutMetricData)."""
+    now = datetime.now(UTC)
+    for back in range(1, 40):
+        metric.clients("cloudwatch").put_metric_data(Namespace=metric.namespace, MetricData=[
+            {"MetricName": "Healthy", "Timestamp": now - timedelta(seconds=back),
+             "StatisticValues": {"SampleCount": 2, "Sum": 0.0, "Minimum": 0.0,
+                                 "Maximum": 0.0}, "StorageResolution": 1}])
+    name = metric.alarm(f"stats-{uuid.uuid4().hex[:6]}")
+    metric.wait_state(name, "ALARM")
