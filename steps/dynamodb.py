@@ -7,8 +7,8 @@ whose loss is checked write by write against the canary's own record, and the co
 
 from __future__ import annotations
 
-import math
 import random
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -114,27 +114,44 @@ def damage_items(drill: Drill, action: str, table: str) -> Iterator[ActiveFault]
     drill.revert(active)
 
 
-@when(parsers.parse('the canary updates {count:d} of its vaults and then their metadata '
+@when(parsers.parse('the canary keeps updating {count:d} of its vaults while their metadata '
                     'items and the probed vaults\' are deleted from "{table}"'))
 def canary_items_deleted(drill: Drill, count: int, table: str) -> Iterator[ActiveFault]:
-    """The canary gives up `count` idle vaults; at the start of a new wall-clock second each
-    is updated (acknowledged), then their items and the probed vaults' are deleted (on-demand
-    backup first). Restore times are whole seconds: the updates, if the damage comes within
-    the same second, lie after the restore time and only a replay keeps them."""
+    """The canary gives up `count` idle vaults and updates them back to back while their
+    items and the probed vaults' are deleted (on-demand backup first), until the deletion:
+    later updates fail ("not enrolled") and retire their vault. Restore times are whole
+    seconds, so the updates acknowledged in the second of the deletion lie after the restore
+    time: only a replay keeps them."""
     probes, canary = _write_probes(drill), _canary(drill)
     vaults = [canary.take() for _ in range(count)]
+    done = threading.Event()
+    failed: list[BaseException] = []
+
+    def update_until_done() -> None:
+        live = list(vaults)
+        try:
+            while live and not done.is_set():
+                for vault_id in list(live):
+                    if not canary.update(vault_id).acked:
+                        live.remove(vault_id)  # its content is no longer known: retired
+        except Exception as exc:  # raised in the step below, not lost with the thread
+            failed.append(exc)
+
+    writer = threading.Thread(target=update_until_done, name="canary-updates", daemon=True)
     with probes.quiesced():
-        boundary = math.floor(time.time()) + 1
-        while time.time() < boundary:  # the start of a new second: the most room after it
-            time.sleep(min(0.01, max(0.0, boundary - time.time())))
-        for vault_id in vaults:
-            write = canary.update(vault_id)
-            if not write.acked:
-                raise ProbeError(f"the service did not acknowledge an update of canary vault "
-                                 f"{vault_id} ({write.detail}) before the fault; nothing was "
-                                 "injected: check the service and run the drill again")
-        active = drill.inject(DeleteItems, table=table,
-                              keys=[v.vault_id for v in probes.vaults] + vaults)
+        writer.start()
+        try:
+            active = drill.inject(DeleteItems, table=table,
+                                  keys=[v.vault_id for v in probes.vaults] + vaults)
+        finally:
+            done.set()
+            writer.join(timeout=canary.timeout + 10)
+    if failed:
+        raise ProbeError(f"the canary's updates of {', '.join(vaults)} failed: "
+                         f"{type(failed[0]).__name__}: {failed[0]}") from failed[0]
+    acked = [w for w in canary.writes() if w.vault_id in vaults and w.acked and w.version > 1]
+    drill.observer.waiting(drill.record, f"the canary made {len(acked)} acknowledged updates of "
+                                         f"{count} vaults up to their deletion")
     yield active
     drill.revert(active)
 

@@ -36,7 +36,7 @@ Feature: Vault metadata deleted or corrupted in DynamoDB
     And no restored copy of "VettID-Ledger-Credentials" is left behind
     And no acknowledged vault write is lost (the "Vault Service" RPO objective)
 
-  Scenario: Credential items of vaults the canary has just updated are deleted, restored as of just before the deletion and the updates replayed
+  Scenario: Credential items of vaults the canary keeps updating are deleted, restored as of just before the deletion and the updates since replayed
     The restore time has whole seconds: updates acknowledged in the second of the damage lie
     after it, and copying the items back would roll them back. Each vault's data object is
     written before its ledger item, so its current version is replayed onto the item.
@@ -44,7 +44,7 @@ Feature: Vault metadata deleted or corrupted in DynamoDB
     And the vault service is healthy
     And a canary writer makes acknowledged vault writes
     And the canary has made 20 acknowledged writes
-    When the canary updates 3 of its vaults and then their metadata items and the probed vaults' are deleted from "VettID-Ledger-Credentials"
+    When the canary keeps updating 3 of its vaults while their metadata items and the probed vaults' are deleted from "VettID-Ledger-Credentials"
     Then vault operations fail with "not enrolled"
     When the operator restores the damaged items of "VettID-Ledger-Credentials" as of just before the fault (runbook 2.2)
     Then vault writes recover within the "Vault Service" objective
@@ -61,7 +61,7 @@ Feature: Vault metadata deleted or corrupted in DynamoDB
     before it), copy back only the damaged items, and replay onto them what was written since
     the restore time (from each vault's data object in S3, which is written before its ledger
     item); see the scenarios "restored as of just before the deletion" and "... the updates
-    replayed".
+    since replayed".
     Given vault writes to 3 enrolled vaults are probed
     And the vault service is healthy
     And a canary writer makes acknowledged vault writes
