@@ -88,7 +88,7 @@ from moto.dynamodb.models.dynamo_type import DynamoType, Item
 from moto.dynamodb.models.table import Table
 from moto.dynamodb.responses import DynamoHandler
 
-from drills.twin.fidelity.s3_replication import (
+from drills.twin.fidelity.replication import (
     Lag,
     Link,
     LinkStats,
