@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 from drills.config import Objective, Settings
-from drills.errors import NotSteady, ObjectiveBreached, ProbeError
+from drills.errors import MeasurementError, NotSteady, ObjectiveBreached, ProbeError
 from drills.evidence.fmt import secs
 from drills.evidence.model import DrillRecord, FaultRecord, Measurement, ProbePoint, RpoMeasurement
 from drills.evidence.observer import RunObserver
@@ -24,7 +25,7 @@ from drills.measure import figures
 from drills.measure.canary import CanaryWriter
 from drills.measure.figures import Polled
 from drills.measure.probes import ProbeRunner
-from drills.measure.rpo import RpoResult, verify
+from drills.measure.rpo import RpoResult, Truth, verify
 from drills.measure.timeline import Outcome, ProbeResult, Recovery, Verdict, compute_recovery
 from drills.target import Capacity, Target
 from drills.vault import VaultApi, VaultClient
@@ -46,6 +47,7 @@ class Drill:
         self.probes: ProbeRunner | None = None
         self.canary: CanaryWriter | None = None
         self.settled_at: float | None = None
+        self.rpo_truth: Truth | None = None  # what the fault must lose, by the canary's record
         self._last_progress = 0.0
         record.probe_interval = settings.probes.interval
 
@@ -359,10 +361,20 @@ class Drill:
         canary.stop()
         self.progress("verifying every acknowledged canary write", every=0.0)
         result = verify(self.loop, self.client, canary.writes(), ledger=self.target.ledger())
-        return self.conclude_rpo(
-            component, result,
-            f"{canary.method}; each acknowledged write checked after recovery: the vault read "
-            "back through the service and hash-checked, and its ledger item in DynamoDB")
+        method = (f"{canary.method}; each acknowledged write checked after recovery: the vault "
+                  "read back through the service and hash-checked, and its ledger item in "
+                  "DynamoDB")
+        if self.rpo_truth is not None:  # the drill knows what its fault must have lost
+            problem = self.rpo_truth.disagreement(result)
+            if problem is not None:
+                raise MeasurementError(f"the RPO detector disagrees with the canary's own "
+                                       f"record: {problem}; the measured loss cannot be "
+                                       "trusted")
+            result = replace(result, uncertain=len(self.rpo_truth.uncertain))
+            method += ("; checked write by write against the canary's own record of what the "
+                       f"fault must lose: it agrees ({len(self.rpo_truth.lost)} certainly "
+                       f"lost, {len(self.rpo_truth.uncertain)} uncertain)")
+        return self.conclude_rpo(component, result, method)
 
     def conclude_rpo(self, component: str, result: RpoResult, method: str, *,
                      expected_loss: bool = False) -> RpoMeasurement:

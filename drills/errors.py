@@ -11,6 +11,7 @@
     ├── JournalError                 the fault journal is unreadable or cannot be written
     ├── ProbeError                   the probe runner cannot run (not: a failed probe, that is data)
     ├── RecoveryError                a runbook recovery procedure did not complete
+    ├── MeasurementError             a measurement disagrees with its independent ground truth
     ├── ReportError                  a report is invalid or cannot be read           exit 2
     └── ObjectiveBreached            a measured figure is worse than its objective
 
@@ -73,6 +74,11 @@ class ProbeError(DrillError):
 
 class RecoveryError(DrillError):
     """A runbook recovery procedure did not complete."""
+
+
+class MeasurementError(DrillError):
+    """A measurement disagrees with the ground truth it is checked against (e.g. the RPO
+    detector with the canary's own record): its figure cannot be trusted."""
 
 
 class ReportError(DrillError):

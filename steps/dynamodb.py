@@ -17,7 +17,14 @@ from pytest_bdd import given, parsers, then, when
 
 from drills.config import ProbeSettings
 from drills.drill import Drill
-from drills.errors import ConfigError, NotSteady, ObjectiveBreached, ProbeError, RecoveryError
+from drills.errors import (
+    ConfigError,
+    MeasurementError,
+    NotSteady,
+    ObjectiveBreached,
+    ProbeError,
+    RecoveryError,
+)
 from drills.evidence.fmt import secs
 from drills.evidence.model import Measurement
 from drills.faults import ActiveFault
@@ -235,9 +242,10 @@ def lost_exactly_after_restore(drill: Drill, table_recovery: TableRecovery) -> N
         f"back), {len(truth.uncertain)} uncertain (straddling the restore time or a copy: "
         f"{uncertain_lost} of them found lost); the others enrolled vaults the restore did "
         "not hold, or their vault was written again after the copy"))
+    drill.rpo_truth = truth  # the RPO step checks its figure against it too
     problem = truth.disagreement(result)
     if problem is not None:
-        raise ProbeError(f"the RPO detector disagrees with the canary's own record of "
+        raise MeasurementError(f"the RPO detector disagrees with the canary's own record of "
                          f"runbook 2.2 as written: {problem}; the measured loss cannot be "
                          "trusted (check drills.measure.rpo against this run's writes)")
     if not truth.lost:

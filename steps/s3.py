@@ -21,7 +21,7 @@ from pytest_bdd import parsers, then, when
 
 from drills.config import ProbeSettings
 from drills.drill import Drill
-from drills.errors import ObjectiveBreached, ProbeError
+from drills.errors import MeasurementError, ObjectiveBreached, ProbeError
 from drills.evidence.fmt import secs
 from drills.faults import ActiveFault, Fault
 from drills.faults.s3 import CorruptVaultObject, DeleteVaultObject
@@ -199,9 +199,10 @@ def lost_exactly_updates(drill: Drill, damaged_vault: DamagedVault,
         + (f": acknowledged {acked[0]} to {acked[-1]}" if acked else "") + "); the canary's "
         f"record: {len(canary_updates)} acknowledged updates of vault "
         f"{damaged_vault.vault.vault_id} after the corruption, all rolled back"))
+    drill.rpo_truth = truth  # the RPO step checks its figure against it too
     problem = truth.disagreement(result)
     if problem is not None:
-        raise ProbeError(f"the RPO detector disagrees with the canary's own record of "
+        raise MeasurementError(f"the RPO detector disagrees with the canary's own record of "
                          f"runbook 4.4 step 2 as written: {problem}; the measured loss "
                          "cannot be trusted (check drills.measure.rpo against this run)")
 

@@ -53,8 +53,8 @@ def observed(run: RunRecord, drill: DrillRecord) -> list[Finding]:
     if drill.status is Status.EXPECTED_BREACH:
         # The breach is the drill's point: one finding against the runbook's procedure, with
         # the fix its scenario states, open for as long as the drill keeps showing it.
-        fix = drill.description.split("Fix:", 1)[1].strip() if "Fix:" in drill.description \
-            else "see the drill's description"
+        fix = " ".join(drill.description.split("Fix:", 1)[1].split()) \
+            if "Fix:" in drill.description else "see the drill's description"
         add("procedure", drill.name, "high",
             f"Runbook procedure breaches its objective: {drill.name}",
             f"{drill.error or 'breach shown'}. Fix: {fix}")

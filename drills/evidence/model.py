@@ -133,6 +133,8 @@ class RpoMeasurement:
     #: The drill demonstrates loss on purpose (runbook 4.3 step 3, a deleted key): reported
     #: with its figures, but neither a breach of the drill nor a finding to remediate.
     expected_loss: bool = False
+    #: Lost-or-not writes the ground truth the figure was checked against cannot settle.
+    uncertain: int = 0
 
 
 @dataclass(slots=True)
@@ -195,6 +197,64 @@ class RolloutRecord:
 
 
 @dataclass(slots=True)
+class LoadWindow:
+    """The load users' requests in one window of a drill (times: seconds after its first
+    fault; None when the window does not exist, e.g. no recovery was measured)."""
+
+    name: str  # "before the fault" | "fault to recovery" | "after recovery"
+    start: float | None
+    end: float | None
+    requests: int  # completed in the window
+    failures: int
+    throughput: float  # requests per second
+    error_rate: float | None  # failures / requests (None: no request)
+    p50: float | None  # latency of the answered requests, seconds (None: none answered)
+    p95: float | None
+    p99: float | None
+    outcomes: dict[str, int] = field(default_factory=dict)  # failures by kind
+
+
+@dataclass(slots=True)
+class LoadPoint:
+    """One second of load on a drill's timeline: requests completed, errors among them."""
+
+    t: float  # start of the second, seconds after the drill's first fault
+    requests: int
+    errors: int
+
+
+@dataclass(slots=True)
+class LoadObjectiveResult:
+    """A load objective ([load] in the objectives file) against what was measured."""
+
+    name: str  # max_error_rate_during_fault | p95_latency_after_recovery
+    objective: float
+    measured: float | None
+    met: bool
+    note: str = ""
+
+
+@dataclass(slots=True)
+class LoadRecord:
+    """The load during one drill: simulated apps on the vault API (locust), per window."""
+
+    users: int
+    spawn_rate: float
+    workers: int  # locust worker processes (0: one process)
+    method: str
+    windows: list[LoadWindow] = field(default_factory=list)
+    series: list[LoadPoint] = field(default_factory=list)
+    objectives: list[LoadObjectiveResult] = field(default_factory=list)
+    #: The load users' own acknowledged writes, read back after recovery (the canary's
+    #: figure in `DrillRecord.rpo` stays the drill's RPO).
+    rpo: RpoMeasurement | None = None
+    requests_file: str | None = None  # raw records, relative to the report directory
+    stopped_at: float | None = None  # seconds after the fault at which locust stopped
+    recovered_at: float | None = None  # the end of the fault-to-recovery window
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
 class DrillRecord:
     """One drill (a Gherkin scenario) and its evidence."""
 
@@ -221,6 +281,7 @@ class DrillRecord:
     escalation: list[EscalationRecord] = field(default_factory=list)  # runbook appendix
     cohorts: list[CohortRecord] = field(default_factory=list)  # runbook 6: per app cohort
     rollouts: list[RolloutRecord] = field(default_factory=list)  # runbook 6: instance refreshes
+    load: LoadRecord | None = None  # simulated apps' requests during the drill (--load)
 
     @property
     def key(self) -> str:

@@ -64,6 +64,7 @@ class CanaryWriter(Ticker):
         self.update_every = update_every
         self.prefix = f"{prefix}-{uuid.uuid4().hex[:6]}"
         self._writes: list[CanaryWrite] = []
+        self._inflight: dict[int, CanaryWrite] = {}  # sent, not answered yet
         self._seqs = itertools.count()
         self._versions: dict[str, int] = {}  # vault -> writes sent to it
         # Vaults whose every write was acknowledged, longest idle first: updates take the
@@ -74,9 +75,10 @@ class CanaryWriter(Ticker):
         self._lock = threading.Lock()
 
     def writes(self) -> list[CanaryWrite]:
-        """Every write made so far, in completion order."""
+        """Every write made so far, in completion order; those still unanswered last, as
+        unacknowledged."""
         with self._lock:
-            return list(self._writes)
+            return [*self._writes, *self._inflight.values()]
 
     @property
     def method(self) -> str:
@@ -140,6 +142,12 @@ class CanaryWriter(Ticker):
         data = f"{seq}:{version}:".encode() + os.urandom(48)
         sent_utc = utc_now()
         sent = time.monotonic()
+        # Known before it is sent: a write cut short (the canary stopped, the run was
+        # interrupted) may still land, and its content must not then look like corruption.
+        with self._lock:
+            self._inflight[seq] = CanaryWrite(seq, vault_id, version, digest(data), sent, sent,
+                                              sent_utc, False, "no answer before the canary "
+                                              "stopped", sent_utc)
         try:
             if version == 1:
                 await self.client.enroll(vault_id, data, timeout=self.timeout)
@@ -151,6 +159,7 @@ class CanaryWriter(Ticker):
         write = CanaryWrite(seq, vault_id, version, digest(data), sent, time.monotonic(),
                             sent_utc, acked, detail, utc_now())
         with self._lock:
+            self._inflight.pop(seq, None)
             self._writes.append(write)
             if not acked:
                 self._retired.add(vault_id)  # it may still land: never written again

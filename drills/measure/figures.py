@@ -103,7 +103,7 @@ def rpo_measurement(objective: Objective, result: RpoResult, method: str,
         lost_writes=[LostWriteRecord(x.seq, x.item, x.reason, x.acked_utc, x.detail)
                      for x in result.lost],
         method=f"{method}; {result.note}" if result.note else method,
-        expected_loss=expected_loss)
+        expected_loss=expected_loss, uncertain=result.uncertain)
 
 
 def _met(verdict: Verdict, rto: float | None, objective: Objective) -> bool:

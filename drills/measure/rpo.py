@@ -54,6 +54,9 @@ class RpoResult:
     lost: tuple[LostWrite, ...] = ()
     unverified: int = 0  # acknowledged writes that could not be read back (no answer)
     note: str = ""  # what else was seen, e.g. ghost writes
+    #: Acknowledged writes whose loss an independent record cannot settle (they straddle a
+    #: moment of the fault): the figure's uncertainty, when it was checked against one.
+    uncertain: int = 0
 
     @property
     def lost_count(self) -> int:
