@@ -7,7 +7,11 @@ from collections.abc import Iterator
 from pytest_bdd import parsers, then, when
 
 from drills.drill import Drill
+from drills.errors import ObjectiveBreached, RecoveryError
+from drills.evidence.fmt import secs
 from drills.faults import ActiveFault, KillWorker, SetDesiredCapacity, TerminateInstances
+from drills.faults.health_check import SetHealthCheckType
+from drills.measure import figures
 from drills.procedures.enclave import force_new_instances
 
 
@@ -38,6 +42,15 @@ def enclave_crash(drill: Drill, count: int) -> Iterator[ActiveFault]:
     drill.revert(active)
 
 
+@when(parsers.parse("the enclave ASG uses {kind} health checks only"))
+def health_check_type(drill: Drill, kind: str) -> Iterator[ActiveFault]:
+    """Switch the ASG's HealthCheckType (`EC2`: only EC2 status counts, a crashed enclave
+    goes unnoticed); the type it had is restored at teardown."""
+    active = drill.inject(SetHealthCheckType, asg=drill.target.asg_name(), to=kind)
+    yield active
+    drill.revert(active)
+
+
 @when(parsers.parse("the enclave ASG desired capacity is set to {capacity:d}"))
 def capacity_to(drill: Drill, capacity: int) -> Iterator[ActiveFault]:
     """Set the ASG's desired capacity (0 takes every enclave down); reverted at teardown."""
@@ -60,6 +73,53 @@ def force_new(drill: Drill) -> None:
 def capacity_restored(drill: Drill, component: str) -> None:
     """Every desired instance is InService, Healthy and serving within the objective."""
     drill.assert_met(drill.measure_capacity(component))
+
+
+@then(parsers.parse('the Auto Scaling group replaced the instance "{cause}"'))
+def replaced_for(drill: Drill, cause: str) -> None:
+    """The group's scaling activities (describe-scaling-activities) show each instance the
+    last fault acted on taken out of service `cause`: which health check replaced it."""
+    params = drill.last_fault.fault.params
+    ids = sorted(params.get("workers") or params.get("instance_ids") or [])
+    activities = drill.target.clients("autoscaling", drill.target.region) \
+        .describe_scaling_activities(AutoScalingGroupName=drill.target.asg_name())["Activities"]
+    for iid in ids:
+        causes = [a["Cause"] for a in activities
+                  if a["Description"] == f"Terminating EC2 instance: {iid}"]
+        if not any(cause in c for c in causes):
+            raise RecoveryError(
+                f"{drill.target.asg_name()} did not replace {iid} {cause}: its termination "
+                f"activities say {causes or 'nothing'}; check the group's HealthCheckType "
+                "and its target group's health check")
+
+
+@then(parsers.parse('the enclave ASG is still short of capacity when the "{component}" '
+                    "objective ends"))
+def capacity_stays_short(drill: Drill, component: str) -> None:
+    """Capacity is polled until the objective's RTO has passed since the fault: if it is
+    still short then, the objective is breached (and measured as not recovered)."""
+    objective = drill.settings.objectives.for_component(component)
+    fault, poll = drill.last_fault, 0.25
+
+    def problem() -> str | None:
+        seen = drill.capacity()
+        return None if seen.restored else (
+            f"desired {seen.desired}, InService {seen.in_service}, serving {seen.serving}")
+
+    polled = figures.poll_until(problem, since=fault.injected_at,
+                                deadline=fault.injected_at + objective.rto, poll=poll,
+                                progress=lambda why: drill.progress(
+                                    f"watching {drill.target.asg_name()} until the "
+                                    f"{component} objective ends: {why}"))
+    measurement = drill.record_measurement(figures.from_poll(
+        "capacity", objective, polled, fault.injected_at, fault.inject_span, fault.fault_id,
+        f"polled the Auto Scaling group every {poll:g} s until the objective ended: desired "
+        "capacity reached by InService, Healthy instances that answer a health check"))
+    if not measurement.met:
+        raise ObjectiveBreached(
+            f"{component} objective breached (capacity): {drill.target.asg_name()} was still "
+            f"short of capacity {secs(objective.rto)} after the fault ({polled.problem}); the "
+            "instance was not replaced")
 
 
 def _desired(drill: Drill) -> int:

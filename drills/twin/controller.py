@@ -4,14 +4,24 @@ moto keeps the ASG's bookkeeping (instances, desired capacity, replacement on te
 but nothing runs on its instances and nothing notices when they die. This controller closes
 that gap, in one process per twin:
 - every InService instance gets one enclave worker, started only after the instance's
-  boot delay (a new instance is not serving the moment the API lists it);
-- an instance whose worker has died, whose EC2 state is stopped, or which was marked
-  Unhealthy is replaced after the health-check delay, through
-  `TerminateInstanceInAutoScalingGroup(ShouldDecrementDesiredCapacity=False)` as the ASG
-  would, with an activity line like AWS's scaling activities;
+  boot delay (a new instance is not serving the moment the API lists it; instances that
+  exist when the controller starts are taken as booted long ago), answering `GET /health`
+  on a loopback port of its own, recorded in its worker record;
+- it plays the load balancer's health checker: every registered target of the group's
+  target groups (in use by a load balancer) gets `GET <HealthCheckPath>` every
+  HealthCheckIntervalSeconds with HealthCheckTimeoutSeconds, and each result goes to the
+  moto process (`elbv2/health-check-results`), which keeps the thresholds and the states
+  DescribeTargetHealth answers (`drills.twin.fidelity.elbv2`);
+- it follows the group's HealthCheckType, as the EC2 Auto Scaling User Guide's "Health
+  checks for instances in an Auto Scaling group" describes. `EC2`: an instance is replaced
+  when it is no longer `running` or was marked Unhealthy (at once), or when its status
+  checks fail (its AMI does not exist: it cannot boot; seen at the next status check);
+  a crashed enclave process goes unnoticed, as on AWS. `ELB`: also when its target group
+  reports it `unhealthy`. Health checks honour HealthCheckGracePeriod ("Set the health check
+  grace period"), except that an instance no longer running is replaced at once. A
+  replacement goes through `TerminateInstanceInAutoScalingGroup(
+  ShouldDecrementDesiredCapacity=False)` as the ASG would, with AWS's activity cause;
 - an instance that left the group (scale-in, termination) has its worker stopped;
-- an instance whose AMI does not exist never gets a worker (it cannot boot) and is
-  replaced like any instance failing its status checks;
 - a group below desired capacity because launches failed (e.g. its AMI was deregistered)
   retries them with a growing delay, as the ASG does, through the moto process's
   `autoscaling/fulfil-capacity` route, which records each attempt as a scaling activity;
@@ -19,7 +29,9 @@ that gap, in one process per twin:
   replaced in batches that keep MinHealthyPercentage of the desired capacity healthy, the
   next batch starting once every instance serves and has warmed up; the refresh goes
   Pending -> InProgress -> Successful with its PercentageComplete;
-- the metrics the runbook's alarms watch are published (`drills.twin.monitor`).
+- the metrics the runbook's alarms watch are published (`drills.twin.monitor`);
+- at start-up, the timing profile is applied to what the stack carries (the group's grace
+  period, the target group's health check) and to the DynamoDB PITR lag (`apply_profile`).
 
 Run: python -m drills.twin.controller --state-dir DIR
 """
@@ -27,14 +39,17 @@ Run: python -m drills.twin.controller --state-dir DIR
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import math
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +64,9 @@ from drills.twin.procs import stop_process
 from drills.twin.state import TwinState
 from drills.twin.timing import TimingProfile, profile
 
+#: The group's health check types (CreateAutoScalingGroup's HealthCheckType).
+EC2, ELB = "EC2", "ELB"
+
 #: The module of an enclave worker process, and of this controller: markers in their argv.
 WORKER_MODULE = "drills.twin.worker"
 CONTROLLER_MODULE = "drills.twin.controller"
@@ -60,12 +78,37 @@ class Tracked:
 
     instance_id: str
     region: str
+    launched: float  # monotonic time it came InService (grace and warm-up count from it)
     ready_at: float  # monotonic time its boot completes
+    health_port: int  # its loopback port for `GET /health` (its address, on the twin)
     worker: subprocess.Popen[bytes] | None = None
     unhealthy_since: float | None = None
     reason: str = ""
+    cause: str = ""  # the activity's cause, as AWS words it for this kind of check
     image_missing: str | None = None  # the AMI it was launched from, when that does not exist
     serving_since: float | None = None  # monotonic time its worker started
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """Why the ASG's health check finds an instance unhealthy, and how it acts on that."""
+
+    reason: str
+    cause: str  # AWS's words, in the scaling activity's cause
+    after: float = 0.0  # seconds it must persist (a status check runs once a minute)
+    graced: bool = True  # the grace period applies (not to an instance no longer running)
+
+
+@dataclass(frozen=True, slots=True)
+class TargetGroup:
+    """What the health checker needs of one target group (DescribeTargetGroups)."""
+
+    arn: str
+    name: str
+    path: str
+    interval: float
+    timeout: float
+    in_use: bool  # a load balancer uses it: ELB health-checks only those targets
 
 
 @dataclass(slots=True)
@@ -87,8 +130,84 @@ class RefreshSeen:
 
 
 def worker_record(state: TwinState, instance_id: str) -> Path:
-    """Where the controller records a worker's pid, for faults and `twin down`."""
+    """Where the controller records a worker's pid and health port, for faults and `twin
+    down`."""
     return state.workers_dir / f"{instance_id}.json"
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on now (the worker binds it a moment later)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def health_check(port: int | None, path: str, timeout: float) -> dict[str, Any]:
+    """One ELB health check of a target: `GET path` on its port; pass on HTTP 200 (the
+    target group's Matcher), else the reason code and description AWS would give."""
+    if port is None:  # still booting: nothing listens yet
+        return {"ok": False, "reason": "Target.FailedHealthChecks"}
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", path)
+        status = conn.getresponse().status
+    except TimeoutError:
+        return {"ok": False, "reason": "Target.Timeout", "description": "Request timed out"}
+    except (OSError, http.client.HTTPException):
+        return {"ok": False, "reason": "Target.FailedHealthChecks"}
+    finally:
+        conn.close()
+    if status == 200:
+        return {"ok": True}
+    return {"ok": False, "reason": "Target.ResponseCodeMismatch",
+            "description": f"Health checks failed with these codes: [{status}]"}
+
+
+@dataclass(slots=True)
+class HealthChecker:
+    """The load balancer's side of ELB health checks: each target of each target group in
+    use is checked every interval, in threads (a hung target must not stall the
+    controller), and the results are reported to the moto process, whose answer is the
+    target health the ASG acts on."""
+
+    aws_url: str
+    pool: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(4, thread_name_prefix="elb-check"))
+    next_at: dict[tuple[str, str], float] = field(default_factory=dict)
+    running: dict[tuple[str, str], Future[dict[str, Any]]] = field(default_factory=dict)
+    states: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+
+    def check(self, region: str, groups: list[TargetGroup], ports: dict[str, int | None],
+              now: float) -> None:
+        """Start the checks that are due, report those that finished."""
+        for tg in groups:
+            for iid, port in ports.items() if tg.in_use else ():
+                key = (tg.arn, iid)
+                # The first check one interval after the target is first seen (registered).
+                due = self.next_at.setdefault(key, now + tg.interval)
+                if key not in self.running and now >= due:
+                    self.next_at[key] = now + tg.interval
+                    self.running[key] = self.pool.submit(health_check, port, tg.path,
+                                                         tg.timeout)
+        done = [key for key, future in self.running.items() if future.done()]
+        results = [{"target_group_arn": arn, "target_id": iid,
+                    **self.running.pop((arn, iid)).result()} for arn, iid in done]
+        if results:
+            reply = twin_control.post(self.aws_url, "elbv2/health-check-results",
+                                      {"region": region, "results": results})
+            self.states.update(reply["targets"])
+
+    def state(self, arn: str, iid: str) -> dict[str, Any]:
+        """The target's last reported health ({} before its first check)."""
+        return dict(self.states.get(arn, {}).get(iid, {}))
+
+    def forget(self, iid: str) -> None:
+        """Stop checking an instance that left the group."""
+        for key in [k for k in self.next_at if k[1] == iid]:
+            self.next_at.pop(key, None)
+            self.running.pop(key, None)
+        for targets in self.states.values():
+            targets.pop(iid, None)
 
 
 class Controller:
@@ -103,6 +222,9 @@ class Controller:
         self.refreshes: dict[str, RefreshSeen] = {}
         self.images: dict[tuple[str, str], bool] = {}  # (region, AMI) -> exists
         self.retry_first, self.retry_longest = timing.launch_retry_first, timing.launch_retry_max
+        self.checker = HealthChecker(state.aws_url)
+        self.target_groups: dict[tuple[str, ...], tuple[float, list[TargetGroup]]] = {}
+        self.started = False  # instances seen by the first pass have been running for long
         state.workers_dir.mkdir(parents=True, exist_ok=True)
 
     def control(self, route: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -117,20 +239,28 @@ class Controller:
             handle.write(line + "\n")
 
     def reconcile(self) -> None:
-        """One pass: workers, health replacements, launch retries, instance refreshes."""
+        """One pass: workers, ELB health checks, health replacements, launch retries,
+        instance refreshes."""
         now = time.monotonic()
         for region in self.state.regions.values():
             asg = self.clients("autoscaling", region.name)
             groups = asg.describe_auto_scaling_groups(
                 AutoScalingGroupNames=[region.asg])["AutoScalingGroups"]
-            members = {i["InstanceId"]: i for g in groups
+            members = {i["InstanceId"]: (g, i) for g in groups
                        for i in g["Instances"] if i["LifecycleState"] == "InService"}
             ec2 = self._ec2_instances(region.name, list(members))
-            for iid, member in members.items():
-                self._reconcile_instance(region.name, iid, member, ec2.get(iid, {}), now)
             for iid in [i for i, t in self.tracked.items()
                         if t.region == region.name and i not in members]:
                 self._retire(self.tracked.pop(iid), "instance left the Auto Scaling group")
+            for iid in members:
+                self._track(region.name, iid, ec2.get(iid, {}), now)
+            for group in groups:
+                ports = {i["InstanceId"]: self._port(i["InstanceId"]) for i in group["Instances"]
+                         if i["InstanceId"] in members}
+                self.checker.check(region.name, self._target_groups(region.name, group, now),
+                                   ports, now)
+            for iid, (group, member) in members.items():
+                self._judge(self.tracked[iid], group, member, ec2.get(iid, {}), now)
             for group in groups:
                 for step in (self._retry_launches, self._drive_refreshes):
                     try:
@@ -138,6 +268,7 @@ class Controller:
                     except Exception as exc:  # never let it stop the instances' reconcile
                         print(f"{utc_now()} {step.__name__} failed: {exc}", file=sys.stderr,
                               flush=True)
+        self.started = True
 
     def _ec2_instances(self, region: str, ids: list[str]) -> dict[str, dict[str, Any]]:
         if not ids:
@@ -159,54 +290,109 @@ class Controller:
             self.images[(region, image)] = True
         return self.images[(region, image)]
 
-    def _reconcile_instance(self, region: str, iid: str, member: dict[str, Any],
-                            ec2: dict[str, Any], now: float) -> None:
-        ec2_state = ec2.get("State", {}).get("Name")
+    def _track(self, region: str, iid: str, ec2: dict[str, Any], now: float) -> None:
+        """Know the instance (its launch, its boot, its port); start its worker once booted."""
         t = self.tracked.get(iid)
         if t is None:
             image = str(ec2.get("ImageId") or "")
             # A boot needs its AMI: the worker is the software on that image.
             missing = None if image and self._image_exists(region, image) else image or "(none)"
-            t = self.tracked[iid] = Tracked(iid, region, now + self.timing.boot_delay)
+            booted = not self.started  # the stack was running before the twin's clock began
+            t = self.tracked[iid] = Tracked(iid, region, now,
+                                            now if booted else now + self.timing.boot_delay,
+                                            free_port())
             t.image_missing = missing
-            self.log(region, f"Launching a new EC2 instance: {iid}",
-                     "An instance was started in response to a difference between desired "
-                     "and actual capacity")
+            if not booted:
+                self.log(region, f"Launching a new EC2 instance: {iid}",
+                         "An instance was started in response to a difference between "
+                         "desired and actual capacity")
         if (t.worker is None and t.image_missing is None and now >= t.ready_at
-                and ec2_state == "running"):
-            t.worker = self._start_worker(region, iid, str(ec2.get("ImageId")))
+                and ec2.get("State", {}).get("Name") == "running"):
+            t.worker = self._start_worker(region, iid, str(ec2.get("ImageId")), t.health_port)
             t.serving_since = now
-        reason = ""
+
+    def _port(self, iid: str) -> int | None:
+        """Where the instance answers health checks: nowhere until its worker runs."""
+        t = self.tracked.get(iid)
+        return t.health_port if t is not None and t.worker is not None else None
+
+    def _target_groups(self, region: str, group: dict[str, Any],
+                       now: float) -> list[TargetGroup]:
+        """The group's target groups, read again every few seconds (settings may change)."""
+        arns = tuple(sorted(group.get("TargetGroupARNs") or []))
+        if not arns:
+            return []
+        read_at, found = self.target_groups.get(arns, (-math.inf, []))
+        if now - read_at >= 5.0:
+            described = self.clients("elbv2", region).describe_target_groups(
+                TargetGroupArns=list(arns))["TargetGroups"]
+            found = [TargetGroup(g["TargetGroupArn"], g["TargetGroupName"],
+                                 g.get("HealthCheckPath") or "/",
+                                 float(g["HealthCheckIntervalSeconds"]),
+                                 float(g["HealthCheckTimeoutSeconds"]),
+                                 bool(g.get("LoadBalancerArns"))) for g in described]
+            self.target_groups[arns] = (now, found)
+        return found
+
+    def _problem(self, t: Tracked, group: dict[str, Any], member: dict[str, Any],
+                 ec2: dict[str, Any], now: float) -> Problem | None:
+        """What the ASG's health check finds wrong with the instance, by its HealthCheckType."""
+        ec2_state = ec2.get("State", {}).get("Name")
+        if member.get("HealthStatus") == "Unhealthy":
+            return Problem("it was marked unhealthy", "in response to a user health-check",
+                           graced=False)
+        if ec2_state in ("stopping", "stopped", "shutting-down", "terminated"):
+            return Problem(f"EC2 instance status is {ec2_state}",
+                           "in response to an EC2 health check indicating it has been "
+                           "terminated or stopped", graced=False)
         if t.image_missing is not None and now >= t.ready_at:
-            reason = f"the instance cannot boot: its image {t.image_missing} does not exist"
-        elif member.get("HealthStatus") == "Unhealthy":
-            reason = "an instance was taken out of service after being marked unhealthy"
-        elif ec2_state in ("stopping", "stopped", "shutting-down", "terminated"):
-            reason = f"EC2 instance status is {ec2_state}"
-        elif t.worker is not None and t.worker.poll() is not None:
-            reason = f"the enclave process exited with code {t.worker.returncode}"
-        if not reason:
+            return Problem(f"the instance cannot boot: its image {t.image_missing} does not "
+                           "exist", "in response to an EC2 instance status check failure",
+                           after=self.timing.status_check_interval)
+        if group.get("HealthCheckType") != ELB:
+            return None  # EC2 checks only: a dead enclave process goes unnoticed, as on AWS
+        for tg in self._target_groups(t.region, group, now):
+            health = self.checker.state(tg.arn, t.instance_id)
+            if health.get("State") == "unhealthy":
+                exited = "" if t.worker is None or t.worker.poll() is None else (
+                    f"; the enclave process exited with code {t.worker.returncode}")
+                return Problem(f"target group {tg.name} reports it unhealthy "
+                               f"({health.get('Reason')}: {health.get('Description')}){exited}",
+                               "in response to an ELB system health check failure")
+        return None
+
+    def _judge(self, t: Tracked, group: dict[str, Any], member: dict[str, Any],
+               ec2: dict[str, Any], now: float) -> None:
+        """Replace the instance if its health check has failed long enough, past its grace."""
+        problem = self._problem(t, group, member, ec2, now)
+        if problem is None:
             t.unhealthy_since = None
             return
-        if t.unhealthy_since is None:
-            t.unhealthy_since, t.reason = now, reason
-        if now - t.unhealthy_since >= self.timing.health_check_delay:
+        if t.unhealthy_since is None or problem.reason != t.reason:
+            t.unhealthy_since, t.reason, t.cause = now, problem.reason, problem.cause
+        grace = float(group.get("HealthCheckGracePeriod") or 0)
+        if problem.graced and now - t.launched < grace:
+            return  # "the minimum amount of time ... to keep a new instance in service"
+        if now - t.unhealthy_since >= problem.after:
             self._replace(t)
 
-    def _start_worker(self, region: str, iid: str, image: str) -> subprocess.Popen[bytes]:
+    def _start_worker(self, region: str, iid: str, image: str,
+                      health_port: int) -> subprocess.Popen[bytes]:
         log = (self.state.workers_dir / f"{iid}.log").open("ab")
         proc = subprocess.Popen(
             [sys.executable, "-m", WORKER_MODULE, "--state-dir", self.state.state_dir,
-             "--region", region, "--instance-id", iid, "--image-id", image],
+             "--region", region, "--instance-id", iid, "--image-id", image,
+             "--health-port", str(health_port)],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True)
         log.close()
         worker_record(self.state, iid).write_text(json.dumps(
-            {"instance_id": iid, "region": region, "pid": proc.pid, "started": utc_now()}))
+            {"instance_id": iid, "region": region, "pid": proc.pid, "health_port": health_port,
+             "started": utc_now()}))
         return proc
 
     def _replace(self, t: Tracked) -> None:
-        cause = f"in response to a health check indicating it is impaired ({t.reason})"
+        cause = f"{t.cause} ({t.reason})"
         try:
             # Marked Unhealthy, then terminated without decrementing desired capacity, in
             # one call so the scaling activity carries the health check's cause.
@@ -272,8 +458,7 @@ class Controller:
             return f"{iid} is still booting"
         if t.worker.poll() is not None or t.unhealthy_since is not None:
             return f"{iid} is unhealthy"
-        launched = t.ready_at - self.timing.boot_delay
-        if (seen.first_batch_at is not None and launched >= seen.first_batch_at
+        if (seen.first_batch_at is not None and t.launched >= seen.first_batch_at
                 and now - t.serving_since < warmup):
             return f"{iid} is warming up"
         return None
@@ -345,6 +530,7 @@ class Controller:
                 self._retire(self.tracked.pop(iid), "replaced by an instance refresh")
 
     def _retire(self, t: Tracked, reason: str) -> None:
+        self.checker.forget(t.instance_id)
         if t.worker is not None:
             stop_process(t.worker.pid, WORKER_MODULE, t.instance_id, timeout=5.0)
             t.worker.wait(timeout=1)
@@ -357,12 +543,43 @@ class Controller:
         self.tracked.clear()
 
 
+def apply_profile(state: TwinState, timing: TimingProfile, clients: Clients) -> None:
+    """Apply the timing profile where AWS keeps the setting: the enclave group's grace
+    period, its target groups' health check, and the twin's DynamoDB PITR lag (the stack
+    carries AWS's defaults; `fast` compresses them)."""
+    twin_control.post(state.aws_url, "dynamodb/pitr-settings",
+                      {"latest_restorable_lag": timing.pitr_latest_restorable_lag})
+    check = timing.target_group
+    for region in state.regions.values():
+        asg = clients("autoscaling", region.name)
+        for group in asg.describe_auto_scaling_groups(
+                AutoScalingGroupNames=[region.asg])["AutoScalingGroups"]:
+            asg.update_auto_scaling_group(AutoScalingGroupName=group["AutoScalingGroupName"],
+                                          HealthCheckGracePeriod=timing.health_check_grace_period)
+            for arn in group.get("TargetGroupARNs") or []:
+                clients("elbv2", region.name).modify_target_group(
+                    TargetGroupArn=arn, HealthCheckIntervalSeconds=check.interval,
+                    HealthCheckTimeoutSeconds=check.timeout,
+                    HealthyThresholdCount=check.healthy, UnhealthyThresholdCount=check.unhealthy)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="ASG controller of the drills local twin.")
     parser.add_argument("--state-dir", required=True)
     args = parser.parse_args(argv)
     state = TwinState.load(Path(args.state_dir))
     controller = Controller(state, profile(state.profile))
+    deadline = time.monotonic() + 30
+    while True:  # before the first pass: grace and health checks follow the profile
+        try:
+            apply_profile(state, controller.timing, controller.clients)
+            break
+        except Exception as exc:  # the endpoint may still be settling; say so, then retry
+            print(f"{utc_now()} applying the {state.profile} profile failed: {exc}",
+                  file=sys.stderr, flush=True)
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
     publisher = MetricPublisher(state, Clients.for_twin(state.aws_url)).start()
     stopping = False
 
@@ -386,6 +603,7 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         publisher.stop()
         controller.shutdown()
+        controller.checker.pool.shutdown(wait=False, cancel_futures=True)
         pid_file.unlink(missing_ok=True)
 
 

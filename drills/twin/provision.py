@@ -3,6 +3,14 @@
 The same calls an operator's CloudFormation would make: a KMS sealing key, the AMI, a launch
 template and the enclave ASG (as stack `VettID-Nitro` with output `EnclaveASGName`), the SSM
 parameters, the versioned SSE-KMS vault bucket, and the three DynamoDB tables with PITR.
+
+The enclave ASG uses ELB health checks, as runbook 3.1 implies (it expects an instance whose
+enclave crashed to be replaced; EC2 status checks alone never notice a dead process): target
+group `VettID-Enclave-TG`, whose health check is the enclave's own `GET /health`, used by an
+internal Application Load Balancer (ELB health-checks only the targets of a target group a
+load balancer uses). The stack carries AWS's documented defaults (target group health check
+30 s / 5 s / 5 / 2, grace period 300 s); the ASG controller applies the twin's timing profile
+to them at start-up (`drills.twin.controller.apply_profile`).
 """
 
 from __future__ import annotations
@@ -12,11 +20,17 @@ import secrets
 from dataclasses import dataclass
 
 from drills.clients import Clients
+from drills.errors import TwinError
 from drills.twin.images import build_enclave
 from drills.twin.state import Names
 
 #: The enclave build the twin starts on (runbook 6: PCR sets are per build).
 FIRST_VERSION = "1.0.0"
+#: The enclave ASG's target group and the load balancer that uses it.
+TARGET_GROUP = "VettID-Enclave-TG"
+LOAD_BALANCER = "VettID-Enclave-ALB"
+#: What the target group's health check requests: the worker's HTTP health endpoint.
+HEALTH_CHECK_PATH = "/health"
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,8 +45,27 @@ class Provisioned:
 
 def _stack_template(names: Names, desired: int) -> str:
     return json.dumps({
-        "Parameters": {"AmiId": {"Type": "String"}},
+        "Parameters": {"AmiId": {"Type": "String"}, "VpcId": {"Type": "String"},
+                       "SubnetA": {"Type": "String"}, "SubnetB": {"Type": "String"}},
         "Resources": {
+            # AWS's defaults for an instance target group ("Health checks for Application
+            # Load Balancer target groups"); the twin's profile is applied at start-up.
+            "EnclaveTargetGroup": {"Type": "AWS::ElasticLoadBalancingV2::TargetGroup",
+                                   "Properties": {
+                "Name": TARGET_GROUP, "Protocol": "HTTP", "Port": 8080,
+                "VpcId": {"Ref": "VpcId"}, "TargetType": "instance",
+                "HealthCheckProtocol": "HTTP", "HealthCheckPort": "traffic-port",
+                "HealthCheckPath": HEALTH_CHECK_PATH, "HealthCheckIntervalSeconds": 30,
+                "HealthCheckTimeoutSeconds": 5, "HealthyThresholdCount": 5,
+                "UnhealthyThresholdCount": 2, "Matcher": {"HttpCode": "200"}}},
+            "EnclaveLoadBalancer": {"Type": "AWS::ElasticLoadBalancingV2::LoadBalancer",
+                                    "Properties": {
+                "Name": LOAD_BALANCER, "Scheme": "internal", "Type": "application",
+                "Subnets": [{"Ref": "SubnetA"}, {"Ref": "SubnetB"}]}},
+            "EnclaveListener": {"Type": "AWS::ElasticLoadBalancingV2::Listener", "Properties": {
+                "LoadBalancerArn": {"Ref": "EnclaveLoadBalancer"}, "Protocol": "HTTP",
+                "Port": 80, "DefaultActions": [{"Type": "forward",
+                                                "TargetGroupArn": {"Ref": "EnclaveTargetGroup"}}]}},
             "EnclaveLaunchTemplate": {"Type": "AWS::EC2::LaunchTemplate", "Properties": {
                 "LaunchTemplateName": names.launch_template,
                 # EC2 resolves the parameter at every launch, so runbook 4.1 step 2 and 6.3
@@ -48,7 +81,8 @@ def _stack_template(names: Names, desired: int) -> str:
                 "MinSize": "0", "MaxSize": str(max(4, desired * 2)),
                 "DesiredCapacity": str(desired),
                 "AvailabilityZones": ["us-east-1a", "us-east-1b"],
-                "HealthCheckType": "EC2", "HealthCheckGracePeriod": 300}},
+                "TargetGroupARNs": [{"Ref": "EnclaveTargetGroup"}],
+                "HealthCheckType": "ELB", "HealthCheckGracePeriod": 300}},
         },
         "Outputs": {names.asg_output_key: {"Value": {"Ref": "EnclaveASG"}}},
     })
@@ -104,7 +138,20 @@ def provision_aws(clients: Clients, names: Names, region: str, desired: int,
         ddb.update_continuous_backups(TableName=table, PointInTimeRecoverySpecification={
             "PointInTimeRecoveryEnabled": True})
 
+    vpc, subnets = _default_subnets(clients, region)
     clients("cloudformation", region).create_stack(
         StackName=names.stack, TemplateBody=_stack_template(names, desired),
-        Parameters=[{"ParameterKey": "AmiId", "ParameterValue": ami}])
+        Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in (
+            ("AmiId", ami), ("VpcId", vpc), ("SubnetA", subnets[0]), ("SubnetB", subnets[1]))])
     return Provisioned(key["Arn"], ami, nats_user, nats_password)
+
+
+def _default_subnets(clients: Clients, region: str) -> tuple[str, list[str]]:
+    """The default VPC and two of its subnets in distinct zones (an ALB needs two)."""
+    found = clients("ec2", region).describe_subnets(
+        Filters=[{"Name": "default-for-az", "Values": ["true"]}])["Subnets"]
+    found.sort(key=lambda s: s["AvailabilityZone"])
+    if len(found) < 2:
+        raise TwinError(f"the twin's {region} has {len(found)} default subnet(s); its load "
+                        "balancer needs two in distinct zones")
+    return found[0]["VpcId"], [found[0]["SubnetId"], found[1]["SubnetId"]]

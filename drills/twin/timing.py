@@ -2,7 +2,9 @@
 
 `fast` keeps drills and tests short; `realistic` uses the delays AWS documents, so a
 drill on the twin shows the RTO a real account would show. Every delay a drill depends
-on lives here, named after the AWS mechanism it stands for.
+on lives here, named after the AWS mechanism it stands for; each `realistic` value cites
+the AWS page it comes from (or says it is an estimate), and every `fast` value is that
+delay compressed.
 """
 
 from __future__ import annotations
@@ -13,26 +15,41 @@ from drills.errors import ConfigError
 
 
 @dataclass(frozen=True, slots=True)
+class TargetGroupHealthCheck:
+    """The enclave target group's health check settings (CreateTargetGroup's names)."""
+
+    interval: int  # HealthCheckIntervalSeconds
+    timeout: int  # HealthCheckTimeoutSeconds
+    healthy: int  # HealthyThresholdCount
+    unhealthy: int  # UnhealthyThresholdCount
+
+
+@dataclass(frozen=True, slots=True)
 class TimingProfile:
     """Delays (seconds) the twin applies where AWS would take time."""
 
     name: str
     #: How often the ASG controller looks at instances and workers.
     reconcile_interval: float
-    #: EC2/ASG health check: how long a dead worker or stopped instance goes unnoticed.
-    health_check_delay: float
-    #: From launch to InService: boot of the instance plus enclave start-up.
+    #: EC2 status checks: how long an impaired instance (its AMI missing: it cannot boot)
+    #: runs before its failed status check is seen.
+    status_check_interval: float
+    #: From launch to serving: boot of the instance plus enclave start-up. Instances that
+    #: exist when the twin starts are taken as already booted (the stack has been running).
     boot_delay: float
-    #: Grace after launch during which health checks are not acted on.
-    health_check_grace: float
+    #: The enclave ASG's HealthCheckGracePeriod: no health check replaces an instance this
+    #: soon after it came InService (an instance that stops running is replaced anyway).
+    health_check_grace_period: int
+    #: The enclave target group's health check (ELB health checks of the ASG).
+    target_group: TargetGroupHealthCheck
     #: First and longest delay between the ASG's retries of failed launches (it backs off).
     launch_retry_first: float
     launch_retry_max: float
     #: Instance warm-up of an instance refresh that names none (AWS: the group's
     #: DefaultInstanceWarmup or HealthCheckGracePeriod; None = use the group's).
     instance_warmup: float | None
-    #: nats-server ping interval (clients and routes): a frozen or cut-off peer is noticed
-    #: after two unanswered pings. NATS's default is 2 minutes.
+    #: NATS ping interval (servers, routes, the probes' and the workers' clients): a frozen
+    #: or cut-off peer is noticed after two unanswered pings.
     nats_ping_interval: float
     #: How often the twin publishes the metrics its CloudWatch alarms watch.
     metric_interval: float
@@ -43,15 +60,26 @@ class TimingProfile:
     settle: float
     #: How long the API's Lambdas wait for an enclave (AWS Lambda's default timeout: 3 s).
     lambda_timeout: float
+    #: DynamoDB PITR: how far LatestRestorableDateTime lags behind now.
+    pitr_latest_restorable_lag: float
 
 
 PROFILES: dict[str, TimingProfile] = {
+    # Every delay compressed so a drill takes seconds; the ELB and ASG settings are the
+    # smallest AWS accepts where it has a floor (interval 5 s, thresholds 2).
     "fast": TimingProfile(
         name="fast",
         reconcile_interval=0.1,
-        health_check_delay=1.0,
+        status_check_interval=1.0,
         boot_delay=1.0,
-        health_check_grace=0.0,
+        # As AWS asks of a grace period ("greater than or equal to the maximum amount of
+        # startup time"): a worker's start-up on a loaded 2-core machine (boot 1 s, Python,
+        # the enclave's KMS/S3 checks, NATS; 5-20 s measured while the cluster forms at
+        # `twin up`) and then up to two failed and two passed checks (interval 5 s).
+        health_check_grace_period=30,
+        # A freeze shorter than interval + timeout (9 s) is never two failed checks: the
+        # bench's freezes of a few seconds measure an outage, not a replacement.
+        target_group=TargetGroupHealthCheck(interval=5, timeout=4, healthy=2, unhealthy=2),
         launch_retry_first=0.5,
         launch_retry_max=4.0,
         instance_warmup=0.5,
@@ -60,26 +88,53 @@ PROFILES: dict[str, TimingProfile] = {
         alarm_period=10,
         settle=5.0,
         lambda_timeout=3.0,
+        pitr_latest_restorable_lag=10.0,
     ),
-    # EC2 status checks run every minute; an ASG acts on an unhealthy instance on the
-    # next check; a Nitro-enabled instance boots and starts its enclave in ~90-120 s;
-    # the default health check grace period of an ASG is 300 s (we use the boot time).
-    # Failed launches are retried with a growing delay (AWS documents no schedule); group
-    # metrics have 1-minute granularity and 60 s is the standard alarm period.
     "realistic": TimingProfile(
         name="realistic",
         reconcile_interval=1.0,
-        health_check_delay=60.0,
+        # Amazon EC2 User Guide, "Status checks for Amazon EC2 instances": "Status checks
+        # are performed every minute, returning a pass or a fail status." EC2 Auto Scaling
+        # User Guide, "Health checks for instances in an Auto Scaling group": it replaces an
+        # instance whose status checks are impaired (after "a few minutes": we take one
+        # check), and one no longer `running` at once.
+        status_check_interval=60.0,
+        # An estimate: AWS documents no boot time. A Nitro-based instance reaches `running`
+        # in well under a minute; the parent application then starts the enclave
+        # (nitro-cli run-enclave) and connects to NATS: ~90-120 s in all, 110 s here.
         boot_delay=110.0,
-        health_check_grace=0.0,
+        # EC2 Auto Scaling User Guide, "Set the health check grace period for an Auto
+        # Scaling group": "In the console, by default, the health check grace period is 300
+        # seconds" (0 through the API or an SDK); moto stores 300 from the stack.
+        health_check_grace_period=300,
+        # Elastic Load Balancing, "Health checks for Application Load Balancer target
+        # groups": HealthCheckIntervalSeconds default 30 (target type instance),
+        # HealthCheckTimeoutSeconds default 5, HealthyThresholdCount default 5,
+        # UnhealthyThresholdCount default 2.
+        target_group=TargetGroupHealthCheck(interval=30, timeout=5, healthy=5, unhealthy=2),
+        # "Troubleshoot Amazon EC2 Auto Scaling: EC2 instance launch failures": failed
+        # launches are retried; AWS documents no schedule (an estimate, backing off).
         launch_retry_first=10.0,
         launch_retry_max=300.0,
-        instance_warmup=None,
+        instance_warmup=None,  # the group's HealthCheckGracePeriod, as AWS falls back to
+        # NATS Server configuration reference, `ping_interval`: default "2m" (and the
+        # nats-py client's DEFAULT_PING_INTERVAL, 120 s), two pings outstanding.
         nats_ping_interval=120.0,
+        # "Monitor CloudWatch metrics for your Auto Scaling groups and instances": group
+        # metrics are published at one-minute granularity.
         metric_interval=60.0,
+        # "Using Amazon CloudWatch alarms": a high-resolution alarm has a period of 10 or
+        # 30 seconds, a regular alarm any multiple of 60 seconds (the standard period).
         alarm_period=60,
-        settle=60.0,
+        settle=60.0,  # the harness's own choice (not an AWS delay): one metric period
+        # "Configure Lambda function timeout": the default timeout is 3 seconds.
         lambda_timeout=3.0,
+        # DynamoDB API Reference, PointInTimeRecoveryDescription: LatestRestorableDateTime
+        # "is typically 5 minutes before the current time". The restore itself completes in
+        # the twin's API call: AWS gives no duration, only that "95 percent of customers'
+        # table restores complete in less than one hour" and that restore times depend on
+        # the table's size and partitions ("Backup and restore for DynamoDB").
+        pitr_latest_restorable_lag=300.0,
     ),
 }
 

@@ -5,7 +5,9 @@ References (AWS documentation): EC2 Auto Scaling User Guide, "How an instance re
 "When the instance's health status changes to healthy and the specified warm-up time passes,
 the instance is considered updated and is added to the percentage complete", from
 API_InstanceRefresh PercentageComplete); "Troubleshoot EC2 instance launch failures" (failed
-launches are retried); EC2 User Guide (an instance cannot boot without its AMI); "Monitor
+launches are retried); EC2 User Guide (an instance cannot boot without its AMI); "Health
+checks for instances in an Auto Scaling group" (an instance whose status checks fail is
+replaced, after the group's health check grace period); "Monitor
 CloudWatch metrics for your Auto Scaling groups" (GroupInServiceInstances is published once
 metrics collection is enabled).
 """
@@ -24,6 +26,7 @@ import pytest
 from drills.procedures import enclave as procedure
 from drills.twin import monitor
 from drills.twin.manager import Twin
+from drills.twin.timing import profile
 from tests.conftest import wait_for
 
 pytestmark = pytest.mark.twin
@@ -96,8 +99,10 @@ def test_a_cancelled_refresh_ends_cancelled(healthy_twin: Twin) -> None:
 
 def test_no_worker_boots_on_an_instance_whose_ami_does_not_exist(healthy_twin: Twin) -> None:
     """An instance attached with an AMI that does not exist never runs an enclave worker;
-    failing its status check, it is taken out of service and replaced from the template."""
+    failing its status check, it is taken out of service once the group's grace period has
+    passed (it applies to attached instances too) and replaced from the template."""
     twin = healthy_twin
+    grace = profile(twin.state.profile).health_check_grace_period
     ec2, autoscaling = twin.clients("ec2"), twin.clients("autoscaling")
     missing = "ami-0000000000deadbee"
     stray = ec2.run_instances(ImageId=missing, MinCount=1, MaxCount=1,
@@ -107,12 +112,12 @@ def test_no_worker_boots_on_an_instance_whose_ami_does_not_exist(healthy_twin: T
         def gone() -> bool:
             assert stray not in twin.worker_pids(), "a worker booted without its AMI"
             return stray not in twin.in_service()[1]
-        wait_for(gone, 30, "the instance without an AMI to be replaced")
+        wait_for(gone, grace + 30, "the instance without an AMI to be replaced")
         assert f"its image {missing} does not exist" in _log(twin)
         activity = next(a for a in autoscaling.describe_scaling_activities(
             AutoScalingGroupName=twin.names.asg)["Activities"]
             if a["Description"] == f"Terminating EC2 instance: {stray}")
-        assert "in response to a health check" in activity["Cause"]
+        assert "in response to an EC2 instance status check failure" in activity["Cause"]
     finally:
         autoscaling.set_desired_capacity(AutoScalingGroupName=twin.names.asg, DesiredCapacity=2)
     wait_for(lambda: len(_live(twin)) == 2, 30, "two serving workers again")
