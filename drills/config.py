@@ -6,6 +6,7 @@ figure an auditor reads in the report is the one the team wrote in its config.
 
 from __future__ import annotations
 
+import math
 import time
 import tomllib
 from collections.abc import Mapping
@@ -88,7 +89,9 @@ class ProbeSettings:
     settle window (seconds without a failure after them; None: the target's default), and
     the path they take to the service."""
 
-    interval: float = 0.05
+    # Ten reads a second: fine enough for RTOs of minutes (the bracket says how fine), light
+    # enough not to be the load a small deployment (or the twin, on two cores) struggles with.
+    interval: float = 0.1
     timeout: float = 0.5
     consecutive: int = 3
     settle: float | None = None
@@ -110,6 +113,38 @@ class ApiSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class LoadSettings:
+    """Load during drills (`[load]`, `--load`): simulated apps on the vault API, run by locust.
+
+    `users` 0 means no load. `workers` local locust worker processes under a master (0: one
+    locust process); `remote_workers` more that connect from other machines to the master on
+    `master_host`:`master_port` (0: a free port). Objectives, when set, fail a drill that
+    misses them: the error rate from the fault to recovery (0-1), the p95 latency of answered
+    requests after recovery (seconds)."""
+
+    users: int = 0
+    spawn_rate: float | None = None  # users started per second; None: min(users, 10)
+    workers: int = 0
+    remote_workers: int = 0
+    master_host: str = "127.0.0.1"
+    master_port: int = 0
+    think_time: tuple[float, float] = (1.0, 3.0)  # seconds between an app's requests
+    request_timeout: float = 5.0
+    max_duration: float = 4 * 3600.0  # locust stops by itself after this, whatever happens
+    max_error_rate_during_fault: float | None = None
+    p95_latency_after_recovery: float | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.users > 0
+
+    @property
+    def rate(self) -> float:
+        """Users started per second."""
+        return self.spawn_rate if self.spawn_rate is not None else float(min(self.users, 10))
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """Everything a drill run is configured with."""
 
@@ -119,6 +154,7 @@ class Settings:
     #: Targets destructive steps may act on, by kind ("asg", "bucket", "key", ...).
     allow: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     source: str = "built-in runbook defaults"
+    load: LoadSettings = LoadSettings()
 
 
 def runbook_objectives() -> Objectives:
@@ -174,7 +210,7 @@ def load_settings(path: Path | None) -> Settings:
                           "or omit --objectives for the runbook defaults") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{where}: not valid TOML ({exc})") from None
-    _reject_unknown(data, {"service", "components", "probes", "allow", "api"}, where)
+    _reject_unknown(data, {"service", "components", "probes", "allow", "api", "load"}, where)
     objectives = base.objectives
     service = _table(data, "service", where)
     _reject_unknown(service, {"rto", "rpo_writes", "mttr"}, f"{where} [service]")
@@ -234,7 +270,89 @@ def load_settings(path: Path | None) -> Settings:
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
             raise ConfigError(f"{where} allow.{kind} must be a list of names")
         allow[kind] = tuple(names)
-    return Settings(objectives, probe_settings, api_settings, allow, source=where)
+    return Settings(objectives, probe_settings, api_settings, allow, source=where,
+                    load=_load_settings(_table(data, "load", where), where))
+
+
+LOAD_KEYS = {"users", "spawn_rate", "workers", "remote_workers", "master_host", "master_port",
+             "think_time", "request_timeout", "max_duration", "max_error_rate_during_fault",
+             "p95_latency_after_recovery"}
+
+
+def _load_settings(table: Mapping[str, Any], where: str) -> LoadSettings:
+    """The [load] table: defaults for `--load`, and the load objectives."""
+    at = f"{where} [load]"
+    _reject_unknown(table, LOAD_KEYS, at)
+    base = LoadSettings()
+    think = table.get("think_time", list(base.think_time))
+    if not isinstance(think, list):
+        think = [think, think]
+    if len(think) != 2:
+        raise ConfigError(f"{at} think_time: expected [min, max] in seconds, got {think!r}")
+    low, high = (_latency(t, f"{at} think_time") for t in think)
+    if high < low:
+        raise ConfigError(f"{at} think_time: the max ({high:g}s) is below the min ({low:g}s)")
+    host = table.get("master_host", base.master_host)
+    if not isinstance(host, str) or not host:
+        raise ConfigError(f"{at} master_host must be a host name or address")
+    port = _count(table.get("master_port", base.master_port), f"{at} master_port")
+    if port > 65535:
+        raise ConfigError(f"{at} master_port: {port} is not a TCP port (0 for any free one)")
+    rate = table.get("spawn_rate")
+    return LoadSettings(
+        users=_count(table.get("users", base.users), f"{at} users"),
+        spawn_rate=None if rate is None else _positive(rate, f"{at} spawn_rate"),
+        workers=_count(table.get("workers", base.workers), f"{at} workers"),
+        remote_workers=_count(table.get("remote_workers", base.remote_workers),
+                              f"{at} remote_workers"),
+        master_host=host, master_port=port, think_time=(low, high),
+        request_timeout=_positive(_latency(table.get("request_timeout", base.request_timeout),
+                                           f"{at} request_timeout"), f"{at} request_timeout"),
+        max_duration=_duration(table.get("max_duration", base.max_duration),
+                               f"{at} max_duration"),
+        max_error_rate_during_fault=(
+            _fraction(table["max_error_rate_during_fault"],
+                      f"{at} max_error_rate_during_fault")
+            if "max_error_rate_during_fault" in table else None),
+        p95_latency_after_recovery=(
+            _latency(table["p95_latency_after_recovery"], f"{at} p95_latency_after_recovery")
+            if "p95_latency_after_recovery" in table else None))
+
+
+def _latency(value: Any, where: str) -> float:
+    """Seconds from a number or a string like '250ms', '0.5s' (0 allowed: no wait)."""
+    if isinstance(value, str) and value.strip().endswith("ms"):
+        try:
+            seconds = float(value.strip()[:-2]) / 1000
+        except ValueError:
+            raise ConfigError(f"{where}: cannot read {value!r}; write e.g. 0.25, '250ms' or "
+                              "'1s'") from None
+        if seconds < 0:
+            raise ConfigError(f"{where}: must not be negative, got {value!r}")
+        return seconds
+    if value == 0 and not isinstance(value, bool):
+        return 0.0
+    return _duration(value, where)
+
+
+def _positive(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise ConfigError(f"{where}: expected a number > 0, got {value!r}")
+    return float(value)
+
+
+def _fraction(value: Any, where: str) -> float:
+    """0-1 from a number or a percentage string ('5%')."""
+    text = value.strip() if isinstance(value, str) else None
+    try:
+        number = (float(text[:-1]) / 100 if text and text.endswith("%") else
+                  float(value) if not isinstance(value, bool) else math.nan)
+    except (TypeError, ValueError):
+        number = math.nan
+    if not 0.0 <= number <= 1.0:
+        raise ConfigError(f"{where}: expected a fraction from 0 to 1 or a percentage such as "
+                          f"'5%', got {value!r}")
+    return number
 
 
 def _count(value: Any, where: str, minimum: int = 0) -> int:

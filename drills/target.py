@@ -46,8 +46,8 @@ class Target:
     settle = 60.0
     #: The NATS ping interval of the service's clients: a frozen server is noticed after two.
     nats_ping_interval = 120.0  # NATS's default: what the service's own clients use
-    #: The path the probes measure the service on.
-    probe_path = "nats"
+    #: How often EC2 runs status checks (AWS: every minute); the ASG acts on the next one.
+    status_check_interval = 60.0
     #: Whether drills may create the runbook's backup bucket (the twin: yes; an account
     #: has its own, and a drill never creates buckets there).
     owns_backups = False
@@ -154,6 +154,7 @@ class TwinTarget(Target):
         self.twin = twin
         timing = profile(twin.state.profile)
         self.settle, self.nats_ping_interval = timing.settle, timing.nats_ping_interval
+        self.status_check_interval = timing.status_check_interval
 
     def fault_context(self) -> FaultContext:
         return FaultContext(self.clients, self.twin)

@@ -39,17 +39,15 @@ Run: python -m drills.twin.controller --state-dir DIR
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import math
 import os
 import signal
-import socket
 import subprocess
 import sys
+import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -59,9 +57,10 @@ from drills.clients import Clients
 from drills.errors import TwinError
 from drills.journal import utc_now
 from drills.twin import control as twin_control
+from drills.twin.elb import HEALTHY, HealthChecker, TargetGroup, free_port
 from drills.twin.monitor import MetricPublisher
 from drills.twin.procs import stop_process
-from drills.twin.state import TwinState
+from drills.twin.state import RegionState, TwinState
 from drills.twin.timing import TimingProfile, profile
 
 #: The group's health check types (CreateAutoScalingGroup's HealthCheckType).
@@ -99,18 +98,6 @@ class Problem:
     graced: bool = True  # the grace period applies (not to an instance no longer running)
 
 
-@dataclass(frozen=True, slots=True)
-class TargetGroup:
-    """What the health checker needs of one target group (DescribeTargetGroups)."""
-
-    arn: str
-    name: str
-    path: str
-    interval: float
-    timeout: float
-    in_use: bool  # a load balancer uses it: ELB health-checks only those targets
-
-
 @dataclass(slots=True)
 class LaunchRetry:
     """Pacing of the ASG's retries while launches fail."""
@@ -135,81 +122,6 @@ def worker_record(state: TwinState, instance_id: str) -> Path:
     return state.workers_dir / f"{instance_id}.json"
 
 
-def free_port() -> int:
-    """A loopback port nobody listens on now (the worker binds it a moment later)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def health_check(port: int | None, path: str, timeout: float) -> dict[str, Any]:
-    """One ELB health check of a target: `GET path` on its port; pass on HTTP 200 (the
-    target group's Matcher), else the reason code and description AWS would give."""
-    if port is None:  # still booting: nothing listens yet
-        return {"ok": False, "reason": "Target.FailedHealthChecks"}
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        conn.request("GET", path)
-        status = conn.getresponse().status
-    except TimeoutError:
-        return {"ok": False, "reason": "Target.Timeout", "description": "Request timed out"}
-    except (OSError, http.client.HTTPException):
-        return {"ok": False, "reason": "Target.FailedHealthChecks"}
-    finally:
-        conn.close()
-    if status == 200:
-        return {"ok": True}
-    return {"ok": False, "reason": "Target.ResponseCodeMismatch",
-            "description": f"Health checks failed with these codes: [{status}]"}
-
-
-@dataclass(slots=True)
-class HealthChecker:
-    """The load balancer's side of ELB health checks: each target of each target group in
-    use is checked every interval, in threads (a hung target must not stall the
-    controller), and the results are reported to the moto process, whose answer is the
-    target health the ASG acts on."""
-
-    aws_url: str
-    pool: ThreadPoolExecutor = field(
-        default_factory=lambda: ThreadPoolExecutor(4, thread_name_prefix="elb-check"))
-    next_at: dict[tuple[str, str], float] = field(default_factory=dict)
-    running: dict[tuple[str, str], Future[dict[str, Any]]] = field(default_factory=dict)
-    states: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
-
-    def check(self, region: str, groups: list[TargetGroup], ports: dict[str, int | None],
-              now: float) -> None:
-        """Start the checks that are due, report those that finished."""
-        for tg in groups:
-            for iid, port in ports.items() if tg.in_use else ():
-                key = (tg.arn, iid)
-                # The first check one interval after the target is first seen (registered).
-                due = self.next_at.setdefault(key, now + tg.interval)
-                if key not in self.running and now >= due:
-                    self.next_at[key] = now + tg.interval
-                    self.running[key] = self.pool.submit(health_check, port, tg.path,
-                                                         tg.timeout)
-        done = [key for key, future in self.running.items() if future.done()]
-        results = [{"target_group_arn": arn, "target_id": iid,
-                    **self.running.pop((arn, iid)).result()} for arn, iid in done]
-        if results:
-            reply = twin_control.post(self.aws_url, "elbv2/health-check-results",
-                                      {"region": region, "results": results})
-            self.states.update(reply["targets"])
-
-    def state(self, arn: str, iid: str) -> dict[str, Any]:
-        """The target's last reported health ({} before its first check)."""
-        return dict(self.states.get(arn, {}).get(iid, {}))
-
-    def forget(self, iid: str) -> None:
-        """Stop checking an instance that left the group."""
-        for key in [k for k in self.next_at if k[1] == iid]:
-            self.next_at.pop(key, None)
-            self.running.pop(key, None)
-        for targets in self.states.values():
-            targets.pop(iid, None)
-
-
 class Controller:
     """Reconciles workers with the ASG, one pass per `reconcile_interval`."""
 
@@ -222,10 +134,15 @@ class Controller:
         self.refreshes: dict[str, RefreshSeen] = {}
         self.images: dict[tuple[str, str], bool] = {}  # (region, AMI) -> exists
         self.retry_first, self.retry_longest = timing.launch_retry_first, timing.launch_retry_max
-        self.checker = HealthChecker(state.aws_url)
+        self.checkers: dict[str, HealthChecker] = {}  # per region: each loop has its own
         self.target_groups: dict[tuple[str, ...], tuple[float, list[TargetGroup]]] = {}
-        self.started = False  # instances seen by the first pass have been running for long
+        self.started: set[str] = set()  # regions passed once: their instances ran long before
         state.workers_dir.mkdir(parents=True, exist_ok=True)
+
+    def _checker(self, region: str) -> HealthChecker:
+        if region not in self.checkers:
+            self.checkers[region] = HealthChecker(self.state.aws_url)
+        return self.checkers[region]
 
     def control(self, route: str, body: dict[str, Any]) -> dict[str, Any]:
         """POST to one of the moto process's twin-only routes (`/drills-twin/<route>`)."""
@@ -239,36 +156,41 @@ class Controller:
             handle.write(line + "\n")
 
     def reconcile(self) -> None:
-        """One pass: workers, ELB health checks, health replacements, launch retries,
-        instance refreshes."""
-        now = time.monotonic()
+        """One pass over every region (tests; `main` runs a loop per region)."""
         for region in self.state.regions.values():
-            asg = self.clients("autoscaling", region.name)
-            groups = asg.describe_auto_scaling_groups(
-                AutoScalingGroupNames=[region.asg])["AutoScalingGroups"]
-            members = {i["InstanceId"]: (g, i) for g in groups
-                       for i in g["Instances"] if i["LifecycleState"] == "InService"}
-            ec2 = self._ec2_instances(region.name, list(members))
-            for iid in [i for i, t in self.tracked.items()
-                        if t.region == region.name and i not in members]:
-                self._retire(self.tracked.pop(iid), "instance left the Auto Scaling group")
-            for iid in members:
-                self._track(region.name, iid, ec2.get(iid, {}), now)
-            for group in groups:
-                ports = {i["InstanceId"]: self._port(i["InstanceId"]) for i in group["Instances"]
-                         if i["InstanceId"] in members}
-                self.checker.check(region.name, self._target_groups(region.name, group, now),
-                                   ports, now)
-            for iid, (group, member) in members.items():
-                self._judge(self.tracked[iid], group, member, ec2.get(iid, {}), now)
-            for group in groups:
-                for step in (self._retry_launches, self._drive_refreshes):
-                    try:
-                        step(region.name, group, now)
-                    except Exception as exc:  # never let it stop the instances' reconcile
-                        print(f"{utc_now()} {step.__name__} failed: {exc}", file=sys.stderr,
-                              flush=True)
-        self.started = True
+            self.reconcile_region(region)
+
+    def reconcile_region(self, region: RegionState) -> None:
+        """One pass over one region: workers, ELB health checks, health replacements, launch
+        retries, instance refreshes. Regions are reconciled independently: a region whose
+        AWS endpoint stops answering (an outage) holds up only its own loop."""
+        now = time.monotonic()
+        asg = self.clients("autoscaling", region.name)
+        groups = asg.describe_auto_scaling_groups(
+            AutoScalingGroupNames=[region.asg])["AutoScalingGroups"]
+        members = {i["InstanceId"]: (g, i) for g in groups
+                   for i in g["Instances"] if i["LifecycleState"] == "InService"}
+        ec2 = self._ec2_instances(region.name, list(members))
+        for iid in [i for i, t in list(self.tracked.items())  # the other region's loop writes it
+                    if t.region == region.name and i not in members]:
+            self._retire(self.tracked.pop(iid), "instance left the Auto Scaling group")
+        for iid in members:
+            self._track(region.name, iid, ec2.get(iid, {}), now)
+        for group in groups:
+            ports = {i["InstanceId"]: self._port(i["InstanceId"]) for i in group["Instances"]
+                     if i["InstanceId"] in members}
+            self._checker(region.name).check(
+                region.name, self._target_groups(region.name, group, now), ports, now)
+        for iid, (group, member) in members.items():
+            self._judge(self.tracked[iid], group, member, ec2.get(iid, {}), now)
+        for group in groups:
+            for step in (self._retry_launches, self._drive_refreshes):
+                try:
+                    step(region.name, group, now)
+                except Exception as exc:  # never let it stop the instances' reconcile
+                    print(f"{utc_now()} {step.__name__} failed: {exc}", file=sys.stderr,
+                          flush=True)
+        self.started.add(region.name)
 
     def _ec2_instances(self, region: str, ids: list[str]) -> dict[str, dict[str, Any]]:
         if not ids:
@@ -297,7 +219,8 @@ class Controller:
             image = str(ec2.get("ImageId") or "")
             # A boot needs its AMI: the worker is the software on that image.
             missing = None if image and self._image_exists(region, image) else image or "(none)"
-            booted = not self.started  # the stack was running before the twin's clock began
+            # The stack was running before the twin's clock began.
+            booted = region not in self.started
             t = self.tracked[iid] = Tracked(iid, region, now,
                                             now if booted else now + self.timing.boot_delay,
                                             free_port())
@@ -352,7 +275,7 @@ class Controller:
         if group.get("HealthCheckType") != ELB:
             return None  # EC2 checks only: a dead enclave process goes unnoticed, as on AWS
         for tg in self._target_groups(t.region, group, now):
-            health = self.checker.state(tg.arn, t.instance_id)
+            health = self._checker(t.region).state(tg.arn, t.instance_id)
             if health.get("State") == "unhealthy":
                 exited = "" if t.worker is None or t.worker.poll() is None else (
                     f"; the enclave process exited with code {t.worker.returncode}")
@@ -446,7 +369,7 @@ class Controller:
         scaled = self.timing.instance_warmup
         return float(group.get("HealthCheckGracePeriod") or 0) if scaled is None else scaled
 
-    def _waiting_on(self, iid: str, now: float, warmup: float,
+    def _waiting_on(self, iid: str, group: dict[str, Any], now: float, warmup: float,
                     seen: RefreshSeen) -> str | None:
         """Why a refresh cannot count `iid` as available yet (None: it can).
 
@@ -458,6 +381,11 @@ class Controller:
             return f"{iid} is still booting"
         if t.worker.poll() is not None or t.unhealthy_since is not None:
             return f"{iid} is unhealthy"
+        for tg in self._target_groups(t.region, group, now):
+            if tg.in_use and self._checker(t.region).state(tg.arn, iid).get("State") != HEALTHY:
+                # AWS counts an instance of a group with a load balancer only once its
+                # target passes the health checks ("Instance refresh ... health checks").
+                return f"{iid} has not passed its {tg.name} health checks yet"
         if (seen.first_batch_at is not None and t.launched >= seen.first_batch_at
                 and now - t.serving_since < warmup):
             return f"{iid} is warming up"
@@ -480,7 +408,7 @@ class Controller:
         warmup = self._warmup(group, prefs)
         present = sorted(i["InstanceId"] for i in group["Instances"])
         waits = {iid: why for iid in present
-                 if (why := self._waiting_on(iid, now, warmup, seen)) is not None}
+                 if (why := self._waiting_on(iid, group, now, warmup, seen)) is not None}
         old = [i for i in present if i in refresh["to_replace"]]
         total = len(refresh["to_replace"])
         updated = min(total - len(old),
@@ -530,7 +458,7 @@ class Controller:
                 self._retire(self.tracked.pop(iid), "replaced by an instance refresh")
 
     def _retire(self, t: Tracked, reason: str) -> None:
-        self.checker.forget(t.instance_id)
+        self._checker(t.region).forget(t.instance_id)
         if t.worker is not None:
             stop_process(t.worker.pid, WORKER_MODULE, t.instance_id, timeout=5.0)
             t.worker.wait(timeout=1)
@@ -591,19 +519,31 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGINT, request_stop)
     pid_file = Path(state.state_dir) / "controller.pid"
     pid_file.write_text(str(os.getpid()))
-    try:
+    def loop(region: RegionState) -> None:
         while not stopping:
             started = time.monotonic()
             try:
-                controller.reconcile()
+                controller.reconcile_region(region)
             except Exception as exc:  # the AWS endpoint may blip; keep reconciling
-                print(f"{utc_now()} reconcile failed: {exc}", file=sys.stderr, flush=True)
+                print(f"{utc_now()} reconcile of {region.name} failed: {exc}",
+                      file=sys.stderr, flush=True)
             time.sleep(max(0.0, controller.timing.reconcile_interval -
                            (time.monotonic() - started)))
+
+    loops = [threading.Thread(target=loop, args=(r,), name=f"reconcile-{r.name}", daemon=True)
+             for r in state.regions.values()]
+    try:
+        for thread in loops:
+            thread.start()
+        while not stopping:
+            time.sleep(0.2)
+        for thread in loops:
+            thread.join(timeout=15)
     finally:
         publisher.stop()
         controller.shutdown()
-        controller.checker.pool.shutdown(wait=False, cancel_futures=True)
+        for checker in controller.checkers.values():
+            checker.pool.shutdown(wait=False, cancel_futures=True)
         pid_file.unlink(missing_ok=True)
 
 

@@ -18,6 +18,7 @@ from drills.twin.manager import Twin, _serving, down, running_twin
 from drills.twin.nats import Backend, allocate
 from drills.twin.procs import still_running
 from drills.twin.state import PRIMARY_REGION, RegionState, TwinState
+from drills.twin.timing import profile
 from tests.conftest import wait_for
 
 pytestmark = pytest.mark.twin
@@ -61,7 +62,10 @@ def test_killed_worker_is_replaced_after_a_health_check(healthy_twin: Twin) -> N
     """A dead enclave process makes the ASG replace its instance (moto never would)."""
     victim, pid = sorted(healthy_twin.worker_pids().items())[0]
     os.kill(pid, signal.SIGKILL)
-    wait_for(lambda: victim not in healthy_twin.in_service()[1], 30, "the instance to go")
+    # The victim may be younger than the group's grace period: replaced only after it.
+    grace = profile(healthy_twin.state.profile).health_check_grace_period
+    wait_for(lambda: victim not in healthy_twin.in_service()[1], grace + 30,
+             "the instance to go")
     wait_for(lambda: len(_serving(healthy_twin)) == 2, 60, "a replacement to serve")
     activities = (Path(healthy_twin.state.state_dir) / "activities.jsonl").read_text()
     assert f"Terminating EC2 instance: {victim}" in activities
