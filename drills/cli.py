@@ -138,6 +138,7 @@ def _pytest_args(args: argparse.Namespace, run_id: str, exercise: str) -> list[s
         out.append(f"--drills-objectives={args.objectives}")
     for participant in args.participant or []:
         out.append(f"--drills-participant={participant}")
+    out += _load_args(args)
     paths = [sel for sel in args.selection if sel.endswith(".feature") or Path(sel).is_dir()]
     tags = [sel for sel in args.selection if sel not in paths]
     for expression in tags:
@@ -157,6 +158,44 @@ def _pytest_args(args: argparse.Namespace, run_id: str, exercise: str) -> list[s
     if tags:
         out += ["-m", " or ".join(f"({t})" for t in tags)]
     return out + list(args.pytest_args or [])
+
+
+def _load_args(args: argparse.Namespace) -> list[str]:
+    """`--load` and its companions as the plugin's options (checked here first: exit 2)."""
+    from drills.load import parse_users
+
+    out = []
+    if args.load is not None:
+        parse_users(args.load)
+        out.append(f"--drills-load={args.load}")
+    for option, value in (("load-workers", args.load_workers),
+                          ("load-remote-workers", args.load_remote_workers),
+                          ("master-host", args.master_host), ("master-port", args.master_port)):
+        if value is not None:
+            out.append(f"--drills-{option}={value}")
+    return out
+
+
+def _add_load_arguments(run: argparse.ArgumentParser) -> None:
+    """Load during drills: simulated apps on the vault API, run by locust (drills.load)."""
+    load = run.add_argument_group(
+        "load", "simulated apps on the vault API through every drill (needs the `load` extra: "
+        "pip install 'dr-drills[load]'); [load] in the objectives file sets the defaults")
+    load.add_argument("--load", metavar="USERS[/SPAWN_RATE]",
+                      help="run USERS apps (started SPAWN_RATE per second) from before the "
+                      "first steady-state check to the end of the run, e.g. --load 20")
+    load.add_argument("--load-workers", type=int, metavar="N",
+                      help="a locust master and N local worker processes (default: one locust "
+                      "process; each process uses at most one core)")
+    load.add_argument("--load-remote-workers", type=int, metavar="M",
+                      help="also wait for M workers started on other machines with `locust -f "
+                      "<drills/load/locustfile.py> --worker --master-host HOST --master-port "
+                      "PORT`")
+    load.add_argument("--master-host", metavar="HOST",
+                      help="address the locust master listens on (default 127.0.0.1; e.g. "
+                      "0.0.0.0 for workers on other machines)")
+    load.add_argument("--master-port", type=int, metavar="PORT",
+                      help="port the locust master listens on (default: any free port)")
 
 
 class _RunWatch:
@@ -383,6 +422,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--project", default=".", help="folder holding features/ and steps/; "
                      "arguments after -- go to pytest (e.g. -- -k crash)")
+    _add_load_arguments(run)
     run.set_defaults(func=cmd_run)
 
     rb = sub.add_parser(

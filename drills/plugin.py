@@ -19,7 +19,7 @@ from pytest_bdd.scenario import scenario_wrapper_template_registry
 
 from drills.boundary import is_aws_error
 from drills.drill import Drill
-from drills.errors import EXIT_FAILED, DrillError, ObjectiveBreached
+from drills.errors import EXIT_FAILED, ConfigError, DrillError, ObjectiveBreached
 from drills.evidence.model import DrillRecord, Status, StepRecord
 from drills.faults import FaultInjector
 from drills.journal import utc_now
@@ -81,6 +81,22 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="only run scenarios of this .feature file or folder (repeatable)")
     group.addoption("--drills-timing", choices=["fast", "realistic"], default="fast",
                     help="twin timing profile when the plugin starts a twin")
+    _add_load_options(group)
+
+
+def _add_load_options(group: pytest.OptionGroup) -> None:
+    """Load during drills (drills.load): simulated apps on the vault API, run by locust."""
+    group.addoption("--drills-load", default=None, metavar="USERS[/SPAWN_RATE]",
+                    help="run USERS simulated apps on the vault API through every drill "
+                         "(default: [load] users of the objectives file, else none)")
+    group.addoption("--drills-load-workers", type=int, default=None, metavar="N",
+                    help="a locust master and N local worker processes (default one process)")
+    group.addoption("--drills-load-remote-workers", type=int, default=None, metavar="M",
+                    help="also wait for M locust workers started on other machines")
+    group.addoption("--drills-master-host", default=None, metavar="HOST",
+                    help="address the locust master listens on (default 127.0.0.1)")
+    group.addoption("--drills-master-port", type=int, default=None, metavar="PORT",
+                    help="port the locust master listens on (default: a free one)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -124,6 +140,25 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     keep = [i for i in items if selected(i)]
     config.hook.pytest_deselected(items=[i for i in items if i not in keep])
     items[:] = keep
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Start the run's load (`--load`) once the drills are known and before the first one,
+    so that it runs through every steady-state check; a locust that cannot start is bad
+    input (exit 2), before any fault."""
+    run = session.config.stash.get(RUN_KEY, None)
+    if run is None or not run.load_settings.enabled or session.config.getoption("collectonly"):
+        return
+    if not any(feature_path(item) is not None for item in session.items):
+        return  # no drill (pytest-bdd scenario) to load
+    try:
+        run.ensure_target()
+    except Exception:
+        return  # the first drill reports why the target cannot be opened, as without load
+    try:
+        run.start_load()
+    except ConfigError as exc:
+        raise pytest.UsageError(f"drills: {exc}") from None
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -257,6 +292,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
                                  if Status.FAILED in statuses else Status.NOT_STEADY
                                  if Status.NOT_STEADY in statuses else Status.PASSED)
             run.report_dir.mkdir(parents=True, exist_ok=True)
+            run.stop_load()  # its files are evidence: complete before the report is sealed
             run.observers.run_finished(run.record, run.report_dir)
     finally:
         run.close()
@@ -290,5 +326,13 @@ def drill(request: pytest.FixtureRequest, drills_run: DrillsRun) -> Iterator[Dri
     yield current
     errors = current.finish()
     record.deviations.extend(errors)
+    breach = _conclude_load(drills_run, current)
     if errors:
         raise DrillError("; ".join(errors))
+    if breach is not None:
+        raise breach
+
+
+def _conclude_load(run: DrillsRun, drill: Drill) -> ObjectiveBreached | None:
+    """The load during this drill into its record (--load); a load objective it missed."""
+    return run.load.conclude(drill) if run.load is not None else None

@@ -15,14 +15,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from drills import __version__
 from drills.api_client import ApiClient
 from drills.boundary import is_aws_error, translate
-from drills.config import Settings, load_settings
+from drills.config import LoadSettings, Settings, load_settings
 from drills.errors import (
     EXIT_FAILED,
     EXIT_OK,
@@ -41,6 +41,9 @@ from drills.journal import Journal, utc_now
 from drills.loop import LoopThread
 from drills.target import AccountTarget, Target, TwinTarget
 from drills.vault import VaultApi, VaultClient
+
+if TYPE_CHECKING:
+    from drills.load.run import LoadRun
 
 Say = Callable[[str], None]
 
@@ -140,6 +143,8 @@ class DrillsRun:
         self.completed: set[str] = set()  # drills whose call phase finished
         self.exits: list[int] = []  # what each drill that did not pass means for the exit code
         self.via_cli = bool(opt("drills_run_id"))  # `drills run` names every run it starts
+        self.load_settings = _load_settings(self.settings, opt)
+        self.load: LoadRun | None = None  # while simulated apps load the API (--load)
 
     @property
     def report_dir(self) -> Path:
@@ -225,13 +230,40 @@ class DrillsRun:
             return EXIT_FAILED
         return EXIT_TARGET if self.exits else EXIT_OK
 
+    def start_load(self) -> None:
+        """Start the run's load (`--load`, [load]) on the target before any drill; a locust
+        that cannot start is a ConfigError (exit 2), raised before any fault."""
+        if not self.load_settings.enabled or self.load is not None:
+            return
+        from drills.load.run import LoadRun
+
+        load = LoadRun(self.load_settings, self.ensure_target(), self.report_dir, self.say,
+                       prefix=f"load-{self.run_id[-4:]}")
+        load.start()
+        self.load = load
+
+    def stop_load(self) -> None:
+        """Stop the load (idempotent): before the report is sealed, its files are evidence."""
+        if self.load is not None:
+            self.load.stop()
+
     def close(self) -> None:
+        self.stop_load()
         if self.paths is not None:
             self.paths.close()
         if self._started_twin is not None:
             from drills.twin import manager
 
             manager.down(self._started_twin, progress=self.say)
+
+
+def _load_settings(settings: Settings, opt: Callable[[str], Any]) -> LoadSettings:
+    """[load] of the objectives file with `--load` and its companions over it."""
+    from drills.load import with_options
+
+    return with_options(settings.load, opt("drills_load"), opt("drills_load_workers"),
+                        opt("drills_load_remote_workers"), opt("drills_master_host"),
+                        opt("drills_master_port"))
 
 
 def _per_worker(path: Path) -> Path:

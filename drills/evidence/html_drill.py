@@ -5,7 +5,7 @@ from __future__ import annotations
 from drills.evidence.fmt import VERDICT, VERDICT_CSS, measure_label, parse_utc, secs
 from drills.evidence.model import DrillRecord, Measurement, RpoMeasurement, Status
 from drills.evidence.page import badge, esc, table
-from drills.evidence.svg import frame, gauge, timeline
+from drills.evidence.svg import frame, gauge, load_chart, timeline
 
 LEGEND_ITEMS = (
     ("", '<span><i style="background:#fdb47a;border:1px solid #bc4c00"></i>fault active</span>'),
@@ -69,7 +69,7 @@ def measurement_card(m: Measurement) -> str:
             f'<div class="small muted">Method: {esc(m.method)}</div></div>')
 
 
-def rpo_card(r: RpoMeasurement) -> str:
+def rpo_card(r: RpoMeasurement, title: str = "RPO") -> str:
     """Acknowledged writes lost against the RPO objective."""
     verdict = (badge("MET", "met") if r.met else badge("EXPECTED LOSS", "warn")
                if r.expected_loss else badge("BREACHED", "breach"))
@@ -77,7 +77,8 @@ def rpo_card(r: RpoMeasurement) -> str:
                    + (f" ({esc(w.detail)})" if w.detail else "") + "</li>"
                    for w in r.lost_writes[:20])
     more = f"<li>… and {len(r.lost_writes) - 20} more</li>" if len(r.lost_writes) > 20 else ""
-    return (f'<div class="card{"" if r.met else " bad"}"><div class="t">RPO · {esc(r.component)} '
+    return (f'<div class="card{"" if r.met else " bad"}"><div class="t">{esc(title)} · '
+            f'{esc(r.component)} '
             f'{verdict}</div><div class="v">{r.lost} of {r.acknowledged} acknowledged writes '
             f'lost</div><div class="small muted">objective: at most {r.objective_writes} lost · '
             f'loss window {esc(secs(r.loss_window))} · {r.unacknowledged} never acknowledged '
@@ -115,6 +116,7 @@ def drill_section(number: int, drill: DrillRecord) -> str:
     body = f'<div class="cards">{"".join(cards)}</div>' if cards else (
         '<p class="muted">No recovery figure was measured in this drill.</p>')
     body += f'<figure>{timeline(drill)}<figcaption>{legend(drill)}</figcaption></figure>'
+    body += load_section(drill)
     if drill.faults:
         rows = [[f"<code>{esc(f.fault_id)}</code>", esc(f.kind), esc(f.description),
                  f"{esc(_hms(f.injected_utc))}<div class='small muted'>acting for "
@@ -164,3 +166,47 @@ def drill_section(number: int, drill: DrillRecord) -> str:
                  f'{esc(secs(drill.probe_interval))} ({failed} failed) in '
                  f'<code>{esc(drill.probes_csv or "report.json")}</code>.</p>')
     return f'<section class="drill" id="drill-{number}">{head}{body}</section>'
+
+
+def load_section(drill: DrillRecord) -> str:
+    """The load during the drill (`drills run --load`): windows, chart, objectives, the load
+    users' RPO ("" without load)."""
+    load = drill.load
+    if load is None:
+        return ""
+    rows = [[esc(w.name),
+             esc("—" if w.start is None else f"{w.start:+.2f} s to {w.end:+.2f} s"),
+             str(w.requests), esc(f"{w.throughput:.1f}"),
+             esc("—" if w.error_rate is None else f"{100 * w.error_rate:.1f}%"),
+             *(esc("—" if v is None else f"{v * 1000:.0f} ms") for v in (w.p50, w.p95, w.p99)),
+             esc(", ".join(f"{k} {n}" for k, n in w.outcomes.items()))]
+            for w in load.windows]
+    out = (f"<h4>Load: {load.users} simulated apps on the vault API</h4>"
+           f'<p class="small muted">{esc(load.method)}.</p>'
+           + table(["Window", "t vs fault", "Requests", "Per second", "Errors", "p50", "p95",
+                    "p99", "Failures by kind"], rows, {2, 3, 4, 5, 6, 7}))
+    legend = ('<div class="legend"><span><i class="s0"></i>requests per second</span>'
+              '<span><i style="background:#cf222e"></i>errors per second</span></div>')
+    out += f"<figure>{load_chart(load, bool(drill.faults))}<figcaption>{legend}</figcaption>" \
+           "</figure>"
+    cards = []
+    for o in load.objectives:
+        show = ((lambda v: f"{100 * v:.1f}%") if "error_rate" in o.name else secs)
+        cards.append(
+            f'<div class="card{"" if o.met else " bad"}"><div class="t">Load objective · '
+            f'{esc(o.name.replace("_", " "))} '
+            f'{badge("MET", "met") if o.met else badge("BREACHED", "breach")}</div>'
+            f'<div class="v">{esc("—" if o.measured is None else show(o.measured))}</div>'
+            f'<div class="small muted">objective {esc(show(o.objective))}'
+            f'{" · " + esc(o.note) if o.note else ""}</div></div>')
+    if load.rpo is not None:
+        cards.append(rpo_card(load.rpo, "Load users' writes (second RPO)"))
+    if cards:
+        out += f'<div class="cards">{"".join(cards)}</div>'
+    if load.notes:
+        out += '<ul class="small">' + "".join(f"<li>{esc(n)}</li>" for n in load.notes) \
+               + "</ul>"
+    if load.requests_file:
+        out += (f'<p class="small muted">Raw data: every request in <code>'
+                f'{esc(load.requests_file)}</code>.</p>')
+    return out

@@ -12,7 +12,7 @@ from datetime import datetime
 from html import escape
 
 from drills.evidence.fmt import measure_label, parse_utc, secs
-from drills.evidence.model import DrillRecord, Status
+from drills.evidence.model import DrillRecord, LoadRecord, Status
 
 W, LEFT, RIGHT = 980, 128, 24
 
@@ -374,5 +374,79 @@ def trend_chart(lines: list[Line], objectives: list[float], *, unit: str = "s",
                  f'text-anchor="middle">{runs} run(s) over time · {axis}</text>')
     label = title or f"{len(points)} measurements against their objectives"
     return (f'<svg class="chart trend" viewBox="0 0 {width} {height}" role="img" '
+            f'aria-label="{escape(label)}" xmlns="http://www.w3.org/2000/svg">'
+            f'<title>{escape(label)}</title>{"".join(parts)}</svg>')
+
+
+def load_chart(load: LoadRecord, has_fault: bool, width: int = W, height: int = 210) -> str:
+    """Requests/s and errors/s of a drill's load over time, with the fault, the recovery and
+    (if it happened) locust's stop marked."""
+    points = load.series
+    if not points:
+        return '<p class="muted">No load request was recorded during this drill.</p>'
+    lo, hi = points[0].t, points[-1].t + 1.0
+    marks = [Mark(0.0, "fault injected", "m-fault")] if has_fault else []
+    if load.recovered_at is not None:
+        marks.append(Mark(load.recovered_at, "recovered", "m-recover"))
+    if load.stopped_at is not None:
+        marks.append(Mark(load.stopped_at, "load stopped", "m-other"))
+    marks = [m for m in marks if lo <= m.t <= hi]
+    top, bottom = 10 + 13 * len(marks), 40
+    ph = height - top - bottom
+    peak = max(max(p.requests for p in points), 1)
+    ystep = max(1.0, nice_step(peak, 4))
+    ymax = math.ceil(peak / ystep) * ystep
+    plot = width - LEFT - RIGHT
+
+    def x(t: float) -> float:
+        return LEFT + (t - lo) / (hi - lo) * plot
+
+    def y(v: float) -> float:
+        return top + ph - v / ymax * ph
+
+    def path(values: list[tuple[float, int]]) -> str:
+        # each second drawn flat over its width: a count per second, not a trend
+        return " ".join(f"{'M' if i == 0 else 'L'}{x(t):.1f},{y(v):.1f} L{x(t + 1):.1f},{y(v):.1f}"
+                        for i, (t, v) in enumerate(values))
+
+    parts: list[str] = []
+    tick = 0.0
+    while tick <= ymax:
+        parts.append(f'<line class="grid" x1="{LEFT}" x2="{LEFT + plot}" y1="{y(tick):.1f}" '
+                     f'y2="{y(tick):.1f}"/><text class="tick" x="{LEFT - 6}" '
+                     f'y="{y(tick) + 4:.1f}" text-anchor="end">{_num(tick)}</text>')
+        tick += ystep
+    step = nice_step(hi - lo)
+    t = math.ceil(lo / step) * step
+    while t <= hi:
+        parts.append(f'<text class="tick" x="{x(t):.1f}" y="{top + ph + 16}" '
+                     f'text-anchor="middle">{_num(t)}</text>')
+        t += step
+    errors = [(p.t, p.errors) for p in points]
+    area = (path(errors) + f" L{x(hi):.1f},{y(0):.1f} L{x(lo):.1f},{y(0):.1f} Z")
+    parts.append(f'<path class="outage" d="{area}"/>')
+    parts.append(f'<path class="series s0" d="{path([(p.t, p.requests) for p in points])}">'
+                 '<title>requests per second</title></path>')
+    parts.append(f'<path class="series bad" d="{path(errors)}"><title>errors per second'
+                 '</title></path>')
+    for row, mark in enumerate(marks):
+        mx = x(mark.t)
+        text = f"{mark.label} {mark.t:.2f} s"
+        anchor = "end" if mx + len(text) * 6.8 > width - RIGHT else "start"
+        parts.append(f'<line class="mark {mark.css}" x1="{mx:.1f}" x2="{mx:.1f}" '
+                     f'y1="{8 + 13 * row}" y2="{top + ph}"><title>{escape(text)}</title>'
+                     f'</line><text class="marklbl {mark.css}" '
+                     f'x="{mx - 4 if anchor == "end" else mx + 4:.1f}" y="{12 + 13 * row}" '
+                     f'text-anchor="{anchor}">{escape(text)}</text>')
+    parts.append(f'<text class="axis" transform="translate({LEFT - 46},{top + ph / 2:.1f}) '
+                 'rotate(-90)" text-anchor="middle">per second</text>')
+    axis = ("seconds after the fault was injected (t = 0)" if has_fault
+            else "seconds since the drill began")
+    parts.append(f'<text class="axis" x="{LEFT + plot / 2:.1f}" y="{height - 6}" '
+                 f'text-anchor="middle">{axis}</text>')
+    total, failed = sum(p.requests for p in points), sum(p.errors for p in points)
+    label = (f"Load during the drill: {total} requests, {failed} errors, per second over "
+             f"{hi - lo:.0f} s")
+    return (f'<svg class="chart load" viewBox="0 0 {width} {height}" role="img" '
             f'aria-label="{escape(label)}" xmlns="http://www.w3.org/2000/svg">'
             f'<title>{escape(label)}</title>{"".join(parts)}</svg>')
