@@ -5,6 +5,11 @@ An app population is a set of cohorts, each with its share and the PCR sets its 
 carries (`expected_pcrs.json`): 80 % of the apps may carry both the old and the new set while
 20 % still carry only the old one. Each request is made as one cohort (taken in turn, by
 share), and a refused attestation is that request's failure, with its reason and cohort.
+
+With a `Resolver`, the client finds the API's address as the apps do: it asks the DNS server
+for the URL's name, keeps the answer for its TTL, and connects to that address with the name
+as TLS server name and Host. A Route 53 failover reaches it only once its cached answer has
+expired, so the record's TTL is inside every RTO measured through the API.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import base64
 import contextlib
 import itertools
 import os
+import ssl
 import threading
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -26,6 +32,7 @@ from cryptography import x509
 
 from drills.attestation import AttestationError, ExpectedPcrs, Failure, verify
 from drills.errors import ConfigError
+from drills.resolve import ResolveError, Resolver
 from drills.vault import Unavailability, VaultReply, VaultUnavailable, b64, unb64
 
 
@@ -96,11 +103,16 @@ class ApiClient:
     """The vault API over HTTPS, for probes and the canary (the same calls as the apps)."""
 
     def __init__(self, base_url: str, ca_bundle: Path | None, population: Population | None,
-                 max_connections: int = 32) -> None:
+                 max_connections: int = 32, resolver: Resolver | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.population = population
+        self.url = httpx.URL(self.base_url)
+        # An address in the URL needs no resolving (a region's API called directly).
+        self.resolver = resolver if resolver is not None and not _is_address(self.url.host) \
+            else None
+        self.addresses: list[str] = []  # every address the name resolved to, in order
         self.http = httpx.AsyncClient(
-            base_url=self.base_url, verify=str(ca_bundle) if ca_bundle else True,
+            base_url=self.base_url, verify=tls_context(ca_bundle),
             limits=httpx.Limits(max_connections=max_connections,
                                 max_keepalive_connections=max_connections),
             trust_env=False)  # the twin is on loopback; a proxy must never see probes
@@ -193,7 +205,13 @@ class ApiClient:
             # httpx's timeout bounds each phase (pool, connect, write, read); the caller's
             # bounds the whole request, as an app's does.
             async with asyncio.timeout(timeout):
-                response = await self.http.request(method, path, timeout=timeout, **kwargs)
+                url: str | httpx.URL = path
+                if self.resolver is not None:
+                    kwargs.update(await self._resolved(path))
+                    url = kwargs.pop("url")
+                response = await self.http.request(method, url, timeout=timeout, **kwargs)
+        except ResolveError as exc:
+            raise VaultUnavailable("error", f"{method} {path}: {exc}") from None
         except (httpx.TimeoutException, TimeoutError):
             raise VaultUnavailable("timeout", f"no answer from {method} {path} within "
                                    f"{timeout:g}s") from None
@@ -216,6 +234,38 @@ class ApiClient:
         kind = Unavailability.NO_RESPONDERS if body.get("error") == "no responders" else (
             Unavailability.ERROR)
         raise VaultUnavailable(kind, f"HTTP {response.status_code} {method} {path}: {message}")
+
+
+    async def _resolved(self, path: str) -> dict[str, Any]:
+        """The request to the address the name resolves to now (the cache's, while its TTL
+        lasts), with the name as Host and TLS server name."""
+        assert self.resolver is not None
+        name = self.url.host
+        answer = self.resolver.cached(name)
+        if answer is None:  # ask the DNS server, off the event loop
+            answer = await asyncio.to_thread(self.resolver.lookup, name)
+        address = answer.addresses[0]
+        if not self.addresses or self.addresses[-1] != address:
+            self.addresses.append(address)
+        prefix = self.url.raw_path.rstrip(b"/")  # as httpx merges a base URL's path
+        return {"url": self.url.copy_with(host=address, raw_path=prefix + path.encode()),
+                "headers": {"Host": self.url.netloc.decode("ascii")},
+                "extensions": {"sni_hostname": name}}
+
+
+def tls_context(ca_bundle: Path | None) -> ssl.SSLContext:
+    """Verification against `ca_bundle` (None: the system's trust store)."""
+    return ssl.create_default_context(cafile=str(ca_bundle) if ca_bundle else None)
+
+
+def _is_address(host: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _seconds(value: str) -> float | None:

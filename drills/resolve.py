@@ -66,10 +66,9 @@ class Resolver:
     def lookup(self, name: str) -> Answer:
         """Every IPv4 address of `name` with its TTL, from the cache while the TTL lasts."""
         key = name.lower().rstrip(".") + "."
-        with self._lock:
-            cached = self._cache.get(key)
-            if cached is not None and self._clock() < cached.expires:
-                return cached
+        cached = self.cached(key)
+        if cached is not None:
+            return cached
         found = self._ask(key)
         with self._lock:
             if found.ttl > 0:
@@ -77,6 +76,13 @@ class Resolver:
             else:
                 self._cache.pop(key, None)
         return found
+
+    def cached(self, name: str) -> Answer | None:
+        """The answer for `name` while its TTL lasts, without asking the server."""
+        key = name.lower().rstrip(".") + "."
+        with self._lock:
+            found = self._cache.get(key)
+            return found if found is not None and self._clock() < found.expires else None
 
     def forget(self, name: str | None = None) -> None:
         """Drop the cached answer for `name`, or every cached answer."""

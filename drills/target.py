@@ -21,6 +21,7 @@ from drills.faults import AllowList, FaultContext
 from drills.loop import LoopThread
 from drills.measure.probes import KnownVault
 from drills.measure.rpo import LedgerReader, ledger_reader
+from drills.resolve import Resolver
 from drills.twin.state import PRIMARY_REGION, Names
 from drills.vault import VaultClient, VaultUnavailable, connect
 
@@ -108,14 +109,21 @@ class Target:
                               ping_interval=self.nats_ping_interval), timeout=15)
         return VaultClient(nc)
 
-    def api(self, population: Population | None = None) -> ApiClient:
-        """The vault API as the apps call it (HTTPS), verifying attestation as `population`
-        does (default: the target's app population)."""
-        return ApiClient(self.api_url(), self.ca_bundle(),
-                         population if population is not None else self.population())
+    def api(self, population: Population | None = None, region: str | None = None) -> ApiClient:
+        """The vault API as the apps call it (HTTPS, its name resolved as they resolve it),
+        verifying attestation as `population` does (default: the target's app population).
+        `region`: that region's own API name (api-dr.vettid.dev) instead of the service's."""
+        return ApiClient(self.api_url(region), self.ca_bundle(),
+                         population if population is not None else self.population(),
+                         resolver=self.resolver())
 
     def api_url(self, region: str | None = None) -> str:
+        """The URL apps call: the service's name (failover), or `region`'s own."""
         raise NotImplementedError
+
+    def resolver(self) -> Resolver | None:
+        """The DNS the API's name is resolved through (None: the system's)."""
+        return None
 
     def ca_bundle(self) -> Path | None:
         """The CA that verifies the API's certificate (None: the system's)."""
@@ -175,7 +183,15 @@ class TwinTarget(Target):
         return self.twin.nats_spec(region or self.region).urls
 
     def api_url(self, region: str | None = None) -> str:
-        return str(self.twin.api_url(region or self.region))
+        """`https://api.vettid.dev:<port>` (the failover records), or for the DR region
+        `https://api-dr.vettid.dev:<port>`: names the twin's DNS server answers."""
+        port = self.twin.api_port
+        host = self.names.dr_api_host if region and self.names.is_dr(region) else \
+            self.names.api_host
+        return f"https://{host}:{port}"
+
+    def resolver(self) -> Resolver | None:
+        return self.twin.resolver()
 
     def ca_bundle(self) -> Path | None:
         return Path(self.twin.ca_bundle)

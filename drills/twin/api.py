@@ -251,14 +251,23 @@ class ApiEndpoint:
         return cls(region, str(data["host"]), int(data["port"]), str(data["pid_file"]))
 
 
-def allocate(state_dir: Path, region: str, host: str = "127.0.0.1") -> ApiEndpoint:
-    """A free port for `region`'s API on `host`."""
+def free_port_on(hosts: list[str]) -> int:
+    """A port free on every one of `hosts` (the regions' APIs share it: DNS answers
+    addresses, and a client keeps the port of the URL it was given)."""
     import socket
 
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port = int(sock.getsockname()[1])
-    return ApiEndpoint(region, host, port, str(state_dir / f"api-{region}.pid"))
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((hosts[0], 0))
+            port = int(sock.getsockname()[1])
+        try:
+            for host in hosts[1:]:
+                with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as other:
+                    other.bind((host, port))
+        except OSError:
+            continue
+        return port
+    raise OSError(f"no port free on all of {', '.join(hosts)}")
 
 
 def spawn(state_dir: Path, endpoint: ApiEndpoint) -> None:

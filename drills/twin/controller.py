@@ -477,6 +477,13 @@ def apply_profile(state: TwinState, timing: TimingProfile, clients: Clients) -> 
     carries AWS's defaults; `fast` compresses them)."""
     twin_control.post(state.aws_url, "dynamodb/pitr-settings",
                       {"latest_restorable_lag": timing.pitr_latest_restorable_lag})
+    # Replication lags (S3 CRR, DynamoDB global tables) and Route 53's checks and changes.
+    for route in ("s3/replication-settings", "dynamodb/global-table-settings"):
+        twin_control.post(state.aws_url, route, {"profile": timing.name})
+    twin_control.post(state.aws_url, "route53/settings", {
+        "interval_scale": timing.route53_interval_scale,
+        "propagation_delay": timing.route53_propagation_delay,
+        "metric_period": timing.metric_interval})
     check = timing.target_group
     for region in state.regions.values():
         asg = clients("autoscaling", region.name)

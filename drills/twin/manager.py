@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
+from functools import partial
 from pathlib import Path
 
 from drills import attestation
@@ -27,12 +28,26 @@ from drills.errors import DrillError, TwinError
 from drills.journal import utc_now
 from drills.loop import LoopThread
 from drills.measure.probes import KnownVault
-from drills.twin import api, aws, monitor, nats, tls
+from drills.resolve import Resolver
+from drills.twin import api, aws, dns, monitor, nats, tls
 from drills.twin.controller import CONTROLLER_MODULE, WORKER_MODULE
 from drills.twin.nats import NatsCluster, NatsClusterSpec
 from drills.twin.procs import live_pid, still_running, stop_process
-from drills.twin.provision import nats_credentials, provision_aws
-from drills.twin.state import PRIMARY_REGION, Names, RegionState, TwinState, default_state_dir
+from drills.twin.provision import (
+    link_regions,
+    nats_credentials,
+    provision_aws,
+    provision_dns,
+    replicate_key,
+)
+from drills.twin.state import (
+    DR_REGION,
+    PRIMARY_REGION,
+    Names,
+    RegionState,
+    TwinState,
+    default_state_dir,
+)
 from drills.twin.timing import profile as timing_profile
 from drills.vault import VaultClient, VaultUnavailable, connect
 
@@ -81,6 +96,19 @@ class Twin:
     def api_url(self, region: str = PRIMARY_REGION) -> str:
         """The region's API (https://...), what DRILLS_API_URL names."""
         return api.ApiEndpoint.from_dict(region, self.state.regions[region].api).url
+
+    @property
+    def api_port(self) -> int:
+        """The port the regions' APIs share (DNS answers an address; the port is the URL's)."""
+        return int(self.state.primary.api["port"])
+
+    def resolver(self) -> Resolver:
+        """A resolver asking the twin's DNS server (Route 53's name servers)."""
+        if not self.state.dns:
+            raise TwinError(f"the twin in {self.state.state_dir} has no DNS server; restart "
+                            "it with `drills twin down && drills twin up`")
+        endpoint = dns.DnsEndpoint(**self.state.dns)
+        return Resolver(endpoint.host, endpoint.port)
 
     @property
     def ca_bundle(self) -> Path:
@@ -179,47 +207,78 @@ def up(state_dir: Path | None = None, *, timing: str = "fast", backend: str = "p
         raise
 
 
+#: Each region of the twin sits on a loopback address of its own (its API and the answers
+#: of its DNS records; NATS stays on 127.0.0.1, where its partition proxy tells routes apart).
+REGION_HOSTS = {PRIMARY_REGION: "127.0.1.1", DR_REGION: "127.0.2.1"}
+
+
 def _start(root: Path, timing: str, backend: nats.Backend, vaults: int, desired: int,
            timeout: float, progress: Progress, started: float) -> Twin:
     progress("starting AWS endpoint (moto server + fidelity layer)")
     endpoint = aws.start_aws(root / "aws")
     names = Names()
     clients = Clients.for_twin(endpoint.url)
-    user, password = nats_credentials()
-    # A unique cluster name keeps two twins' containers and networks apart.
-    spec = nats.allocate(PRIMARY_REGION, root / f"nats-{PRIMARY_REGION}", backend, user,
-                         password, cluster_name=f"twin-{PRIMARY_REGION}-{uuid.uuid4().hex[:6]}",
-                         ping_interval=timing_profile(timing).nats_ping_interval)
-    front = api.allocate(root, PRIMARY_REGION)
+    profile = timing_profile(timing)
+    regions, creds, specs, fronts = {}, {}, {}, {}
+    port = api.free_port_on(list(REGION_HOSTS.values()))  # DNS answers addresses, not ports
+    for name, host in REGION_HOSTS.items():
+        creds[name] = nats_credentials()
+        # A unique cluster name keeps two twins' containers and networks apart.
+        specs[name] = nats.allocate(name, root / f"nats-{name}", backend, *creds[name],
+                                    cluster_name=f"twin-{name}-{uuid.uuid4().hex[:6]}",
+                                    ping_interval=profile.nats_ping_interval)
+        fronts[name] = api.ApiEndpoint(name, host, port, str(root / f"api-{name}.pid"))
+        regions[name] = RegionState(name, specs[name].to_dict(), names.asg_in(name),
+                                    desired if name == PRIMARY_REGION else 0,
+                                    api=fronts[name].to_dict(), host=host)
     attestation.new_root(root / "pki")  # the twin's Nitro root: enclaves attest under it
-    tls.make_api_tls(root / "tls", [front.host])
-    region = RegionState(PRIMARY_REGION, spec.to_dict(), names.asg, desired,
-                         api=front.to_dict())
-    state = TwinState(str(root), timing, asdict(endpoint), {PRIMARY_REGION: region}, names,
-                      utc_now())
+    tls.make_api_tls(root / "tls", list(REGION_HOSTS.values()))
+    state = TwinState(str(root), timing, asdict(endpoint), regions, names, utc_now())
     state.save()  # from here on, `down` can find and stop everything
-    progress(f"starting NATS cluster ({backend.value} backend, {len(spec.nodes)} nodes) and "
-             f"provisioning stack {names.stack} in {PRIMARY_REGION}")
-    # Independent and each a second or two: the cluster forms (JetStream elects its meta
-    # leader) while the stack is created and the enclave instances boot; the servers take
+    progress(f"starting NATS clusters ({backend.value} backend, {len(REGION_HOSTS)} regions) "
+             f"and provisioning stacks {names.stack} ({PRIMARY_REGION}) and {names.dr_stack} "
+             f"({DR_REGION})")
+    # Independent and each a second or two: the clusters form (JetStream elects its meta
+    # leader) while the stacks are created and the enclave instances boot; the servers take
     # client connections from their first moment, so workers may connect before it is done.
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        forming = pool.submit(nats.cluster_for(spec).start, timeout=min(60.0, timeout))
-        made = provision_aws(clients, names, PRIMARY_REGION, desired, user, password)
+    with ThreadPoolExecutor(max_workers=len(specs) + 1) as pool:
+        forming = [pool.submit(nats.cluster_for(s).start, timeout=min(60.0, timeout))
+                   for s in specs.values()]
+        made = provision_aws(clients, names, PRIMARY_REGION, desired, *creds[PRIMARY_REGION])
         monitor.provision(clients, names, PRIMARY_REGION, timing)  # runbook 3.2/3.3 alarms
-        region = replace(region, key_arn=made.key_arn, ami_id=made.ami_id)
-        state = replace(state, regions={PRIMARY_REGION: region})
+        regions[PRIMARY_REGION] = replace(regions[PRIMARY_REGION], key_arn=made.key_arn,
+                                          ami_id=made.ami_id)
+        state = replace(state, regions=dict(regions))
         state.save()
         progress("starting ASG controller")
         _spawn_controller(root)
-        forming.result()
-    progress(f"starting the API of {PRIMARY_REGION} on {front.url}")
-    api.spawn(root, front)
+        replica = replicate_key(clients, made.key_arn, PRIMARY_REGION, DR_REGION)
+        dr = provision_aws(clients, names, DR_REGION, 0, *creds[DR_REGION], key_arn=replica,
+                           source_ami=(PRIMARY_REGION, made.ami_id))
+        regions[DR_REGION] = replace(regions[DR_REGION], key_arn=dr.key_arn, ami_id=dr.ami_id)
+        state = replace(state, regions=dict(regions))
+        state.save()
+        # Each region's parameters exist: the APIs and the DNS server start (a second or
+        # two of imports each) while the regions are linked and the records made.
+        progress(f"starting the APIs on {', '.join(f.url for f in fronts.values())} and the "
+                 "DNS server")
+        for front in fronts.values():
+            api.spawn(root, front)
+        serving_dns = pool.submit(dns.start_dns, root / "dns", endpoint.url)
+        link_regions(clients, names, PRIMARY_REGION, DR_REGION, replica)
+        zone = provision_dns(clients, names, {r: (f.host, f.port) for r, f in fronts.items()},
+                             profile.record_ttl)
+        state = replace(state, dns=asdict(serving_dns.result()), hosted_zone=zone)
+        state.save()
+        for future in forming:
+            future.result()
     # Runbook 4.2 finds NATS as EC2 instances tagged Application=vettid-nats and restarts it
     # through SSM Run Command: give each node its instance and SSM agent.
-    nats.ensure_instances(clients, endpoint.url, spec)
+    for spec in specs.values():
+        nats.ensure_instances(clients, endpoint.url, spec)
     twin = Twin(state)
-    _wait(lambda: api.listening(front), timeout, f"the API on {front.url}", progress)
+    for front in fronts.values():
+        _wait(partial(api.listening, front), timeout, f"the API on {front.url}", progress)
     progress(f"waiting for {desired} enclave workers to boot")
     _wait(lambda: len(_serving(twin)) >= desired, timeout, f"{desired} serving workers",
           progress)
@@ -326,6 +385,8 @@ def down(state_dir: Path | None = None, *, keep_logs: bool = False,
             nats.cluster_for(nats.NatsClusterSpec.from_dict(region.nats)).stop()
         except DrillError as exc:
             progress(f"  {exc}")
+    if state.dns:
+        dns.stop_dns(dns.DnsEndpoint(**state.dns))
     progress("stopping AWS endpoint")
     aws.stop_aws(aws.AwsEndpoint(**state.aws))
     if keep_logs:
@@ -348,11 +409,14 @@ def status(state_dir: Path | None = None) -> list[Component]:
         for node in cluster.spec.nodes:
             rows.append(Component(f"nats/{node.name}", cluster.healthy(node.name),
                                   f"{cluster.node_state(node.name).value} {node.url}"))
-        if region.api:
-            rows.append(_api_row(twin, api.ApiEndpoint.from_dict(name, region.api)))
         if not rows[0].healthy:
+            if region.api:
+                rows.append(_api_row(twin, api.ApiEndpoint.from_dict(name, region.api)))
             continue
         desired, ids = twin.in_service(name)
+        if region.api:
+            rows.append(_api_row(twin, api.ApiEndpoint.from_dict(name, region.api),
+                                 standby=desired == 0))
         serving = _serving(twin, name) if ids else []
         rows.append(Component(f"asg/{region.asg}", len(serving) >= desired,
                               f"desired {desired}, in service {len(ids)}, "
@@ -361,20 +425,30 @@ def status(state_dir: Path | None = None) -> list[Component]:
         for iid in ids:
             rows.append(Component(f"enclave/{iid}", iid in serving,
                                   f"pid {pids[iid]}" if iid in pids else "booting"))
+    if twin.state.dns:
+        resolver = dns.DnsEndpoint(**twin.state.dns)
+        rows.append(Component("dns", dns.is_running(resolver),
+                              f"{resolver.host}:{resolver.port} (zone {twin.names.hosted_zone})"))
     return rows
 
 
-def _api_row(twin: Twin, front: api.ApiEndpoint) -> Component:
-    """The API answers GET /health over TLS (200: an enclave behind it serves)."""
+def _api_row(twin: Twin, front: api.ApiEndpoint, standby: bool = False) -> Component:
+    """The API answers GET /health over TLS (200: an enclave behind it serves). A standby
+    region's (its ASG at 0, runbook 5.1) answers 503 until failover scales it up."""
     import httpx
+
+    from drills.api_client import tls_context
 
     if api.pid(Path(twin.state.state_dir), front) is None:
         return Component(f"api/{front.region}", False, f"{front.url} not running")
     try:
-        answer = httpx.get(f"{front.url}/health", verify=str(twin.ca_bundle), timeout=3,
+        answer = httpx.get(f"{front.url}/health", verify=tls_context(twin.ca_bundle), timeout=3,
                            trust_env=False)
     except httpx.HTTPError as exc:
         return Component(f"api/{front.region}", False, f"{front.url} {type(exc).__name__}")
+    if standby and answer.status_code == 503:
+        return Component(f"api/{front.region}", True,
+                         f"{front.url} /health 503 (standby: no enclaves until failover)")
     return Component(f"api/{front.region}", answer.status_code == 200,
                      f"{front.url} /health {answer.status_code}")
 
@@ -389,4 +463,8 @@ def env(state_dir: Path | None = None, region: str = PRIMARY_REGION) -> dict[str
     out["DRILLS_API_URL"] = twin.api_url(region)
     out["DRILLS_CA_BUNDLE"] = out["CURL_CA_BUNDLE"] = str(twin.ca_bundle)
     out["DRILLS_ATTESTATION_ROOT"] = str(twin.attestation_root)
+    if twin.state.dns:
+        resolver = dns.DnsEndpoint(**twin.state.dns)
+        # `dig @$DRILLS_DNS_HOST -p $DRILLS_DNS_PORT api.vettid.dev`
+        out["DRILLS_DNS_HOST"], out["DRILLS_DNS_PORT"] = resolver.host, str(resolver.port)
     return out

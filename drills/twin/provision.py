@@ -1,4 +1,4 @@
-"""Create the runbook's stack on the twin's AWS endpoint, named as the runbook names it.
+"""Create the runbook's stacks on the twin's AWS endpoint, named as the runbook names them.
 
 The same calls an operator's CloudFormation would make: a KMS sealing key, the AMI, a launch
 template and the enclave ASG (as stack `VettID-Nitro` with output `EnclaveASGName`), the SSM
@@ -11,6 +11,14 @@ internal Application Load Balancer (ELB health-checks only the targets of a targ
 load balancer uses). The stack carries AWS's documented defaults (target group health check
 30 s / 5 s / 5 / 2, grace period 300 s); the ASG controller applies the twin's timing profile
 to them at start-up (`drills.twin.controller.apply_profile`).
+
+The DR region (runbook 5.1) gets the same stack as `VettID-Nitro-DR` with the standby ASG
+`VettID-Nitro-DR-EnclaveASG` at desired 0, the enclave AMI copied from the primary's, its own
+`/vettid/` parameters, and is linked as 5.2's prerequisites say: the sealing key is a
+multi-region key replicated to it, the vault bucket replicates to
+`vettid-vault-data-dr-<account>` (SSE-KMS under the replica key, RTC metrics), and the three
+tables are global tables with a replica there. Route 53 (`provision_dns`) answers
+`api.vettid.dev` by failover on each region's API health, and `api-dr.vettid.dev` with DR.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ from __future__ import annotations
 import json
 import secrets
 from dataclasses import dataclass
+from typing import Any
 
 from drills.clients import Clients
 from drills.errors import TwinError
@@ -43,7 +52,7 @@ class Provisioned:
     nats_password: str
 
 
-def _stack_template(names: Names, desired: int) -> str:
+def _stack_template(names: Names, region: str, desired: int) -> str:
     return json.dumps({
         "Parameters": {"AmiId": {"Type": "String"}, "VpcId": {"Type": "String"},
                        "SubnetA": {"Type": "String"}, "SubnetB": {"Type": "String"}},
@@ -74,13 +83,13 @@ def _stack_template(names: Names, desired: int) -> str:
                                        "InstanceType": "m5.xlarge",
                                        "EnclaveOptions": {"Enabled": True}}}},
             "EnclaveASG": {"Type": "AWS::AutoScaling::AutoScalingGroup", "Properties": {
-                "AutoScalingGroupName": names.asg,
+                "AutoScalingGroupName": names.asg_in(region),
                 "LaunchTemplate": {"LaunchTemplateId": {"Ref": "EnclaveLaunchTemplate"},
                                    "Version": {"Fn::GetAtt": ["EnclaveLaunchTemplate",
                                                               "LatestVersionNumber"]}},
                 "MinSize": "0", "MaxSize": str(max(4, desired * 2)),
                 "DesiredCapacity": str(desired),
-                "AvailabilityZones": ["us-east-1a", "us-east-1b"],
+                "AvailabilityZones": [f"{region}a", f"{region}b"],
                 "TargetGroupARNs": [{"Ref": "EnclaveTargetGroup"}],
                 "HealthCheckType": "ELB", "HealthCheckGracePeriod": 300}},
         },
@@ -94,37 +103,53 @@ def nats_credentials() -> tuple[str, str]:
 
 
 def provision_aws(clients: Clients, names: Names, region: str, desired: int,
-                  nats_user: str, nats_password: str) -> Provisioned:
-    """Create every AWS resource of the primary stack in `region`."""
+                  nats_user: str, nats_password: str, *, key_arn: str | None = None,
+                  source_ami: tuple[str, str] | None = None) -> Provisioned:
+    """Create every AWS resource of the stack of `region`: the primary's, or (given the
+    replica `key_arn` and the primary's `(region, AMI)` to copy) the DR region's, whose
+    tables come from the primary's global tables (`link_regions`)."""
     kms, ssm = clients("kms", region), clients("ssm", region)
-    key = kms.create_key(Description="VettID Nitro Enclave sealing key",
-                         KeyUsage="ENCRYPT_DECRYPT", KeySpec="SYMMETRIC_DEFAULT")["KeyMetadata"]
-    kms.create_alias(AliasName=names.key_alias, TargetKeyId=key["KeyId"])
+    if key_arn is None:  # the primary: a multi-region key, so 5.2 can replicate it
+        key = kms.create_key(Description="VettID Nitro Enclave sealing key", MultiRegion=True,
+                             KeyUsage="ENCRYPT_DECRYPT", KeySpec="SYMMETRIC_DEFAULT")
+        key_arn = str(key["KeyMetadata"]["Arn"])
+    kms.create_alias(AliasName=names.key_alias, TargetKeyId=key_arn.rsplit("/", 1)[-1])
 
-    ami = build_enclave(clients("ec2", region), FIRST_VERSION).ami_id
+    ami = _copy_image(clients, region, source_ami) if source_ami else build_enclave(
+        clients("ec2", region), FIRST_VERSION).ami_id
 
     params = [
         (names.param_current_ami, ami, "String"),
         (names.param_latest_ami, ami, "String"),
-        (names.param_sealing_key, key["Arn"], "String"),
+        (names.param_sealing_key, key_arn, "String"),
         (names.param_nats_creds, json.dumps({"user": nats_user, "password": nats_password}),
          "SecureString"),
     ]
     for name, value, kind in params:
-        extra = {"KeyId": key["KeyId"]} if kind == "SecureString" else {}
+        extra = {"KeyId": key_arn} if kind == "SecureString" else {}
         ssm.put_parameter(Name=name, Value=value, Type=kind, Overwrite=True, **extra)
 
-    s3 = clients("s3", region)
+    s3, bucket = clients("s3", region), names.bucket_in(region)
     create = {} if region == "us-east-1" else {
         "CreateBucketConfiguration": {"LocationConstraint": region}}
-    s3.create_bucket(Bucket=names.bucket, **create)
-    s3.put_bucket_versioning(Bucket=names.bucket,
-                             VersioningConfiguration={"Status": "Enabled"})
-    s3.put_bucket_encryption(Bucket=names.bucket, ServerSideEncryptionConfiguration={
+    s3.create_bucket(Bucket=bucket, **create)
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    s3.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration={
         "Rules": [{"ApplyServerSideEncryptionByDefault": {
-            "SSEAlgorithm": "aws:kms", "KMSMasterKeyID": key["Arn"]}, "BucketKeyEnabled": True}]})
+            "SSEAlgorithm": "aws:kms", "KMSMasterKeyID": key_arn}, "BucketKeyEnabled": True}]})
 
-    ddb = clients("dynamodb", region)
+    if source_ami is None:
+        _create_tables(clients("dynamodb", region), names)
+
+    vpc, subnets = _default_subnets(clients, region)
+    clients("cloudformation", region).create_stack(
+        StackName=names.stack_in(region), TemplateBody=_stack_template(names, region, desired),
+        Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in (
+            ("AmiId", ami), ("VpcId", vpc), ("SubnetA", subnets[0]), ("SubnetB", subnets[1]))])
+    return Provisioned(key_arn, ami, nats_user, nats_password)
+
+
+def _create_tables(ddb: Any, names: Names) -> None:
     keys = {names.sessions_table: "session_id", names.credentials_table: "vault_id",
             names.transactions_table: "vault_id"}
     for table, hash_key in keys.items():
@@ -134,16 +159,92 @@ def provision_aws(clients: Clients, names: Names, region: str, desired: int,
             schema.append({"AttributeName": "seq", "KeyType": "RANGE"})
             attrs.append({"AttributeName": "seq", "AttributeType": "N"})
         ddb.create_table(TableName=table, KeySchema=schema, AttributeDefinitions=attrs,
-                         BillingMode="PAY_PER_REQUEST")
+                         BillingMode="PAY_PER_REQUEST",
+                         StreamSpecification={"StreamEnabled": True,  # global tables need it
+                                              "StreamViewType": "NEW_AND_OLD_IMAGES"})
         ddb.update_continuous_backups(TableName=table, PointInTimeRecoverySpecification={
             "PointInTimeRecoveryEnabled": True})
 
-    vpc, subnets = _default_subnets(clients, region)
-    clients("cloudformation", region).create_stack(
-        StackName=names.stack, TemplateBody=_stack_template(names, desired),
-        Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in (
-            ("AmiId", ami), ("VpcId", vpc), ("SubnetA", subnets[0]), ("SubnetB", subnets[1]))])
-    return Provisioned(key["Arn"], ami, nats_user, nats_password)
+
+def _copy_image(clients: Clients, region: str, source: tuple[str, str]) -> str:
+    """`aws ec2 copy-image` of the primary's enclave AMI, with its build's tags (PCRs)."""
+    source_region, source_ami = source
+    image = clients("ec2", source_region).describe_images(ImageIds=[source_ami])["Images"][0]
+    ec2 = clients("ec2", region)
+    copied = ec2.copy_image(SourceImageId=source_ami, SourceRegion=source_region,
+                            Name=f"{image['Name']}-dr",
+                            Description=f"copy of {source_ami} ({source_region})")["ImageId"]
+    if image.get("Tags"):
+        ec2.create_tags(Resources=[copied], Tags=image["Tags"])
+    return str(copied)
+
+
+def replicate_key(clients: Clients, key_arn: str, primary: str, dr: str) -> str:
+    """The sealing key's replica in `dr` (`aws kms replicate-key`); its ARN."""
+    replica = clients("kms", primary).replicate_key(KeyId=key_arn, ReplicaRegion=dr)
+    return str(replica["ReplicaKeyMetadata"]["Arn"])
+
+
+def link_regions(clients: Clients, names: Names, primary: str, dr: str,
+                 replica_key_arn: str) -> None:
+    """Runbook 5.2's prerequisites: S3 replication of the vault bucket to its DR replica
+    (SSE-KMS objects under the replica key, RTC and its metrics), and the three tables as
+    global tables with a replica in `dr` (point-in-time recovery on the replicas too)."""
+    account = names.account_id
+    clients("s3", primary).put_bucket_replication(
+        Bucket=names.bucket, ReplicationConfiguration={
+            "Role": f"arn:aws:iam::{account}:role/vettid-s3-replication",
+            "Rules": [{"ID": "vault-data-to-dr", "Priority": 1, "Status": "Enabled",
+                       "Filter": {"Prefix": ""},
+                       "DeleteMarkerReplication": {"Status": "Disabled"},
+                       "SourceSelectionCriteria": {
+                           "SseKmsEncryptedObjects": {"Status": "Enabled"}},
+                       "Destination": {
+                           "Bucket": f"arn:aws:s3:::{names.dr_bucket}",
+                           "EncryptionConfiguration": {"ReplicaKmsKeyID": replica_key_arn},
+                           "ReplicationTime": {"Status": "Enabled", "Time": {"Minutes": 15}},
+                           "Metrics": {"Status": "Enabled",
+                                       "EventThreshold": {"Minutes": 15}}}}]})
+    ddb, dr_ddb = clients("dynamodb", primary), clients("dynamodb", dr)
+    for table in names.tables:
+        ddb.update_table(TableName=table, ReplicaUpdates=[{"Create": {"RegionName": dr}}])
+        dr_ddb.update_continuous_backups(TableName=table, PointInTimeRecoverySpecification={
+            "PointInTimeRecoveryEnabled": True})
+
+
+def provision_dns(clients: Clients, names: Names, apis: dict[str, tuple[str, int]],
+                  ttl: int) -> str:
+    """Route 53: zone `vettid.dev`; a health check of each region's API (`GET /health` over
+    HTTPS every 10 s, 3 failures); `api.vettid.dev` failover PRIMARY -> the primary's API,
+    SECONDARY -> DR's; `api-dr.vettid.dev` -> DR's. Returns the zone id."""
+    route53 = clients("route53", names.primary_region)
+    zone = route53.create_hosted_zone(Name=names.hosted_zone,
+                                      CallerReference=secrets.token_hex(8))["HostedZone"]["Id"]
+    checks = {}
+    for region, (host, port) in apis.items():
+        checks[region] = route53.create_health_check(
+            CallerReference=secrets.token_hex(8), HealthCheckConfig={
+                "Type": "HTTPS", "IPAddress": host, "Port": port, "ResourcePath": "/health",
+                "FullyQualifiedDomainName": names.api_host, "RequestInterval": 10,
+                "FailureThreshold": 3})["HealthCheck"]["Id"]
+        route53.change_tags_for_resource(ResourceType="healthcheck", ResourceId=checks[region],
+                                         AddTags=[{"Key": "Name", "Value": f"api-{region}"}])
+    primary, dr = names.primary_region, names.dr_region
+
+    def record(name: str, region: str, role: str | None = None) -> dict[str, Any]:
+        rrset: dict[str, Any] = {"Name": name, "Type": "A", "TTL": ttl,
+                                 "ResourceRecords": [{"Value": apis[region][0]}]}
+        if role:
+            rrset.update(SetIdentifier=f"{role.lower()}-{region}", Failover=role,
+                         HealthCheckId=checks[region])
+        return {"Action": "UPSERT", "ResourceRecordSet": rrset}
+
+    route53.change_resource_record_sets(HostedZoneId=zone, ChangeBatch={
+        "Comment": "runbook 5: api.vettid.dev fails over to the DR region",
+        "Changes": [record(names.api_host, primary, "PRIMARY"),
+                    record(names.api_host, dr, "SECONDARY"),
+                    record(names.dr_api_host, dr)]})
+    return str(zone).rsplit("/", 1)[-1]
 
 
 def _default_subnets(clients: Clients, region: str) -> tuple[str, list[str]]:

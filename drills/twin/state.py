@@ -36,6 +36,7 @@ class RegionState:
     key_arn: str = ""
     ami_id: str = ""
     api: dict[str, Any] = field(default_factory=dict)  # drills.twin.api.ApiEndpoint
+    host: str = "127.0.0.1"  # the region's own loopback address (its API, its DNS answers)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +51,8 @@ class TwinState:
     started_utc: str = ""
     population: int = 0
     version: int = 1
+    dns: dict[str, Any] = field(default_factory=dict)  # drills.twin.dns.DnsEndpoint
+    hosted_zone: str = ""  # Route 53 zone of vettid.dev
 
     @property
     def primary(self) -> RegionState:

@@ -62,6 +62,12 @@ class TimingProfile:
     lambda_timeout: float
     #: DynamoDB PITR: how far LatestRestorableDateTime lags behind now.
     pitr_latest_restorable_lag: float
+    #: Route 53: the health checks' RequestInterval is multiplied by this (1: as
+    #: configured), and a change is INSYNC this long after it was made.
+    route53_interval_scale: float
+    route53_propagation_delay: float
+    #: TTL of the twin's api.vettid.dev records: how long a client may keep an answer.
+    record_ttl: int
 
 
 PROFILES: dict[str, TimingProfile] = {
@@ -89,6 +95,9 @@ PROFILES: dict[str, TimingProfile] = {
         settle=5.0,
         lambda_timeout=3.0,
         pitr_latest_restorable_lag=10.0,
+        route53_interval_scale=0.1,
+        route53_propagation_delay=1.0,
+        record_ttl=5,
     ),
     "realistic": TimingProfile(
         name="realistic",
@@ -135,6 +144,15 @@ PROFILES: dict[str, TimingProfile] = {
         # table restores complete in less than one hour" and that restore times depend on
         # the table's size and partitions ("Backup and restore for DynamoDB").
         pitr_latest_restorable_lag=300.0,
+        # Route 53 Developer Guide, "How Amazon Route 53 determines whether a health check
+        # is healthy": checkers send a request every RequestInterval (10 or 30 s, as the
+        # check is configured); API_ChangeResourceRecordSets: changes "typically" propagate
+        # to all Route 53 authoritative DNS servers "within 60 seconds".
+        route53_interval_scale=1.0,
+        route53_propagation_delay=60.0,
+        # Route 53 Developer Guide, "Values specific for failover records": a TTL of 60 s or
+        # less is recommended for records with health checks.
+        record_ttl=60,
     ),
 }
 

@@ -3,6 +3,7 @@ runbook's own `curl`, bad input, Lambda errors, and attestation verified as the 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -13,14 +14,16 @@ from pathlib import Path
 import httpx
 import pytest
 
-from drills.api_client import ApiClient, Cohort, Population
+from drills.api_client import ApiClient, Cohort, Population, tls_context
 from drills.attestation import ExpectedPcrs, PcrSet, build_pcrs, load_roots
 from drills.loop import LoopThread
+from drills.target import TwinTarget
 from drills.twin import manager
 from drills.twin.api import MAX_BODY, Lambda, build_app
 from drills.twin.manager import Twin
 from drills.twin.nats import NatsCluster
 from drills.twin.provision import FIRST_VERSION
+from drills.twin.state import DR_REGION
 from drills.vault import Unavailability, VaultClient, VaultUnavailable, connect
 
 pytestmark = pytest.mark.twin
@@ -77,6 +80,31 @@ def test_a_vault_is_enrolled_read_and_updated_through_the_api_with_attestation(
         loop.run(client.close(), 10)
 
 
+def test_apps_resolve_the_api_name_through_the_twins_dns(healthy_twin: Twin,
+                                                         loop: LoopThread) -> None:
+    """The target's client calls https://api.vettid.dev:<port>: the name is asked of the
+    twin's DNS server once per TTL, TLS is verified for the name; api-dr.vettid.dev reaches
+    the standby region, whose API answers 503 until it has enclaves."""
+    target = TwinTarget(healthy_twin)
+    client, dr = target.api(), target.api(region=DR_REGION)
+    vault = healthy_twin.population()[0]
+    try:
+        assert client.url.host == "api.vettid.dev"
+        data = loop.run(client.get(vault.vault_id, timeout=10), 20)
+        assert hashlib.sha256(data).hexdigest() == vault.sha256
+        assert client.addresses == [healthy_twin.state.primary.host]
+        assert client.resolver is not None
+        asked = client.resolver.queries
+        loop.run(client.get(vault.vault_id, timeout=10), 20)
+        assert client.resolver.queries == asked  # the answer is kept for its TTL
+        with pytest.raises(VaultUnavailable, match="503"):
+            loop.run(dr.health(timeout=10), 20)
+        assert dr.addresses == [healthy_twin.state.regions[DR_REGION].host]
+    finally:
+        loop.run(client.close(), 10)
+        loop.run(dr.close(), 10)
+
+
 def test_an_app_that_does_not_carry_the_builds_pcrs_refuses_it(healthy_twin: Twin,
                                                                  loop: LoopThread) -> None:
     """A cohort expecting another build's PCRs: every answer is a failed request of kind
@@ -113,7 +141,7 @@ def test_bad_requests_get_the_apis_http_error_and_the_workers_keep_serving(
         says: str) -> None:
     """Malformed bodies, unknown vaults and oversize payloads get 400/404/413 with a
     message; the enclaves behind keep serving (health still 200 after)."""
-    with httpx.Client(base_url=healthy_twin.api_url(), verify=str(healthy_twin.ca_bundle),
+    with httpx.Client(base_url=healthy_twin.api_url(), verify=tls_context(healthy_twin.ca_bundle),
                       trust_env=False, timeout=20) as http:
         answer = http.request(method, path, content=body,
                               headers={"Content-Type": "application/json"})
@@ -189,6 +217,8 @@ def test_twin_status_and_env_name_the_api(healthy_twin: Twin) -> None:
     rows = {r.name: r for r in manager.status(Path(healthy_twin.state.state_dir))}
     assert rows["api/us-east-1"].healthy
     env = manager.env(Path(healthy_twin.state.state_dir))
-    assert env["DRILLS_API_URL"].startswith("https://127.0.0.1:")
+    assert env["DRILLS_API_URL"] == f"https://{healthy_twin.state.primary.host}:" \
+        f"{healthy_twin.api_port}"
+    assert rows["api/us-west-2"].healthy  # a standby: 503 until failover, as expected
     assert Path(env["CURL_CA_BUNDLE"]).read_text().startswith("-----BEGIN CERTIFICATE")
     assert Path(env["DRILLS_ATTESTATION_ROOT"]).exists()

@@ -17,7 +17,7 @@ from drills.twin.aws import AwsEndpoint
 from drills.twin.manager import Twin, _serving, down, running_twin
 from drills.twin.nats import Backend, allocate
 from drills.twin.procs import still_running
-from drills.twin.state import PRIMARY_REGION, RegionState, TwinState
+from drills.twin.state import DR_REGION, PRIMARY_REGION, RegionState, TwinState
 from drills.twin.timing import profile
 from tests.conftest import wait_for
 
@@ -30,9 +30,50 @@ def test_every_component_is_healthy(healthy_twin: Twin) -> None:
     assert all(r.healthy for r in rows.values()), rows
     assert "aws" in rows
     assert "asg-controller" in rows
-    assert sum(name.startswith("nats/") for name in rows) == 3
-    assert sum(name.startswith("enclave/") for name in rows) == 2
+    assert "dns" in rows
+    assert sum(name.startswith("nats/nats-us-east-1") for name in rows) == 3
+    assert sum(name.startswith("nats/nats-us-west-2") for name in rows) == 3
+    assert sum(name.startswith("enclave/") for name in rows) == 2  # the DR ASG is at 0
+    assert "standby" in rows["api/us-west-2"].detail
     assert len(healthy_twin.population()) == healthy_twin.state.population > 0
+
+
+def test_dr_region_is_a_standby_of_the_primary(healthy_twin: Twin) -> None:
+    """Runbook 5.1/5.2 prerequisites, through the public APIs: the standby ASG at 0 with the
+    DR AMI copied into us-west-2, the parameters, S3 replication to the DR bucket, the tables
+    replicated, the multi-region key's replica decrypting a us-east-1 ciphertext."""
+    names, clients = healthy_twin.names, healthy_twin.clients
+    group = clients("autoscaling", DR_REGION).describe_auto_scaling_groups(
+        AutoScalingGroupNames=[names.dr_asg])["AutoScalingGroups"][0]
+    assert group["DesiredCapacity"] == 0
+    ami = clients("ssm", DR_REGION).get_parameter(Name=names.param_current_ami)
+    image = ami["Parameter"]["Value"]
+    assert image == healthy_twin.state.regions[DR_REGION].ami_id
+    assert clients("ec2", DR_REGION).describe_images(ImageIds=[image])["Images"]
+    rule = clients("s3").get_bucket_replication(Bucket=names.bucket)[
+        "ReplicationConfiguration"]["Rules"][0]
+    assert rule["Destination"]["Bucket"] == f"arn:aws:s3:::{names.dr_bucket}"
+    for table in names.tables:
+        replicas = clients("dynamodb").describe_table(TableName=table)["Table"]["Replicas"]
+        assert [r["RegionName"] for r in replicas] == [DR_REGION]
+    key = healthy_twin.state.primary.key_arn
+    sealed = clients("kms").encrypt(KeyId=key, Plaintext=b"vault")["CiphertextBlob"]
+    opened = clients("kms", DR_REGION).decrypt(CiphertextBlob=sealed)
+    assert opened["Plaintext"] == b"vault"
+    assert opened["KeyId"] == healthy_twin.state.regions[DR_REGION].key_arn
+
+
+def test_dig_answers_the_api_names(healthy_twin: Twin) -> None:
+    """`dig @$DRILLS_DNS_HOST -p $DRILLS_DNS_PORT api.vettid.dev` (issue 9): the failover
+    record answers the primary's address, api-dr.vettid.dev the DR region's."""
+    env = manager.env(Path(healthy_twin.state.state_dir))
+    answers = {}
+    for name in ("api.vettid.dev", "api-dr.vettid.dev"):
+        answers[name] = subprocess.run(
+            ["dig", f"@{env['DRILLS_DNS_HOST']}", "-p", env["DRILLS_DNS_PORT"], name, "+short"],
+            capture_output=True, text=True, timeout=30, check=True).stdout.split()
+    assert answers == {"api.vettid.dev": [healthy_twin.state.primary.host],
+                       "api-dr.vettid.dev": [healthy_twin.state.regions[DR_REGION].host]}
 
 
 def test_runbook_cli_commands_work_with_twin_env(healthy_twin: Twin) -> None:
@@ -157,8 +198,9 @@ def test_container_backend_twin_serves(tmp_path: Path) -> None:
         rows = manager.status(state_dir)
         assert all(r.healthy for r in rows), rows
         nats_rows = [r for r in rows if r.name.startswith("nats/")]
-        assert len(nats_rows) == 3
+        assert len(nats_rows) == 6  # three nodes in each region
         assert twin.nats_spec().backend.value == "container"
+        assert twin.nats_spec(DR_REGION).backend.value == "container"
         assert len(_serving(twin)) == 2
     finally:
         manager.down(state_dir)
