@@ -235,6 +235,7 @@ class TwinTarget(Target):
     def allow_list(self, configured: dict[str, tuple[str, ...]]) -> AllowList:
         names = self.twin.names
         own = {"asg": (names.asg,), "bucket": (names.bucket,),
+               "region": (names.primary_region, names.dr_region),
                "key": (self.twin.state.primary.key_arn,), "table": names.tables,
                "nats": ("*",),
                # runbook 2.3's critical parameters: the SSM faults restore them from a backup

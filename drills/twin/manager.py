@@ -219,14 +219,18 @@ def _start(root: Path, timing: str, backend: nats.Backend, vaults: int, desired:
     names = Names()
     clients = Clients.for_twin(endpoint.url)
     profile = timing_profile(timing)
-    regions, creds, specs, fronts = {}, {}, {}, {}
+    regions: dict[str, RegionState] = {}
+    creds: dict[str, tuple[str, str]] = {}
+    specs: dict[str, NatsClusterSpec] = {}
+    fronts: dict[str, api.ApiEndpoint] = {}
     port = api.free_port_on(list(REGION_HOSTS.values()))  # DNS answers addresses, not ports
     for name, host in REGION_HOSTS.items():
         creds[name] = nats_credentials()
         # A unique cluster name keeps two twins' containers and networks apart.
         specs[name] = nats.allocate(name, root / f"nats-{name}", backend, *creds[name],
                                     cluster_name=f"twin-{name}-{uuid.uuid4().hex[:6]}",
-                                    ping_interval=profile.nats_ping_interval)
+                                    ping_interval=profile.nats_ping_interval,
+                                    avoid={p for s in specs.values() for p in s.ports})
         fronts[name] = api.ApiEndpoint(name, host, port, str(root / f"api-{name}.pid"))
         regions[name] = RegionState(name, specs[name].to_dict(), names.asg_in(name),
                                     desired if name == PRIMARY_REGION else 0,

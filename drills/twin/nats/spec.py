@@ -9,7 +9,8 @@ from __future__ import annotations
 import random
 import re
 import socket
-from dataclasses import asdict, dataclass
+from collections.abc import Collection
+from dataclasses import asdict, astuple, dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -73,6 +74,11 @@ class NatsClusterSpec:
     ping_interval: float = 120.0
 
     @property
+    def ports(self) -> set[int]:
+        """Every port the cluster's nodes and proxy use."""
+        return {p for n in self.nodes for p in astuple(n)[1:] if p} | {self.control_port} - {0}
+
+    @property
     def urls(self) -> list[str]:
         """Client URLs of all nodes, for `nats.connect(servers=...)`."""
         return [node.url for node in self.nodes]
@@ -126,8 +132,10 @@ def allocate(
     size: int = 3,
     cluster_name: str | None = None,
     ping_interval: float = 120.0,
+    avoid: Collection[int] = (),
 ) -> NatsClusterSpec:
-    """Make the spec of a `size`-node cluster on free 127.0.0.1 ports; nothing starts."""
+    """Make the spec of a `size`-node cluster on free 127.0.0.1 ports, none of `avoid` (the
+    ports of another cluster allocated but not started yet); nothing starts."""
     cluster_name = cluster_name or f"twin-{region}"
     for what, value in (("region", region), ("cluster name", cluster_name)):
         if not _NAME_RE.match(value):
@@ -137,7 +145,7 @@ def allocate(
     backend = Backend(backend)
     # Process nodes sit behind the proxy: two more (inner) ports each, and its control port.
     per_node = 5 if backend is Backend.PROCESS else 3
-    p = free_ports(per_node * size + (1 if backend is Backend.PROCESS else 0))
+    p = free_ports(per_node * size + (1 if backend is Backend.PROCESS else 0), avoid)
     nodes = tuple(
         NatsNode(f"nats-{region}-{i}", *p[per_node * i : per_node * (i + 1)]) for i in range(size)
     )
@@ -149,7 +157,7 @@ def allocate(
     )
 
 
-def free_ports(count: int) -> list[int]:
+def free_ports(count: int, avoid: Collection[int] = ()) -> list[int]:
     """Distinct free TCP ports on 127.0.0.1 below the ephemeral range: outgoing connections
     (routes, clients) take ephemeral ports and could hold a stopped node's port when it
     restarts on it."""
@@ -160,6 +168,8 @@ def free_ports(count: int) -> list[int]:
     held: list[socket.socket] = []
     try:
         for port in random.sample(range(10000, max(low, 20000)), 2000):
+            if port in avoid:
+                continue
             sock = socket.socket()
             try:
                 sock.bind(("127.0.0.1", port))

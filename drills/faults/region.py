@@ -1,0 +1,177 @@
+"""Faults of a whole region and of what crosses regions (runbook 3.6, 5): named after the
+AWS FIS actions where one exists.
+
+- `region.isolate`: a region-wide outage, stronger than FIS's
+  `aws:network:route-table-disrupt-cross-region-connectivity`: every AWS API of the region
+  stops answering (requests signed for it are held, then refused: `fidelity/regions.py`),
+  its NATS nodes, enclave workers and API endpoint freeze, and replication out of it and
+  into it stops. Route 53's control plane lives in us-east-1 ("Route 53 ... control plane
+  in us-east-1", AWS Fault Isolation Boundaries), so isolating us-east-1 also holds
+  `ChangeResourceRecordSets`; its data plane (the health checkers and the name servers)
+  keeps running. Reverted, everything thaws and the held replication drains in order.
+- `s3.pause-replication` (`aws:s3:bucket-pause-replication`) and
+  `dynamodb.pause-replication` (`aws:dynamodb:global-table-pause-replication`): writes stay
+  PENDING until the revert, then drain.
+- `api.down`: a region's API endpoint stops answering (its process frozen: connections hang
+  as at a dead endpoint); its Route 53 health check fails, the data stores and enclaves are
+  untouched.
+
+All act on the twin's processes or control routes (`twin_only`); on an account the same
+failures are FIS experiments.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+from drills.faults.base import Fault
+from drills.twin import api, control
+
+#: What pauses replication out of and into a region (the replication modules' selectors).
+_SELECTORS = ("source_region", "destination_region")
+
+
+class _TwinFault(Fault):
+    twin_only = True
+
+    def _post(self, route: str, body: dict[str, Any]) -> dict[str, Any]:
+        return control.post(self.ctx.twin.state.aws_url, route, body)
+
+    def _api(self) -> api.ApiEndpoint:
+        return api.ApiEndpoint.from_dict(self.region, self.ctx.twin.state.regions[self.region].api)
+
+    def _api_pid(self) -> int | None:
+        return api.pid(Path(self.ctx.twin.state.state_dir), self._api())
+
+    def _signal_api(self, sig: signal.Signals) -> None:
+        # The pid is looked up again (argv checked): a restarted twin's API is never mistaken.
+        pid = self._api_pid()
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+
+
+class IsolateRegion(_TwinFault):
+    """Every AWS API, NATS node, enclave and the API endpoint of a region stop answering,
+    and replication out of and into it stops; revert brings it all back."""
+
+    kind = "region.isolate"
+    target_kind = "region"
+
+    @property
+    def target(self) -> str:
+        return self.region
+
+    def describe(self) -> str:
+        return (f"isolate region {self.region} (its AWS APIs, NATS, enclaves and API endpoint "
+                "stop answering; replication out of and into it stops)")
+
+    def prepare(self) -> None:
+        twin = self.ctx.twin
+        self.params["workers"] = twin.worker_pids(self.region)
+        self.params["nats_nodes"] = [n.name for n in twin.nats_spec(self.region).nodes]
+
+    def inject(self) -> None:
+        # AWS first: from this instant nothing of the region answers a caller or replicates.
+        self._post("regions/isolate", {"region": self.region, "isolated": True})
+        for service in ("s3", "dynamodb"):
+            for selector in _SELECTORS:
+                self._post(f"{service}/pause-replication", {selector: self.region})
+        self._signal_api(signal.SIGSTOP)
+        for pid in self.params["workers"].values():
+            with contextlib.suppress(ProcessLookupError):  # a worker that just ended
+                os.kill(pid, signal.SIGSTOP)
+        cluster = self.ctx.twin.nats(self.region)
+        for node in self.params["nats_nodes"]:
+            cluster.freeze_node(node)
+
+    def revert(self) -> None:
+        cluster = self.ctx.twin.nats(self.region)
+        for node in self.params.get("nats_nodes", []):
+            cluster.start_node(node)  # thaws a frozen node, starts one that died meanwhile
+        live = self.ctx.twin.worker_pids(self.region)  # thaw only what is still a worker
+        for iid, pid in self.params.get("workers", {}).items():
+            if live.get(iid) == pid:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGCONT)
+        self._signal_api(signal.SIGCONT)
+        self._post("regions/isolate", {"region": self.region, "isolated": False})
+        for service in ("s3", "dynamodb"):
+            for selector in _SELECTORS:
+                self._post(f"{service}/resume-replication", {selector: self.region})
+        cluster.wait_formed(timeout=60.0)
+
+
+class _PauseReplication(_TwinFault):
+    """Replication from one region's resource stops; writes stay PENDING, then drain."""
+
+    service = ""
+    fis_action = ""
+
+    def _selector(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        return f"pause replication of {self.target_kind} {self.target} ({self.fis_action})"
+
+    def inject(self) -> None:
+        self._post(f"{self.service}/pause-replication", self._selector())
+
+    def revert(self) -> None:
+        self._post(f"{self.service}/resume-replication", self._selector())
+
+
+class PauseBucketReplication(_PauseReplication):
+    """`aws:s3:bucket-pause-replication`: the bucket's replication stops (objects PENDING)."""
+
+    kind = "s3.pause-replication"
+    target_kind = "bucket"
+    service, fis_action = "s3", "aws:s3:bucket-pause-replication"
+
+    @property
+    def target(self) -> str:
+        return str(self.params["bucket"])
+
+    def _selector(self) -> dict[str, Any]:
+        return {"source_bucket": self.target}
+
+
+class PauseTableReplication(_PauseReplication):
+    """`aws:dynamodb:global-table-pause-replication`: the table's replication out of the
+    region stops; its items reach the replicas once reverted."""
+
+    kind = "dynamodb.pause-replication"
+    target_kind = "table"
+    service, fis_action = "dynamodb", "aws:dynamodb:global-table-pause-replication"
+
+    @property
+    def target(self) -> str:
+        return str(self.params["table"])
+
+    def _selector(self) -> dict[str, Any]:
+        return {"table": self.target, "source_region": self.region}
+
+
+class ApiDown(_TwinFault):
+    """A region's API endpoint stops answering (frozen: connections hang); its Route 53
+    health check fails while the data stores and enclaves are untouched."""
+
+    kind = "api.down"
+    target_kind = "region"
+
+    @property
+    def target(self) -> str:
+        return self.region
+
+    def describe(self) -> str:
+        return f"take the API endpoint of {self.region} down (it stops answering)"
+
+    def inject(self) -> None:
+        self._signal_api(signal.SIGSTOP)
+
+    def revert(self) -> None:
+        self._signal_api(signal.SIGCONT)
