@@ -26,6 +26,7 @@ EPILOG = """examples:
   eval "$(drills twin env)"      point the aws CLI and boto3 at it
   drills run monthly             run the monthly drills, write reports/<run-id>/
   drills rollback                revert any fault a killed run left behind
+  drills ci init github          scheduled drills and twin rehearsals in CI (also: gitlab)
 """
 
 
@@ -447,6 +448,9 @@ def build_parser() -> argparse.ArgumentParser:
     from drills.evidence.cli import register
 
     register(sub, common)
+    from drills import ci
+
+    ci.register(sub)
     return parser
 
 
