@@ -21,6 +21,7 @@ too, as it does in `drills run --load`. Its last line:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import tempfile
 import time
@@ -29,7 +30,9 @@ from pathlib import Path
 
 from drills.config import LoadSettings
 from drills.load.analysis import percentile
+from drills.load.run import dns_of
 from drills.load.runner import LocustProcesses
+from drills.loop import LoopThread
 from drills.target import TwinTarget
 from drills.twin import manager
 from drills.twin.state import default_state_dir
@@ -60,7 +63,8 @@ def offer(target: TwinTarget, rate: float, args: argparse.Namespace, work: Path)
                             max_duration=args.step + 300)
     procs = LocustProcesses(settings, target.api_url(), target.ca_bundle(),
                             work / f"rate-{rate:g}", prefix=f"cap-{rate:g}",
-                            extra=["--drills-pace", f"{pace:g}", "--drills-mix", args.mix])
+                            extra=["--drills-pace", f"{pace:g}", "--drills-mix", args.mix],
+                            dns=dns_of(target))
     try:
         procs.start()
         time.sleep(args.warmup)
@@ -82,23 +86,25 @@ def offer(target: TwinTarget, rate: float, args: argparse.Namespace, work: Path)
 
 
 def wait_serving(target: TwinTarget, limit: float = 120.0) -> None:
-    """Each rate starts from a service that answers its health check again."""
-    import httpx
+    """Each rate starts from a service that answers its health check again (through the
+    apps' own client: the API's name resolved through the twin's DNS)."""
+    from drills.vault import VaultUnavailable
 
+    loop = LoopThread("bench-health")
+    client = target.api()
     deadline = time.monotonic() + limit
-    bundle = target.ca_bundle()
-    while time.monotonic() < deadline:
-        try:
-            import ssl
-
-            verify = ssl.create_default_context(cafile=str(bundle)) if bundle else True
-            if httpx.get(f"{target.api_url()}/health", verify=verify, timeout=2.0,
-                         trust_env=False).status_code == 200:
+    try:
+        while time.monotonic() < deadline:
+            try:
+                loop.run(client.health(2.0), timeout=5)
                 time.sleep(2.0)
                 return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
+            except VaultUnavailable:
+                time.sleep(0.5)
+    finally:
+        with contextlib.suppress(Exception):
+            loop.run(client.close(), timeout=5)
+        loop.close()
 
 
 def main() -> None:

@@ -2,14 +2,14 @@
 without load and with locust's simulated apps at half the API's capacity.
 
 Each outage: every enclave worker of the twin (`Twin.worker_pids()`) is frozen with SIGSTOP
-for T seconds and thawed with SIGCONT; probes (every `--interval`, timeout `--timeout`, K=3,
-the twin's settle window) measure it through `--path` (the apps' API by default, as a drill
-does) with `compute_recovery`. Ground truth is taken at the syscalls themselves:
-`time.monotonic()` read immediately before the first `os.kill(SIGSTOP)` (the origin, as the
-fault injector takes it) and immediately around the `os.kill(SIGCONT)`s (the true end is the
-window from just before the first to just after the last). error = measured recovery (origin
-+ RTO) - the end of that window; a run is covered when the whole truth window lies inside
-the stated bracket [origin + rto_lower, origin + rto].
+for T seconds and thawed with SIGCONT; probes (every `--interval`, timeout `--timeout`: the
+drills' defaults; K=3, the twin's settle window) measure it through `--path` (the apps' API
+by default, as a drill does) with `compute_recovery`. Ground truth is taken at the syscalls
+themselves: `time.monotonic()` read immediately before the first `os.kill(SIGSTOP)` (the
+origin, as the fault injector takes it) and immediately around the `os.kill(SIGCONT)`s (the
+true end is the window from just before the first to just after the last). error = measured
+recovery (origin + RTO) - the end of that window; a run is covered when the whole truth
+window lies inside the stated bracket [origin + rto_lower, origin + rto].
 
 The load: `drills/load/locustfile.py` (the drills' own apps: read 75 %, update 20 %, new
 device 5 %), paced to `--capacity` / 2 requests per second for the whole loaded phase.
@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from drills.config import LoadSettings, ProbeSettings
+from drills.load.run import dns_of
 from drills.load.runner import LocustProcesses
 from drills.loop import LoopThread
 from drills.measure import Recovery, Verdict, compute_recovery
@@ -191,8 +192,9 @@ def main() -> None:
                         help="the API's capacity in requests/s (default: measure it)")
     parser.add_argument("--durations", type=float, nargs="+", default=[1.0, 3.0])
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--interval", type=float, default=0.05)
-    parser.add_argument("--timeout", type=float, default=0.5)
+    parser.add_argument("--interval", type=float, default=ProbeSettings().interval,
+                        help="seconds between probes (default: the drills' own)")
+    parser.add_argument("--timeout", type=float, default=ProbeSettings().timeout)
     parser.add_argument("--path", choices=["api", "nats"], default="api")
     parser.add_argument("--skip-baseline", action="store_true", help="only the loaded runs")
     args = parser.parse_args()
@@ -221,7 +223,8 @@ def main() -> None:
         procs = LocustProcesses(
             LoadSettings(users=users, spawn_rate=min(users, 20.0), request_timeout=2.0,
                          max_duration=3600), target.api_url(), target.ca_bundle(), work,
-            prefix="rto-load", extra=["--drills-pace", f"{users / rate:g}"])
+            prefix="rto-load", extra=["--drills-pace", f"{users / rate:g}"],
+            dns=dns_of(target))
         procs.start()
         loaded = series(bench, args.durations, args.repeat, True)
         seen = procs.log.read().requests

@@ -39,7 +39,7 @@ import time
 import uuid
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import gevent
 from gevent import ssl as gevent_ssl
@@ -78,6 +78,9 @@ def _arguments(parser: Any) -> None:
                         help="seconds between a user's actions (0: think time instead)")
     parser.add_argument("--drills-mix", choices=["app", "read"], default="app",
                         help="app: read 75, update 20, new device 5; read: reads only")
+    parser.add_argument("--drills-dns", default="",
+                        help="HOST:PORT of the DNS server the API's name resolves through "
+                             "(the twin's); empty: the system's")
 
 
 class Recorder:
@@ -158,8 +161,11 @@ def _request(name: str, response_time: float, exception: BaseException | None,
              context: dict[str, Any], **_: Any) -> None:
     if RECORDER is None:
         return
-    outcome = "ok" if exception is None else str(exception).split(":")[0][:40] or "error"
-    RECORDER.add("request", name=name, outcome=outcome, latency=response_time / 1000.0)
+    text = "ok" if exception is None else str(exception)
+    outcome, _sep, detail = text.partition(":")  # "busy: HTTP 503 ..." (VaultApp._report)
+    outcome = outcome.strip()[:40] or "error"
+    RECORDER.add("request", name=name, outcome=outcome, latency=response_time / 1000.0,
+                 **({"detail": detail.strip()[:160]} if detail.strip() else {}))
     write = context.get("write")
     if write is not None:
         RECORDER.add("write", acked=outcome == "ok", **write)
@@ -175,6 +181,39 @@ def _sending(vault: str, sha256: str, op: str) -> None:
 def _quitting(**_: Any) -> None:
     if RECORDER is not None:
         RECORDER.flush()
+
+
+class Names:
+    """The API's name resolved as the apps resolve it: asked of one DNS server (the twin's),
+    each answer kept for its TTL, so a DNS failover reaches the load as it reaches the apps
+    (`drills.resolve.Resolver` does the same for the probes; dnslib in both)."""
+
+    def __init__(self, server: str) -> None:
+        host, _, port = server.rpartition(":")
+        self.server, self.port = host, int(port)
+        self.cache: dict[str, tuple[str, float]] = {}
+
+    def resolve(self, name: str) -> str:
+        found = self.cache.get(name)
+        if found is not None and time.monotonic() < found[1]:
+            return found[0]
+        from dnslib import QTYPE, DNSRecord
+
+        reply = DNSRecord.parse(DNSRecord.question(name, "A").send(
+            self.server, self.port, timeout=1.0))
+        wanted, ttls, addresses = name.lower().rstrip(".") + ".", [], []
+        for _ in range(len(reply.rr) + 1):  # follow the CNAME chain in the answer
+            step = [rr for rr in reply.rr if str(rr.rname).lower() == wanted]
+            addresses = [str(rr.rdata) for rr in step if rr.rtype == QTYPE.A]
+            cnames = [rr for rr in step if rr.rtype == QTYPE.CNAME]
+            ttls += [rr.ttl for rr in step if rr.rtype == QTYPE.A or rr in cnames[:1]]
+            if addresses or not cnames:
+                break
+            wanted = str(cnames[0].rdata.label).lower()
+        if not addresses:
+            raise LookupError(f"{name} did not resolve at {self.server}:{self.port}")
+        self.cache[name] = (addresses[0], time.monotonic() + min(ttls))
+        return addresses[0]
 
 
 def outcome_of(status: int, body: Any, error: BaseException | None) -> str:
@@ -222,6 +261,8 @@ class VaultApp(FastHttpUser):
             (lambda: gevent_ssl.create_default_context(cafile=ca)) if ca and Path(ca).exists()
             else gevent_ssl.create_default_context)
         super().__init__(environment)
+        dns = str(getattr(options, "drills_dns", "") or "")
+        self.names = Names(dns) if dns else None
         self.vault: str | None = None
         self.expected = ""  # sha256 of the vault's last acknowledged content
 
@@ -241,8 +282,9 @@ class VaultApp(FastHttpUser):
             self.enrol()
             return
         nonce = quote(b64(os.urandom(16)), safe="")
-        with self.client.get(f"/vault/{self.vault}?nonce={nonce}", name="GET /vault/{id}",
-                             catch_response=True) as response:
+        if (url := self._url(f"/vault/{self.vault}?nonce={nonce}", "GET /vault/{id}")) is None:
+            return
+        with self.client.get(url, name="GET /vault/{id}", catch_response=True) as response:
             outcome, body = self._answer(response)
             if outcome == "ok":
                 try:
@@ -261,8 +303,10 @@ class VaultApp(FastHttpUser):
             return
         data = self._content()
         sha = hashlib.sha256(data).hexdigest()
+        if (url := self._url(f"/vault/{self.vault}", "PUT /vault/{id}")) is None:
+            return
         _sending(self.vault, sha, "put")
-        with self.client.put(f"/vault/{self.vault}", name="PUT /vault/{id}",
+        with self.client.put(url, name="PUT /vault/{id}",
                              json={"data": b64(data), "nonce": b64(os.urandom(16))},
                              context={"write": {"vault": self.vault, "sha256": sha,
                                                 "op": "put"}},
@@ -284,7 +328,10 @@ class VaultApp(FastHttpUser):
         """start-direct (the enclave attests), then complete with the vault's content; the
         app's vault is the new one only once the enrolment is acknowledged."""
         device = f"{self.prefix}-{uuid.uuid4().hex[:12]}"
-        with self.client.post("/vault/enroll/start-direct", name="POST enroll/start-direct",
+        start = self._url("/vault/enroll/start-direct", "POST enroll/start-direct")
+        if start is None:
+            return
+        with self.client.post(start, name="POST enroll/start-direct",
                               json={"device_id": device, "device_type": "android",
                                     "invitation_code": f"LOAD-{device}",
                                     "nonce": b64(os.urandom(16))},
@@ -298,8 +345,10 @@ class VaultApp(FastHttpUser):
             return
         data = self._content()
         sha = hashlib.sha256(data).hexdigest()
+        if (url := self._url("/vault/enroll/complete", "POST enroll/complete")) is None:
+            return
         _sending(str(vault), sha, "enroll")
-        with self.client.post("/vault/enroll/complete", name="POST enroll/complete",
+        with self.client.post(url, name="POST enroll/complete",
                               json={"session_id": session, "vault_id": vault,
                                     "data": b64(data), "nonce": b64(os.urandom(16))},
                               context={"write": {"vault": vault, "sha256": sha,
@@ -310,6 +359,25 @@ class VaultApp(FastHttpUser):
             self.vault, self.expected = str(vault), sha
 
     # -- plumbing ---------------------------------------------------------------------------
+    def _url(self, path: str, name: str) -> str | None:
+        """Where the request goes: `path` on the host, or on the address the host's name
+        resolves to now (the certificate names the address too). None when the name does
+        not resolve: recorded as that request's failure."""
+        if self.names is None:
+            return path
+        parts = urlsplit(str(self.host))
+        started = time.perf_counter()
+        try:
+            address = self.names.resolve(parts.hostname or "")
+        except Exception as exc:  # no answer, NXDOMAIN, garbled: the app cannot call
+            self.environment.events.request.fire(
+                request_type="DNS", name=name, context={}, response=None, response_length=0,
+                response_time=(time.perf_counter() - started) * 1000,
+                exception=Exception(f"dns: {type(exc).__name__}: {exc}"))
+            return None
+        port = f":{parts.port}" if parts.port else ""
+        return f"{parts.scheme}://{address}{port}{path}"
+
     @staticmethod
     def _content() -> bytes:
         return f"load:{time.time():.6f}:".encode() + os.urandom(random.randint(32, 224))
@@ -331,8 +399,19 @@ class VaultApp(FastHttpUser):
     def _report(response: Any, outcome: str) -> None:
         if outcome == "ok":
             response.success()
+            return
+        status = response.status_code
+        if status:
+            try:
+                body = json.loads(response.content or b"null")
+            except ValueError:
+                body = None
+            said = body.get("message") or body.get("error") if isinstance(body, dict) else ""
+            detail = f"HTTP {status} {str(said or '')[:120]}".strip()
         else:
-            response.failure(outcome)  # the listener records its text as the outcome
+            error = getattr(response, "error", None)
+            detail = f"{type(error).__name__}: {error}"[:140] if error else "no answer"
+        response.failure(f"{outcome}: {detail}")  # the listener splits the two at ':'
 
     def _written(self, response: Any, sha: str) -> str:
         """The outcome of a write: acknowledged only with the content's own hash."""

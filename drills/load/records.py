@@ -37,6 +37,7 @@ class Request:
     name: str
     outcome: str
     node: str
+    detail: str = ""  # what the failure said (HTTP status and message, or the error)
 
     @property
     def ok(self) -> bool:
@@ -104,7 +105,7 @@ class RequestLog:
             if kind == "request":
                 self.records.requests.append(Request(
                     at, wall, float(raw["latency"]), str(raw["name"]), str(raw["outcome"]),
-                    str(raw.get("node", ""))))
+                    str(raw.get("node", "")), str(raw.get("detail", ""))))
             elif kind == "write":
                 self.records.writes.append(Write(
                     at, wall, str(raw["vault"]), str(raw["sha256"]), str(raw["op"]),

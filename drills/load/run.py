@@ -54,6 +54,13 @@ def marks_of(drill: Drill, end: float) -> Marks:
                  max(recoveries) if recoveries else None)
 
 
+def dns_of(target: Target) -> str | None:
+    """HOST:PORT of the DNS server the target's API name resolves through (None: the
+    system's), for the load users to resolve it as the apps and the probes do."""
+    resolver = target.resolver()
+    return None if resolver is None else f"{resolver.server}:{resolver.port}"
+
+
 @dataclass(frozen=True, slots=True)
 class Verifier:
     """How a drill's load writes are read back: through the API, and the target's ledger."""
@@ -68,9 +75,11 @@ class LoadRun:
     def __init__(self, settings: LoadSettings, target: Target, report_dir: Path, say: Say,
                  prefix: str = "load") -> None:
         self.settings, self.target, self.report_dir, self.say = settings, target, report_dir, say
+        resolver = target.resolver()
         self.processes = LocustProcesses(settings, target.api_url(), target.ca_bundle(),
                                          report_dir / "load", prefix=prefix,
-                                         on_end=self._ended)
+                                         on_end=self._ended, dns=dns_of(target))
+        self.resolve = resolver.resolve if resolver is not None else None
 
     @property
     def method(self) -> str:
@@ -113,10 +122,17 @@ class LoadRun:
         marks = marks_of(drill, time.monotonic())
         component = drill.record.rpo[0].component if drill.record.rpo else SERVICE_COMPONENT
         verifier = Verifier(VaultReader(self.target.api_url(), self.target.ca_bundle(),
-                                        timeout=self.settings.request_timeout),
+                                        timeout=self.settings.request_timeout,
+                                        resolve=self.resolve),
                             self.target.ledger())
-        return self.figure(drill.record, marks,
-                           drill.settings.objectives.for_component(component), verifier)
+        try:
+            return self.figure(drill.record, marks,
+                               drill.settings.objectives.for_component(component), verifier)
+        except (OSError, ValueError) as exc:  # the evidence of the load, not the drill, failed
+            drill.record.deviations.append(f"the load during this drill could not be figured "
+                                           f"({type(exc).__name__}: {exc}); its raw records "
+                                           f"are in {REQUESTS_FILE}")
+            return None
 
     def figure(self, record: DrillRecord, marks: Marks, objective: Objective,
                verifier: Verifier | None) -> ObjectiveBreached | None:

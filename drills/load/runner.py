@@ -67,8 +67,9 @@ class LocustProcesses:
     def __init__(self, settings: LoadSettings, host: str, ca_bundle: Path | None,
                  out_dir: Path, prefix: str = "load",
                  on_end: Callable[[Ended], None] | None = None,
-                 extra: Sequence[str] = ()) -> None:
+                 extra: Sequence[str] = (), dns: str | None = None) -> None:
         self.settings, self.host, self.ca_bundle = settings, host, ca_bundle
+        self.dns = dns  # HOST:PORT of the DNS server the host's name resolves through
         self.out_dir, self.prefix, self.on_end = out_dir, prefix, on_end
         self.extra = list(extra)  # more locustfile options, e.g. --drills-pace (benchmarks)
         self.records = out_dir / "requests.jsonl"
@@ -111,7 +112,8 @@ class LocustProcesses:
             "--drills-log", str(self.records), "--drills-prefix", self.prefix,
             "--drills-think-min", f"{settings.think_time[0]:g}",
             "--drills-think-max", f"{settings.think_time[1]:g}",
-            "--drills-timeout", f"{settings.request_timeout:g}", *self.extra]
+            "--drills-timeout", f"{settings.request_timeout:g}",
+            *(["--drills-dns", self.dns] if self.dns else []), *self.extra]
         if self.distributed:
             self.port = settings.master_port or _free_port(settings.master_host)
             expect = settings.workers + settings.remote_workers

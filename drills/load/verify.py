@@ -44,11 +44,18 @@ class VaultReader:
     timeout: float = 5.0
     attempts: int = 3
     parallel: int = 4
+    resolve: Callable[[str], str] | None = None  # the name's address, as the apps get it
 
     def __call__(self, vault_ids: Sequence[str]) -> dict[str, str]:
         verify: ssl.SSLContext | bool = (ssl.create_default_context(cafile=str(self.ca_bundle))
                                          if self.ca_bundle else True)
-        with httpx.Client(base_url=self.base_url.rstrip("/"), verify=verify, trust_env=False,
+        base = httpx.URL(self.base_url.rstrip("/"))
+        if self.resolve is not None:
+            try:  # the certificate names the address too
+                base = base.copy_with(host=self.resolve(base.host))
+            except Exception:  # the name does not resolve: nothing can be read
+                return dict.fromkeys(vault_ids, UNVERIFIED)
+        with httpx.Client(base_url=base, verify=verify, trust_env=False,
                           timeout=self.timeout) as client, \
                 ThreadPoolExecutor(self.parallel, thread_name_prefix="drills-load-rpo") as pool:
             return dict(zip(vault_ids, pool.map(lambda v: self._read(client, v), vault_ids),

@@ -42,6 +42,9 @@ class StubTarget:
     def ledger(self) -> None:
         return None
 
+    def resolver(self) -> None:
+        return None  # the system's DNS (the fake API's URL is an address)
+
 
 def record() -> DrillRecord:
     return DrillRecord("d", "a drill", "f", "f.feature", [], utc_now())

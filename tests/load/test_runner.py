@@ -87,7 +87,9 @@ def test_an_outage_is_recorded_as_failed_requests(fake_api: FakeApi,
                  60, "requests failing with no responders")
     finally:
         fake_api.vaults.down = False
-    failed_at = max(r.at for r in seen(procs).requests if not r.ok)
+    failed = [r for r in seen(procs).requests if not r.ok]
+    assert any(r.detail.startswith("HTTP 500") for r in failed), {r.detail for r in failed}
+    failed_at = max(r.at for r in failed)
     wait_for(lambda: any(r.ok and r.at > failed_at for r in seen(procs).requests), 60,
              "a success after the outage")
 
@@ -170,3 +172,45 @@ def test_records_of_this_machine_carry_its_boot_id(locust: Callable[..., LocustP
     wait_for(lambda: seen(procs).requests, 60, "a request")
     text = procs.records.read_text()
     assert boot_id() in text
+
+
+class _Zone:
+    """A name server for one name: api.vettid.dev A 127.0.0.1, TTL 30 (dnslib)."""
+
+    def __init__(self) -> None:
+        self.queries = 0
+
+    def resolve(self, request: Any, handler: Any) -> Any:
+        from dnslib import RR
+
+        self.queries += 1
+        reply = request.reply()
+        if str(request.q.qname).rstrip(".") == "api.vettid.dev":
+            reply.add_answer(*RR.fromZone("api.vettid.dev. 30 A 127.0.0.1"))
+        return reply
+
+
+def test_the_api_name_resolves_through_the_given_dns_server(
+        fake_api: FakeApi, tmp_path: Path) -> None:
+    """As the apps (and the probes) do: asked of the twin's DNS server, kept for its TTL;
+    the request goes to the address, whose certificate names it."""
+    from dnslib.server import DNSServer
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    zone = _Zone()
+    server = DNSServer(zone, address="127.0.0.1", port=port)
+    server.start_thread()
+    api_port = fake_api.url.rsplit(":", 1)[1]
+    procs = LocustProcesses(QUICK, f"https://api.vettid.dev:{api_port}", fake_api.ca,
+                            tmp_path / "load", dns=f"127.0.0.1:{port}")
+    try:
+        procs.start(timeout=60)
+        wait_for(lambda: sum(r.ok for r in seen(procs).requests) >= 5, 60, "answered requests")
+    finally:
+        procs.stop()
+        server.stop()
+    assert all(r.ok for r in seen(procs).requests), {r.detail for r in seen(procs).requests}
+    assert 1 <= zone.queries <= QUICK.users  # one question per user, then its TTL's cache
+
