@@ -24,6 +24,13 @@ RUNBOOK_COMPONENT_RTO: dict[str, float] = {
     "S3 Vault Data": 15 * 60,
     "CloudWatch Monitoring": 30 * 60,
 }
+#: Runbook 7.1's replication checks, by component -> how far behind the DR region's copy may
+#: be, in seconds. "Verify S3 cross-region replication lag < 15 minutes" (7.1 item 1); the
+#: runbook states no figure for its global tables (item 2), so they get the same bound until
+#: the team sets one (`[components."DynamoDB Global Tables"]`).
+S3_REPLICATION = "S3 Replication"
+GLOBAL_TABLES = "DynamoDB Global Tables"
+RUNBOOK_REPLICATION_LAG: dict[str, float] = {S3_REPLICATION: 15 * 60, GLOBAL_TABLES: 15 * 60}
 #: The service-level objective (runbook section 1, "Service Level Objectives"), for drills
 #: whose component the priority table does not name (DynamoDB metadata, SSM parameters).
 SERVICE_COMPONENT = "Vault Service"
@@ -164,6 +171,8 @@ def runbook_objectives() -> Objectives:
         for name, rto in RUNBOOK_COMPONENT_RTO.items()
     }
     components[SERVICE_COMPONENT] = Objective(SERVICE_COMPONENT, 15 * 60, 0, "SLO")
+    components |= {name: Objective(name, lag, 0)  # no priority: section 1 does not rank them
+                   for name, lag in RUNBOOK_REPLICATION_LAG.items()}
     return Objectives(components=components)
 
 

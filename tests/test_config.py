@@ -25,8 +25,17 @@ def test_defaults_are_the_runbook_table() -> None:
     rtos = {name: c.rto for name, c in o.components.items()}
     assert rtos == {"Nitro Enclave ASG": 300, "NATS Cluster": 300, "KMS Sealing Key": 900,
                     "S3 Vault Data": 900, "CloudWatch Monitoring": 1800,
-                    SERVICE_COMPONENT: 900}
+                    SERVICE_COMPONENT: 900, "S3 Replication": 900,
+                    "DynamoDB Global Tables": 900}
     assert o.for_component("NATS Cluster").priority == "P1"
+
+
+def test_replication_lag_objectives_are_configured_like_the_others(tmp_path: Path) -> None:
+    """Runbook 7.1's 15-minute replication lag is a component objective a file overrides."""
+    path = write(tmp_path, '[components."S3 Replication"]\nrto = "2m"\n')
+    o = load_settings(path).objectives
+    assert o.for_component("S3 Replication").rto == 120
+    assert o.for_component("DynamoDB Global Tables").rto == 900
 
 
 def test_file_overrides_components_and_probes(tmp_path: Path) -> None:
