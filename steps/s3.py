@@ -1,4 +1,4 @@
-"""Steps for the S3 vault data: runbook 3.5 faults on one vault, 4.4 steps 1-2, per-vault RTO/RPO.
+"""Steps for the S3 vault data: runbook 3.5 faults on one vault, 4.4 steps 1-3, per-vault RTO/RPO.
 
 The service-wide probes read the vault population round-robin, so one damaged vault is hit
 only once per round. The fault steps therefore also start a probe of their own on the
@@ -8,11 +8,16 @@ run of intact reads after the restore is the vault's measured recovery.
 To show what step 2 as written loses, the damaged vault is one the canary takes for itself:
 the canary updates it on cue after the corruption (legitimate writes), and its record says
 exactly which writes a restore rolls back.
+
+For step 3 every version of a probed vault's object is deleted (a copy kept in the fault's
+journal entry), after checking that the replica bucket holds its current version; the
+operator copies it back with the AWS CLI (`drills.procedures.s3_replica`).
 """
 
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -21,10 +26,11 @@ from pytest_bdd import parsers, then, when
 
 from drills.config import ProbeSettings
 from drills.drill import Drill
-from drills.errors import MeasurementError, ObjectiveBreached, ProbeError
+from drills.errors import MeasurementError, NotSteady, ObjectiveBreached, ProbeError
 from drills.evidence.fmt import secs
 from drills.faults import ActiveFault, Fault
 from drills.faults.s3 import CorruptVaultObject, DeleteVaultObject
+from drills.faults.s3_replica import PurgeVaultObject
 from drills.measure.canary import CanaryWrite, CanaryWriter
 from drills.measure.probes import KnownVault, ProbeRunner
 from drills.measure.rpo import LostWrite, RpoResult, Truth, verify
@@ -36,7 +42,8 @@ from drills.procedures.s3 import (
     remove_delete_marker,
     restore_last_good_version,
 )
-from drills.vault import VaultUnavailable, digest
+from drills.procedures.s3_replica import left_in_primary, replica_problem, restore_from_replica
+from drills.vault import Unavailability, VaultUnavailable, digest
 
 #: How often the damaged vault's own probe reads it, in seconds.
 WATCH_INTERVAL = 0.2
@@ -98,6 +105,50 @@ def canary_vault_corrupted(drill: Drill) -> Iterator[DamagedVault]:
     yield from _damage(drill, CorruptVaultObject, KnownVault(vault_id, last.sha256), count=1)
 
 
+@when("every version of the data object of one probed vault is deleted",
+      target_fixture="damaged_vault")
+def vault_object_purged(drill: Drill) -> Iterator[DamagedVault]:
+    """DeleteObject with each VersionId: no version or delete marker is left of one vault's
+    object (a copy kept in the journal); teardown writes it back if nothing else did. The
+    vault is one whose current version the replica bucket holds (runbook 5.1), checked first:
+    step 3 could not restore another."""
+    names, clients = drill.target.names, drill.target.clients
+    source, replica = clients("s3", names.primary_region), clients("s3", names.dr_region)
+    vault = random.choice(drill.target.known_vaults())
+    deadline = time.monotonic() + DETECT_TIMEOUT
+    while problem := replica_problem(source, replica, names, vault.vault_id):
+        if time.monotonic() > deadline:
+            raise NotSteady(f"{names.dr_bucket} holds no copy of the current version of vault "
+                            f"{vault.vault_id} after {DETECT_TIMEOUT:g}s ({problem}); runbook "
+                            "4.4 step 3 could not restore it: check replication (runbook 7.1)")
+        drill.progress(f"waiting for the replica bucket to hold vault {vault.vault_id}: "
+                       f"{problem}")
+        time.sleep(0.5)
+    yield from _damage(drill, PurgeVaultObject, vault)
+
+
+@then("no version of the damaged vault's object is left in the vault data bucket")
+def nothing_left(drill: Drill, damaged_vault: DamagedVault) -> None:
+    """Runbook 4.4's diagnosis: list-object-versions shows no delete marker for step 1 to
+    remove and no version for step 2 to copy: only step 3 can restore it."""
+    left = left_in_primary(drill.target.clients, drill.target.names,
+                           damaged_vault.vault.vault_id)
+    if left:
+        raise ObjectiveBreached(f"{len(left)} version(s) of vault {damaged_vault.vault.vault_id}"
+                                f"'s object remain in {drill.target.names.bucket} "
+                                f"({[v.version_id for v in left][:3]}): steps 1-2 apply")
+
+
+@when("the operator copies the vault's objects back from the replica bucket (runbook 4.4 "
+      "step 3)", target_fixture="restore")
+def restore_from_dr(drill: Drill, damaged_vault: DamagedVault) -> Restore:
+    """Runbook 4.4 step 3 with the AWS CLI: aws s3 cp s3://<replica>/vaults/<id>/
+    s3://<bucket>/vaults/<id>/ --recursive --source-region <DR region>."""
+    return restore_from_replica(drill.target.clients, drill.target.names,
+                                damaged_vault.vault.vault_id,
+                                lambda m: drill.progress(m, every=0.0))
+
+
 @when(parsers.parse("the canary makes {count:d} acknowledged updates of the damaged vault"),
       target_fixture="canary_updates")
 def canary_updates_damaged_vault(drill: Drill, damaged_vault: DamagedVault,
@@ -135,7 +186,7 @@ def damaged_vault_fails(drill: Drill, damaged_vault: DamagedVault, kind: str) ->
                                 f"{DETECT_TIMEOUT:g}s of '{fault.fault.describe()}' "
                                 f"(failures seen: {seen or 'none'})")
     try:
-        drill.loop.run(drill.client.get(vault_id, timeout=READ_TIMEOUT), READ_TIMEOUT + 5)
+        _read(drill, vault_id)
     except VaultUnavailable as exc:
         failure = str(exc)
     else:
@@ -259,17 +310,31 @@ def damaged_vault_intact(drill: Drill, damaged_vault: DamagedVault, component: s
     vault = damaged_vault.vault
     reason, unverified = "", 0
     try:
-        data = drill.loop.run(drill.client.get(vault.vault_id, timeout=READ_TIMEOUT),
-                              READ_TIMEOUT + 5)
+        data = _read(drill, vault.vault_id)
         if digest(data) != vault.sha256:
             reason = "corrupted"
     except VaultUnavailable as exc:
-        reason, unverified = ("", 1) if exc.kind == "timeout" else ("missing", 0)
+        unanswered = exc.kind in (Unavailability.TIMEOUT, Unavailability.BUSY)
+        reason, unverified = ("", 1) if unanswered else ("missing", 0)
     drill.conclude_rpo(component, RpoResult(
         acknowledged=1, unverified=unverified,
         lost=(LostWrite(0, vault.vault_id, reason),) if reason else ()),
         "the damaged vault read back through the service after the restore and its content "
         "hash compared with that of its last acknowledged write")
+
+
+def _read(drill: Drill, vault_id: str) -> bytes:
+    """One read of the vault through the service; a busy refusal says nothing about the
+    vault, so it is asked again (until DETECT_TIMEOUT)."""
+    patience = time.monotonic() + DETECT_TIMEOUT
+    while True:
+        try:
+            return drill.loop.run(drill.client.get(vault_id, timeout=READ_TIMEOUT),
+                                  READ_TIMEOUT + 5)
+        except VaultUnavailable as exc:
+            if exc.kind is not Unavailability.BUSY or time.monotonic() > patience:
+                raise
+            time.sleep(min(1.0, max(0.05, exc.retry_after or 0.0)))
 
 
 def _canary(drill: Drill) -> CanaryWriter:
