@@ -33,6 +33,17 @@ EXPECTED = {
         {"7.1.5", "3.1"},
     "Every instance is terminated and the ASG brings the service back": {"3.2", "4.1"},
     "Capacity forced to zero, recovered by runbook 4.1 step 4": {"3.2", "4.1"},
+    # Runbook 7.1 items 1-3: one item each, though they share a feature (and its path)
+    "Marker objects reach the replica bucket in us-west-2 with a lag under the objective "
+    "(runbook 7.1 item 1)": {"7.1.1"},
+    "Items written in either region reach the other, and a conflict converges on the later "
+    "write (runbook 7.1 item 2, global table consistency)": {"7.1.2"},
+    "A ciphertext of the sealing key decrypts through its multi-Region replica key (runbook "
+    "7.1 item 3)": {"7.1.3"},
+    "The multi-Region replica key decrypts while the sealing key's own region does not "
+    "answer (runbook 7.1 item 3)": {"7.1.3"},
+    "Every version of a vault's data object is deleted and the object copied back from the "
+    "replica bucket in us-west-2 (runbook 4.4 step 3)": {"3.5", "4.4"},
 }
 
 
@@ -49,7 +60,8 @@ def _drills() -> list[DrillRecord]:
 
 
 def test_foundation_features_map_to_their_runbook_items() -> None:
-    """The single-instance and complete-failure drills exercise 7.1.5/3.1 and 3.2/4.1."""
+    """The single-instance and complete-failure drills exercise 7.1.5/3.1 and 3.2/4.1; the
+    DR region's checks 7.1.1-7.1.3 one each, and restoring from the replica 3.5/4.4."""
     mapped = {d.name: set(items_for(d)) for d in _drills()}
     for name, items in EXPECTED.items():
         assert mapped[name] == items, name
