@@ -135,7 +135,7 @@ class LoadSettings:
     remote_workers: int = 0
     master_host: str = "127.0.0.1"
     master_port: int = 0
-    think_time: tuple[float, float] = (1.0, 3.0)  # seconds between an app's requests
+    think_time: tuple[float, float] = (2.0, 6.0)  # seconds between an app's requests
     request_timeout: float = 5.0
     max_duration: float = 4 * 3600.0  # locust stops by itself after this, whatever happens
     max_error_rate_during_fault: float | None = None

@@ -71,8 +71,8 @@ def boot_id() -> str:
 def _arguments(parser: Any) -> None:
     parser.add_argument("--drills-log", default="", help="file the request records go to")
     parser.add_argument("--drills-prefix", default="load", help="vault id prefix")
-    parser.add_argument("--drills-think-min", type=float, default=1.0, help="seconds")
-    parser.add_argument("--drills-think-max", type=float, default=3.0, help="seconds")
+    parser.add_argument("--drills-think-min", type=float, default=2.0, help="seconds")
+    parser.add_argument("--drills-think-max", type=float, default=6.0, help="seconds")
     parser.add_argument("--drills-timeout", type=float, default=5.0, help="request timeout")
     parser.add_argument("--drills-pace", type=float, default=0.0,
                         help="seconds between a user's actions (0: think time instead)")
@@ -247,8 +247,8 @@ class VaultApp(FastHttpUser):
 
     def __init__(self, environment: Environment) -> None:
         options = environment.parsed_options
-        self.think = (float(getattr(options, "drills_think_min", 1.0)),
-                      float(getattr(options, "drills_think_max", 3.0)))
+        self.think = (float(getattr(options, "drills_think_min", 2.0)),
+                      float(getattr(options, "drills_think_max", 6.0)))
         self.prefix = str(getattr(options, "drills_prefix", "load"))
         self.pace = float(getattr(options, "drills_pace", 0.0) or 0.0)
         self.reads_only = getattr(options, "drills_mix", "app") == "read"
