@@ -22,6 +22,7 @@ from drills.procedures.kms import (
     DISABLED,
     ENABLED,
     PENDING_DELETION,
+    PENDING_STATES,
     SealedVault,
     diagnose,
     remove_objects,
@@ -106,7 +107,7 @@ class ScheduleKeyDeletion(_KeyFault):
 
     def revert(self) -> None:
         state = self._state()
-        if state == PENDING_DELETION:
+        if state in PENDING_STATES:
             self.kms.cancel_key_deletion(KeyId=self.target)
             state = self._state()  # Disabled: AWS never re-enables on cancel
         if state == DISABLED and self.params.get("state_before") == ENABLED:

@@ -36,6 +36,11 @@ from drills.vault import b64, digest, unb64
 Progress = Callable[[str], None]
 
 ENABLED, DISABLED, PENDING_DELETION = "Enabled", "Disabled", "PendingDeletion"
+#: A multi-Region primary scheduled for deletion while it still has replicas (AWS: it waits
+#: for them to be deleted first). The runbook names only PendingDeletion; cancel-key-deletion
+#: works in both states.
+PENDING_REPLICA_DELETION = "PendingReplicaDeletion"
+PENDING_STATES = (PENDING_DELETION, PENDING_REPLICA_DELETION)
 #: Not a KMS key state: what we call a key that describe-key no longer knows.
 DELETED = "Deleted"
 #: The vault service's envelope format (drills/twin/worker.py writes version 1).
@@ -140,14 +145,15 @@ def recover_key(clients: Clients, region: str, key_arn: str,
         return state
 
     state = found.state
-    if state == PENDING_DELETION:
+    if state in PENDING_STATES:
         state = run("cancel-key-deletion", kms.cancel_key_deletion)
     if state == DISABLED:
         state = run("enable-key", kms.enable_key)
     if state != ENABLED:
         raise RecoveryError(
             f"KMS key {key_arn} is {state} after runbook 4.3 (found {found.state}); the "
-            "runbook covers Disabled and PendingDeletion only: check the key in the KMS "
+            "runbook covers Disabled and PendingDeletion (PendingReplicaDeletion for a multi-Region "
+            "primary) only: check the key in the KMS "
             "console and escalate (L3: data loss risk)")
     return KeyRecovery(key_arn, found.state, tuple(steps))
 

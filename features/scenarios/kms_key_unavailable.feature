@@ -6,6 +6,9 @@ Feature: KMS sealing key unavailable
   with the runbook's commands, within the KMS Sealing Key objective, losing no acknowledged
   write. A key actually deleted cannot be brought back: that case is drilled on a scratch
   key, on the twin only, and its data loss is measured and reported.
+  The sealing key is a multi-Region primary with a replica in us-west-2 (runbook 5.1), so
+  scheduling its deletion leaves it PendingReplicaDeletion, as AWS documents, not the
+  PendingDeletion the runbook's diagnosis names; cancel-key-deletion recovers it all the same.
 
   Scenario: The sealing key is disabled and re-enabled (runbook 4.3 step 1)
     Given a canary writer makes acknowledged vault writes
@@ -25,7 +28,7 @@ Feature: KMS sealing key unavailable
     And the canary has made 10 acknowledged writes
     When the sealing key is scheduled for deletion in 7 days
     Then vault operations fail with "KMSInvalidStateException"
-    And the runbook 4.3 diagnosis finds the sealing key "PendingDeletion"
+    And the runbook 4.3 diagnosis finds the sealing key "PendingReplicaDeletion"
     When the operator recovers the sealing key (runbook 4.3)
     Then after cancel-key-deletion the sealing key was "Disabled"
     And after enable-key the sealing key was "Enabled"
