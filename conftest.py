@@ -6,8 +6,26 @@ here, in the root conftest; each `steps/*.py` module (but the binder) is one plu
 
 from pathlib import Path
 
+import pytest
+
+from drills.plugin import feature_path
+
 pytest_plugins = sorted(
     f"steps.{path.stem}"
     for path in (Path(__file__).parent / "steps").glob("*.py")
     if not path.stem.startswith(("_", "test_"))
 )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Groups for `pytest -n N --dist loadgroup` (the README's test command): each worker
+    drills a twin of its own, so tests sharing a costly fixture stay on one worker. The
+    scenarios of one feature form a group, every other test module is one, and the tests of
+    the evidence runs (the `runs` fixture: three real `drills run`s) are one together."""
+    for item in items:
+        if "runs" in getattr(item, "fixturenames", ()):
+            group = "evidence-runs"
+        else:
+            feature = feature_path(item)
+            group = str(feature) if feature is not None else str(item.path)
+        item.add_marker(pytest.mark.xdist_group(group))

@@ -40,6 +40,7 @@ from drills.faults import rollback
 from drills.journal import Journal, utc_now
 from drills.loop import LoopThread
 from drills.target import AccountTarget, Target, TwinTarget
+from drills.twin.nats.spec import port_range
 from drills.vault import VaultApi, VaultClient
 
 if TYPE_CHECKING:
@@ -129,6 +130,7 @@ class DrillsRun:
         reports = opt("drills_reports")
         self.report_root = Path(reports) if reports else Path(
             tempfile.mkdtemp(prefix="drills-reports-"))
+        share_ports_between_workers()
         self.journal = Journal(_per_worker(Path(opt("drills_journal"))))
         self.observers = Observers(default_writers())
         self.record = RunRecord(
@@ -264,6 +266,19 @@ def _load_settings(settings: Settings, opt: Callable[[str], Any]) -> LoadSetting
     return with_options(settings.load, opt("drills_load"), opt("drills_load_workers"),
                         opt("drills_load_remote_workers"), opt("drills_master_host"),
                         opt("drills_master_port"))
+
+
+def share_ports_between_workers() -> None:
+    """Under pytest-xdist, give each worker a slice of the twin's port range of its own
+    (`DRILLS_PORT_RANGE`), so that twins started at the same moment never pick one port."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not worker.startswith("gw") or "DRILLS_PORT_RANGE" in os.environ:
+        return
+    count = max(int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")), 1)
+    ports = port_range()
+    span = len(ports) // count
+    low = ports.start + int(worker[2:]) * span
+    os.environ["DRILLS_PORT_RANGE"] = f"{low}-{low + span}"
 
 
 def _per_worker(path: Path) -> Path:

@@ -40,12 +40,13 @@ def _drill(origin: float, settle: float = 10.0, span: float = 0.0) -> tuple[Dril
     fault = ActiveFault("f-test", SimpleNamespace(describe=lambda: "a fault"),  # type: ignore[arg-type]
                         "2026-12-01T00:00:00.000Z", origin, span)
     injector = SimpleNamespace(active=[fault])
-    target = SimpleNamespace(settle=30.0, probe_path="nats")
+    target = SimpleNamespace(settle=30.0)
     settings = Settings(objectives=runbook_objectives(),
                         probes=ProbeSettings(consecutive=K, settle=settle))
     record = DrillRecord("d", "n", "f", "p", [], "2026-12-01T00:00:00.000Z")
     seen = _Seen()
-    drill = Drill(record, settings, target, injector, None, None, seen)  # type: ignore[arg-type]
+    drill = Drill(record, settings, target, injector, None, None, seen,  # type: ignore[arg-type]
+                  path="nats")
     return drill, seen
 
 

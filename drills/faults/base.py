@@ -156,21 +156,28 @@ class FaultInjector:
                                                  self.run_id, self.env)
         marks: list[Instant] = []
         fault._on_acting = lambda: marks.append(Instant.now())
+        active: ActiveFault | None = None
         try:
             fault.acting()  # the call below may mutate at once: mark the instant before it
             fault.inject()
+            returned = time.monotonic()
+            start = marks[-1]  # the last mark: the one just before the first mutating call
+            active = ActiveFault(fault_id, fault, start.utc, start.at, returned - start.at)
+            self.active.append(active)  # from here on, revert_all() reverts it
         except Exception as exc:
             # It may have half-acted: revert what can be, and say so in the journal.
             undone = self._revert_after_failed_inject(fault_id, fault)
             raise FaultError(f"could not {fault.describe()}: {explain(exc)}; {undone}") \
                 from exc
+        except BaseException:
+            # Interrupted (SIGTERM, Ctrl-C) before the fault was registered: nobody else
+            # knows to revert it, so revert it here before the interruption goes on.
+            if active is None or active not in self.active:
+                self._revert_after_failed_inject(fault_id, fault)
+            raise
         finally:
             fault._on_acting = None
-        returned = time.monotonic()
-        start = marks[-1]  # the last mark: the one just before the first mutating call
-        active = ActiveFault(fault_id, fault, start.utc, start.at, returned - start.at)
         self.journal.record(fault_id, FaultState.INJECTED)
-        self.active.append(active)
         for callback in self.on_change:
             callback(active)
         return active

@@ -152,9 +152,9 @@ def recover_key(clients: Clients, region: str, key_arn: str,
     if state != ENABLED:
         raise RecoveryError(
             f"KMS key {key_arn} is {state} after runbook 4.3 (found {found.state}); the "
-            "runbook covers Disabled and PendingDeletion (PendingReplicaDeletion for a multi-Region "
-            "primary) only: check the key in the KMS "
-            "console and escalate (L3: data loss risk)")
+            "runbook covers Disabled and PendingDeletion (PendingReplicaDeletion for a "
+            "multi-Region primary) only: check the key in the KMS console and escalate (L3: "
+            "data loss risk)")
     return KeyRecovery(key_arn, found.state, tuple(steps))
 
 

@@ -23,7 +23,7 @@ def test_trend_prints_every_run_and_writes_the_chart(runs: Runs, tmp_path: Path,
     out = capsys.readouterr().out
     single = "monthly/single_instance_failure.feature::One enclave instance is terminated"
     assert single in out
-    assert "Capacity RTO (Nitro Enclave ASG) (twin): n=2" in out
+    assert "Capacity RTO (Nitro Enclave ASG) (twin rehearsal): n=2" in out
     rows = [line.split() for line in out.splitlines() if runs.dirs["breach"].name in line]
     breached = [r[4:] for r in rows if r[-1] == "BREACHED"]
     assert len(breached) == 2  # each with the RTO measured past its 0.2 s objective
@@ -38,17 +38,20 @@ def test_trend_prints_every_run_and_writes_the_chart(runs: Runs, tmp_path: Path,
 
 def test_compliance_lists_items_and_fails_on_overdue_when_asked(
         runs: Runs, capsys: pytest.CaptureFixture[str]) -> None:
-    """7.1.5 is on schedule; never-exercised cadence items make --fail-on-overdue exit 1;
-    a year later 7.1.5 is overdue."""
+    """Twin runs are rehearsals: 7.1.5 is listed as rehearsed (with the failed attempt of the
+    breach run), never as on schedule, so --fail-on-overdue exits 1, today and a year on."""
     assert main(["report", "compliance", "--reports", str(runs.root)]) == 0
     out = capsys.readouterr().out
-    assert any(line.split()[:2] == ["OK", "7.1.5"] for line in out.splitlines())
+    (line,) = [x for x in out.splitlines() if x.split()[2:3] == ["7.1.5"]]
+    assert line.split()[:2] == ["REHEARSED", "ONLY"]
+    assert "never on an account; last rehearsal" in line
+    assert "last attempt failed on" in line
+    assert not [x for x in out.splitlines() if x.split()[:1] == ["OK"]]
     assert main(["report", "compliance", "--reports", str(runs.root),
                  "--fail-on-overdue"]) == 1
     later = "2099-01-01T00:00:00Z"
-    assert main(["report", "compliance", "--reports", str(runs.root), "--as-of", later]) == 0
-    out = capsys.readouterr().out
-    assert any(line.split()[:2] == ["OVERDUE", "7.1.5"] for line in out.splitlines())
+    assert main(["report", "compliance", "--reports", str(runs.root), "--as-of", later,
+                 "--fail-on-overdue"]) == 1
 
 
 def test_findings_and_show(runs: Runs, capsys: pytest.CaptureFixture[str]) -> None:

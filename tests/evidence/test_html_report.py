@@ -50,7 +50,8 @@ def test_report_html_renders_with_timelines(runs: Runs, chromium_path: str,
         width = browser.evaluate("document.querySelector('svg.timeline')"
                                  ".getBoundingClientRect().width")
         assert width > 800, "the timeline is drawn at full width"
-        assert browser.evaluate("document.querySelector('.verdict .big').textContent") == "PASS"
+        headline = browser.evaluate("document.querySelector('.verdict .big').textContent")
+        assert headline == "PASS · REHEARSAL"
         browser.clip(tmp_path / "drill-1.png", "section.drill", 0)
         pdf = browser.pdf(tmp_path / "report.pdf").read_bytes()
         assert pdf[:5] == b"%PDF-"
@@ -70,7 +71,8 @@ def test_breach_report_shows_fail_and_findings(runs: Runs, chromium_path: str,
     """The breach run's report says FAIL first and lists both open findings."""
     with Chromium(tmp_path / "profile") as browser:
         _check_page(browser, runs.dirs["breach"] / "report.html", tmp_path, "breach")
-        assert browser.evaluate("document.querySelector('.verdict .big').textContent") == "FAIL"
+        headline = browser.evaluate("document.querySelector('.verdict .big').textContent")
+        assert headline == "FAIL · REHEARSAL"
         text = browser.evaluate("document.querySelector('#findings').innerText")
         for f in runs.report("breach")["findings"]:
             assert f["finding_id"] in text

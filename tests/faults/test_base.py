@@ -39,6 +39,8 @@ class Switch(Fault):
         if self.params.get("explode"):
             raise RuntimeError("switch jammed")
         EVENTS.append(f"on:{self.target}")
+        if self.params.get("interrupt"):  # SIGTERM lands as inject() finishes
+            raise KeyboardInterrupt
 
     def revert(self) -> None:
         EVENTS.append(f"off:{self.target}")
@@ -86,6 +88,17 @@ def test_failed_injection_is_reverted_and_reported(setup: Any) -> None:
         injector.inject(switch(ctx, journal, explode=True))
     assert EVENTS == ["off:s1"]
     assert journal.entries()[0].state is FaultState.REVERTED
+
+
+def test_an_injection_interrupted_before_it_is_registered_is_reverted(setup: Any) -> None:
+    """SIGTERM (a KeyboardInterrupt) as inject() acts: nobody else knows the fault yet, so
+    the injector reverts it before the interruption goes on."""
+    journal, ctx, injector = setup
+    with pytest.raises(KeyboardInterrupt):
+        injector.inject(switch(ctx, journal, interrupt=True))
+    assert EVENTS == ["on:s1", "off:s1"]
+    assert journal.entries()[0].state is FaultState.REVERTED
+    assert injector.active == []
 
 
 def test_rollback_reverts_what_a_killed_run_left(setup: Any) -> None:

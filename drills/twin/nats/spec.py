@@ -6,6 +6,7 @@ free 127.0.0.1 ports, `to_dict`/`from_dict` carry it through the twin's state fi
 
 from __future__ import annotations
 
+import os
 import random
 import re
 import socket
@@ -157,17 +158,33 @@ def allocate(
     )
 
 
-def free_ports(count: int, avoid: Collection[int] = ()) -> list[int]:
-    """Distinct free TCP ports on 127.0.0.1 below the ephemeral range: outgoing connections
-    (routes, clients) take ephemeral ports and could hold a stopped node's port when it
-    restarts on it."""
+def port_range() -> range:
+    """Where the twin picks its ports: `$DRILLS_PORT_RANGE` ("LOW-HIGH"; several twins on
+    one machine, each in its own slice, never pick the same), else 10000 up to the
+    ephemeral range."""
+    spec = os.environ.get("DRILLS_PORT_RANGE")
+    if spec:
+        try:
+            low, high = (int(x) for x in spec.split("-"))
+        except ValueError:
+            raise ConfigError(f"DRILLS_PORT_RANGE={spec!r} must be LOW-HIGH, e.g. "
+                              "10000-15000") from None
+        return range(low, high)
     try:
         low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     except (OSError, ValueError, IndexError):
         low = 32768
+    return range(10000, max(low, 20000))
+
+
+def free_ports(count: int, avoid: Collection[int] = ()) -> list[int]:
+    """Distinct free TCP ports on 127.0.0.1 in `port_range()`, below the ephemeral range:
+    outgoing connections (routes, clients) take ephemeral ports and could hold a stopped
+    node's port when it restarts on it."""
+    ports = port_range()
     held: list[socket.socket] = []
     try:
-        for port in random.sample(range(10000, max(low, 20000)), 2000):
+        for port in random.sample(ports, min(2000, len(ports))):
             if port in avoid:
                 continue
             sock = socket.socket()
