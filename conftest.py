@@ -17,6 +17,7 @@ pytest_plugins = sorted(
 )
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups off the markers
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Groups for `pytest -n N --dist loadgroup` (the README's test command): each worker
     drills a twin of its own, so tests sharing a costly fixture stay on one worker. The
@@ -27,5 +28,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             group = "evidence-runs"
         else:
             feature = feature_path(item)
-            group = str(feature) if feature is not None else str(item.path)
+            path = feature if feature is not None else item.path
+            group = str(path.relative_to(item.config.rootpath))
         item.add_marker(pytest.mark.xdist_group(group))
