@@ -68,7 +68,7 @@ TARGET_SETTINGS = (
     Setting("DRILLS_PROBE_VAULTS", "vault_id:sha256 pairs the probes may read, comma-separated"),
 )
 
-INSTALL = "python3 -m pip install -e ."  # the README's install command
+INSTALL = "python3 -m pip install -e '.[load]'"  # the README's install command
 TRIGGER_DIRS = ("features", "steps")
 GRACE_MINUTES = 5  # after SIGTERM, drills reverts its faults; SIGKILL only after this
 SUMMARY_COPY = "drills-summary.md"  # GitLab exposes only fixed paths in merge requests
