@@ -18,7 +18,32 @@ pytest_plugins = sorted(
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups off the markers
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    _leave_to_the_evidence_runs(config, items)
+    _group_for_xdist(items)
+
+
+def _leave_to_the_evidence_runs(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A session with the tests of the evidence runs (three `drills run`s of the monthly
+    drills and complete enclave failure, which those tests assert pass) does not run those
+    features a second time through the binder."""
+    if not any("runs" in getattr(item, "fixturenames", ()) for item in items):
+        return
+    from tests.conftest import RUN_BY_THE_EVIDENCE_RUNS
+
+    base = config.rootpath / "features"
+    kept, dropped = [], []
+    for item in items:
+        feature = feature_path(item)
+        covered = feature is not None and str(feature.relative_to(base)).startswith(
+            RUN_BY_THE_EVIDENCE_RUNS)
+        (dropped if covered else kept).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
+
+def _group_for_xdist(items: list[pytest.Item]) -> None:
     """Groups for `pytest -n N --dist loadgroup` (the README's test command): each worker
     drills a twin of its own, so tests sharing a costly fixture stay on one worker. The
     scenarios of one feature form a group, every other test module is one, and the tests of

@@ -58,6 +58,13 @@ def test_run_monthly_prints_the_report_path(runs: Runs) -> None:
                for d in single)
 
 
+def test_outage_run_passes(runs: Runs) -> None:
+    """The complete-enclave-failure drills (run here through the CLI, not the binder) pass."""
+    assert runs.codes["outage"] == 0, runs.output["outage"]
+    report = runs.report("outage")
+    assert [d["status"] for d in report["drills"]] == ["passed", "passed"]
+
+
 def test_breached_objective_fails_the_run(runs: Runs) -> None:
     """An objective shorter than the real recovery (0.2 s for the ASG to be back at capacity)
     makes the run exit 1 with the figures."""
