@@ -15,6 +15,7 @@ from drills.errors import (
     EXIT_BAD_INPUT,
     EXIT_FAILED,
     EXIT_INTERRUPTED,
+    EXIT_OK,
     ConfigError,
     DrillError,
     TwinError,
@@ -469,6 +470,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         _say("drills: interrupted")
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader left (`drills steps | head`): nothing more to say, and Python's own
+        # flush at exit must not fail on the closed pipe either.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     except Exception as exc:
         if not is_aws_error(exc):
             raise

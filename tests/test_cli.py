@@ -185,3 +185,20 @@ def test_rollback_with_nothing_pending(tmp_path: Path) -> None:
     result = drills("rollback", tmp_path=tmp_path, timeout=60)
     assert result.returncode == 0
     assert "nothing to roll back" in result.stderr
+
+
+def test_steps_into_a_pipe_closed_early_is_no_error() -> None:
+    """`drills steps | head -1`: the reader leaving early ends the listing quietly, exit 0.
+    The pipe is shrunk to one page, so the listing (tens of kB) must meet the closed end."""
+    import fcntl
+
+    read, write = os.pipe()
+    fcntl.fcntl(write, 1031, 4096)  # F_SETPIPE_SZ
+    proc = subprocess.Popen([sys.executable, "-m", "drills.cli", "steps"], cwd=ROOT,
+                            stdout=write, stderr=subprocess.PIPE, text=True)
+    os.close(write)
+    with os.fdopen(read) as reader:
+        assert reader.readline().startswith("Given ")
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0
+    assert "Traceback" not in err
