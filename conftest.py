@@ -32,7 +32,8 @@ def _leave_to_the_evidence_runs(config: pytest.Config, items: list[pytest.Item])
     from tests.conftest import RUN_BY_THE_EVIDENCE_RUNS
 
     base = config.rootpath / "features"
-    kept, dropped = [], []
+    kept: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
     for item in items:
         feature = feature_path(item)
         covered = feature is not None and str(feature.relative_to(base)).startswith(
@@ -48,11 +49,16 @@ def _group_for_xdist(items: list[pytest.Item]) -> None:
     drills a twin of its own, so tests sharing a costly fixture stay on one worker. The
     scenarios of one feature form a group, every other test module is one, and the tests of
     the evidence runs (the `runs` fixture: three real `drills run`s) are one together."""
+    order: dict[pytest.Item, int] = {}
     for item in items:
+        feature = feature_path(item)
         if "runs" in getattr(item, "fixturenames", ()):
-            group = "evidence-runs"
+            group, order[item] = "evidence-runs", 0
         else:
-            feature = feature_path(item)
             path = feature if feature is not None else item.path
-            group = str(path.relative_to(item.config.rootpath))
+            group, order[item] = str(path.relative_to(item.config.rootpath)), 1 + (
+                feature is None)
         item.add_marker(pytest.mark.xdist_group(group))
+    # The longest groups first (the evidence runs, then the drills), so that no worker is
+    # left with one of them while the other has finished.
+    items.sort(key=order.__getitem__)

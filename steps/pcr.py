@@ -59,9 +59,14 @@ def _pcr_set(version: str) -> PcrSet:
 
 
 @given("the PCR rotation is tracked", target_fixture="rotation")
-def rotation_tracked() -> Rotation:
-    """Keep what the scenario builds and rolls out, for the steps that measure it."""
-    return Rotation()
+def rotation_tracked(drill: Drill) -> Iterator[Rotation]:
+    """Keep what the scenario builds and rolls out, for the steps that measure it; at
+    teardown the apps carry the PCR sets they had before the scenario again (the probes of
+    the drills after it act as the same apps)."""
+    population = _population(drill)
+    before = list(population.cohorts)
+    yield Rotation()
+    population.replace(before)
 
 
 @given(parsers.parse('every app carries the PCR sets of builds "{versions}"'))

@@ -72,30 +72,35 @@ class ReleaseEnclaveBuild(Fault):
             self.ctx.clients("ec2", self.region).deregister_image(ImageId=ami)
 
     def _bring_instances_back(self) -> None:
-        """Refresh until no instance runs another image than the one current-ami named. A
-        refresh still rolling the drill's build out (it may be stuck on a build that never
-        starts) is cancelled first: the group takes one refresh at a time."""
+        """Refresh until no instance runs another image than the one current-ami named, and
+        no refresh is left running (the next drill's rollout would be refused with
+        InstanceRefreshInProgress). A refresh still rolling the drill's build out (it may be
+        stuck on a build that never starts) is cancelled first: the group takes one refresh
+        at a time."""
         autoscaling = self.ctx.clients("autoscaling", self.region)
         deadline = time.monotonic() + REVERT_REFRESH_TIMEOUT
         ours: set[str] = set()
         while True:
-            stray = [i for i, a in instance_images(self.ctx.clients, self.target,
-                                                   self.region).items()
-                     if a != self.params["current_before"]]
-            if not stray:
-                return
             active = [r for r in autoscaling.describe_instance_refreshes(
                 AutoScalingGroupName=self.target)["InstanceRefreshes"]
                 if r["Status"] in ("Pending", "InProgress", "Cancelling")]
+            stray = [i for i, a in instance_images(self.ctx.clients, self.target,
+                                                   self.region).items()
+                     if a != self.params["current_before"]]
+            if not stray and not active:
+                return
             stuck = [r for r in active if r["InstanceRefreshId"] not in ours
                      and r["Status"] != "Cancelling"]
-            if stuck:
+            if stray and stuck:
                 autoscaling.cancel_instance_refresh(AutoScalingGroupName=self.target)
-            elif not active:
+            elif stray and not active:
                 ours.add(start_instance_refresh(self.ctx.clients, self.target, self.region,
                                                 50))
+            # else: a refresh is finishing (every instance already on the right image) or
+            # being cancelled: wait for it.
             if time.monotonic() > deadline:
-                raise FaultError(f"instances {stray} of {self.target} still run the drill's "
-                                 f"build {REVERT_REFRESH_TIMEOUT:g}s into the revert; finish "
-                                 "with `drills rollback` once the refresh can succeed")
+                what = (f"instances {stray} of {self.target} still run the drill's build"
+                        if stray else f"a refresh of {self.target} is still running")
+                raise FaultError(f"{what} {REVERT_REFRESH_TIMEOUT:g}s into the revert; "
+                                 "finish with `drills rollback` once the refresh can succeed")
             time.sleep(1.0)

@@ -58,6 +58,9 @@ Feature: PCR rotation (runbook 6)
     And no app was refused attestation (the "Nitro Enclave ASG" objective)
 
   Scenario: A build that serves the wrong PCRs is rolled back (runbook 6.3)
+    The operator rolls back once the bad build's refresh has finished: while it still runs,
+    6.3 step 1's start-instance-refresh is refused (InstanceRefreshInProgress) as in the
+    scenarios below, and the fix is the same (cancel it first).
     Given the PCR rotation is tracked
     And every app carries the PCR sets of builds "1.0.0, 2.0.0"
     And the vault service is healthy
@@ -66,6 +69,7 @@ Feature: PCR rotation (runbook 6)
     When enclave build "2.0.0" with defect "wrong-pcrs" is built (runbook 6.2 step 1)
     And current-ami names build "2.0.0" and an instance refresh rolls it out with MinHealthyPercentage 50 (runbook 6.2 step 4)
     Then apps are refused attestation
+    And the rollout completes within the "Nitro Enclave ASG" objective
     When the operator rolls back to the previous AMI (runbook 6.3 step 1)
     Then attested vault operations recover within the "Nitro Enclave ASG" objective, from the rollback
     And every enclave instance runs build "1.0.0"
