@@ -122,12 +122,18 @@ def feature_path(item: pytest.Item) -> Path | None:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Keep only scenarios of the features named with --drills-feature (files or folders);
-    an @expected_breach scenario passes only by breaching (strict xfail on the breach)."""
+    an @expected_breach scenario passes only by breaching (strict xfail on the breach); a
+    @twin_only scenario is skipped, with the reason, on an account target."""
+    on_account = config.getoption("drills_target") == "aws"
     for item in items:
         if item.get_closest_marker("expected_breach") is not None:
             item.add_marker(pytest.mark.xfail(
                 raises=ObjectiveBreached, strict=True,
                 reason="the runbook procedure this drill follows is known to breach"))
+        if on_account and item.get_closest_marker("twin_only") is not None:
+            item.add_marker(pytest.mark.skip(
+                reason="@twin_only: destructive beyond repair or needs the twin's own "
+                       "processes; it runs only on the local twin"))
     wanted = [Path(p).resolve() for p in config.getoption("drills_feature")]
     if not wanted:
         return

@@ -76,3 +76,29 @@ def test_an_expected_breach_passes_only_at_its_last_step(project: pytest.Pyteste
     assert "before its last step" in early["error"]
     kinds = {f["drill"]: f["kind"] for f in report["findings"]}
     assert kinds["breaches at the last step"] == "procedure"
+
+
+TWIN_ONLY = """\
+Feature: Twin only
+  @twin_only
+  Scenario: deletes a key for good
+    Given a step that passes
+
+  Scenario: safe anywhere
+    Given a step that passes
+"""
+
+
+def test_twin_only_scenarios_are_skipped_on_an_account(pytester: pytest.Pytester) -> None:
+    """On --drills-target aws a @twin_only scenario is skipped with the reason, before
+    anything runs; the others run. On the twin both run."""
+    pytester.makefile(".feature", drills=TWIN_ONLY)
+    pytester.makepyfile(test_steps=STEPS)
+    pytester.makeini("[pytest]\naddopts = -p no:locust\n")
+    reports = pytester.path / "reports"
+    account = pytester.runpytest("--drills-reports", str(reports), "--drills-target", "aws",
+                                 "-p", "no:cacheprovider", "-rs")
+    account.assert_outcomes(passed=1, skipped=1)
+    account.stdout.fnmatch_lines(["*@twin_only*runs only on the local twin*"])
+    twin = pytester.runpytest("--drills-reports", str(reports), "-p", "no:cacheprovider")
+    twin.assert_outcomes(passed=2)

@@ -156,7 +156,8 @@ def asgi(cluster: NatsCluster, loop: LoopThread) -> Iterator[tuple[httpx.AsyncCl
     no enclave listens unless the test answers itself)."""
     async def make() -> Lambda:
         nc = await connect(cluster.spec.urls, cluster.spec.user, cluster.spec.password, "t")
-        return Lambda([VaultClient(nc)], timeout=0.5)
+        # Long enough for a busy answer on a loaded machine to arrive before it (else 504).
+        return Lambda([VaultClient(nc)], timeout=3.0)
 
     app = build_app(make)
     ctx = app.router.lifespan_context(app)
