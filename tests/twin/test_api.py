@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -202,7 +203,15 @@ def test_a_busy_enclave_is_503_with_retry_after_and_silence_is_504(
 
     nc = loop.run(responder(), 15)
     try:
-        answer = loop.run(client.get("/vault/v1"), 10)
+        # The responder's node tells the Lambda's node of its subscriptions a moment later
+        # (cluster routes): until then the API answers 500 "no responders".
+        deadline = time.monotonic() + 15
+        while True:
+            answer = loop.run(client.get("/vault/v1"), 10)
+            if answer.status_code != 500 or time.monotonic() > deadline:
+                break
+            assert answer.json()["error"] == "no responders"
+            time.sleep(0.05)
         assert answer.status_code == 503
         assert answer.headers["Retry-After"] == "2"
         answer = loop.run(client.put("/vault/v1", json={"data": "aGk="}), 10)
