@@ -16,14 +16,22 @@ from typing import Any
 from drills.config import Objective, Settings
 from drills.errors import MeasurementError, NotSteady, ObjectiveBreached, ProbeError
 from drills.evidence.fmt import secs
-from drills.evidence.model import DrillRecord, FaultRecord, Measurement, ProbePoint, RpoMeasurement
+from drills.evidence.model import (
+    DrillRecord,
+    FaultRecord,
+    Measurement,
+    PhaseRecord,
+    ProbePoint,
+    RpoMeasurement,
+    RunbookFinding,
+)
 from drills.evidence.observer import RunObserver
 from drills.faults import ActiveFault, Fault, FaultInjector
-from drills.journal import utc_now
+from drills.journal import utc_at, utc_now
 from drills.loop import LoopThread
 from drills.measure import figures
 from drills.measure.canary import CanaryWriter
-from drills.measure.figures import Polled
+from drills.measure.figures import Polled, Watch
 from drills.measure.probes import ProbeRunner
 from drills.measure.rpo import RpoResult, Truth, verify
 from drills.measure.timeline import Outcome, ProbeResult, Recovery, Verdict, compute_recovery
@@ -48,6 +56,7 @@ class Drill:
         self.canary: CanaryWriter | None = None
         self.settled_at: float | None = None
         self.rpo_truth: Truth | None = None  # what the fault must lose, by the canary's record
+        self.watches: list[Watch] = []  # conditions polled in the background (`watch`)
         self._last_progress = 0.0
         record.probe_interval = settings.probes.interval
 
@@ -189,13 +198,15 @@ class Drill:
         return first - fault.injected_at
 
     # -- measurement ------------------------------------------------------------------------
-    def measure_service(self, component: str, settle: float | None = None) -> Measurement:
-        """Wait for the service to recover from the last fault, then measure its RTO."""
+    def measure_service(self, component: str, settle: float | None = None,
+                        fault: ActiveFault | None = None) -> Measurement:
+        """Wait for the service to recover from `fault` (default: the last one), then
+        measure its RTO."""
         probes = self._running_probes()
         k, interval = self.settings.probes.consecutive, self.settings.probes.interval
         settle = self.settle if settle is None else settle
         return self.measure_probes(
-            component, probes.results, interval=interval, settle=settle,
+            component, probes.results, interval=interval, settle=settle, fault=fault,
             method=(f"synthetic vault reads every {interval * 1000:g} ms through {self._door()}, "
                     f"enclave, KMS and S3; recovered = first of {k} consecutive successes "
                     f"after the last failure, with none for {settle:g} s after"))
@@ -273,6 +284,31 @@ class Drill:
             method))
         return measurement, polled
 
+    def watch(self, name: str, component: str, check: Callable[[], str | None], *,
+              poll: float = 0.25) -> Watch:
+        """Start polling `check` in the background from now, until it holds or the
+        component's measurement window after the last fault ends (`measure_watched`)."""
+        objective = self.settings.objectives.for_component(component)
+        fault = self.last_fault
+        watch = Watch(name, check, since=time.monotonic(),
+                      deadline=fault.injected_at + objective.window, poll=poll)
+        self.watches.append(watch)
+        return watch
+
+    def measure_watched(self, watch: Watch, component: str, *, method: str,
+                        what: str = "") -> tuple[Measurement, Polled]:
+        """Wait for a watch started by `watch` and record its figure from the last fault."""
+        self._quiet_start()
+        objective = self.settings.objectives.for_component(component)
+        fault = self.last_fault
+        polled = watch.result(lambda why: self.progress(
+            f"waiting for {what or watch.name}: {why} "
+            f"({self._objective_note(objective, fault.injected_at)})"))
+        measurement = self.record_measurement(figures.from_poll(
+            watch.name, objective, polled, fault.injected_at, fault.inject_span,
+            fault.fault_id, method))
+        return measurement, polled
+
     def measure_capacity(self, component: str, poll: float = 0.25) -> Measurement:
         """Wait until the enclave ASG serves at desired capacity again; measure how long."""
         def problem() -> str | None:
@@ -296,6 +332,24 @@ class Drill:
         objective = self.settings.objectives.for_component(component)
         return self.record_measurement(figures.from_event(
             name, objective, figure, uncertainty, self.last_fault.fault_id, method))
+
+    def phase(self, name: str, detail: str, at: float | None = None,
+              reached: bool = True) -> PhaseRecord:
+        """Put a moment on the exercise's phase timeline: `at` (monotonic; default now),
+        relative to the first fault; `reached=False`: the phase never came."""
+        origin = self.injector.active[0].injected_at if self.injector.active else None
+        when = time.monotonic() if at is None else at
+        record = PhaseRecord(name, round(when - origin, 3) if reached and origin else None,
+                             utc_at(when) if reached else "", detail)
+        self.record.phases.append(record)
+        self.progress(f"phase {name}: {detail}", every=0.0)
+        return record
+
+    def runbook_finding(self, section: str, title: str, detail: str,
+                        severity: str = "medium") -> None:
+        """Record something wrong in the runbook itself that this drill ran into."""
+        self.record.runbook_findings.append(RunbookFinding(section, title, detail, severity))
+        self.progress(f"finding against runbook {section}: {title}", every=0.0)
 
     def record_measurement(self, measurement: Measurement) -> Measurement:
         """Add a recovery figure to the drill's evidence and tell the observers."""
@@ -397,6 +451,8 @@ class Drill:
     # -- end --------------------------------------------------------------------------------
     def finish(self) -> list[str]:
         """Stop probes, revert anything still injected, capture the probe timeline."""
+        for watch in self.watches:
+            watch.stop()
         pending = [a for a in self.injector.active if a.reverted_utc is None]
         errors = self.injector.revert_all()
         for active in pending:

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,12 @@ class FaultState(StrEnum):
 def utc_now() -> str:
     """An ISO-8601 UTC timestamp with milliseconds."""
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def utc_at(monotonic: float) -> str:
+    """The UTC timestamp of an instant read from time.monotonic()."""
+    moment = datetime.now(UTC) - timedelta(seconds=time.monotonic() - monotonic)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,7 @@ TAGS: dict[str, str] = {
     "dynamodb": "DynamoDB metadata tables",
     "ssm": "SSM parameters",
     "pcr": "runbook 6 PCR rotation: enclave builds, app PCR sets, rollouts and rollbacks",
+    "region": "the DR region (runbook 5, 3.6): failover, failback and region outage",
     "preflight": "runbook 2.1-2.4 backup verification, a pre-flight any run can include",
     "twin_only": "destructive beyond repair: runs only on the local twin",
     "expected_breach": "shows a runbook procedure's flaw: its breach is expected, reported as "

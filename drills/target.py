@@ -125,6 +125,18 @@ class Target:
         """The DNS the API's name is resolved through (None: the system's)."""
         return None
 
+    def health_check_healthy(self, check_id: str) -> bool:
+        """Route 53's verdict on a health check (GetHealthCheckStatus: more than 18 % of its
+        checkers report healthy)."""
+        from drills.procedures.region import health_check_healthy
+
+        return health_check_healthy(self.clients, check_id)
+
+    def replication_backlog(self) -> int:
+        """Writes waiting to replicate between the regions (S3 and the global tables)."""
+        raise ConfigError("the replication backlog is read on the twin only; on an account, "
+                          "watch OperationsPendingReplication and ReplicationLatency")
+
     def ca_bundle(self) -> Path | None:
         """The CA that verifies the API's certificate (None: the system's)."""
         return None
@@ -192,6 +204,21 @@ class TwinTarget(Target):
 
     def resolver(self) -> Resolver | None:
         return self.twin.resolver()
+
+    def health_check_healthy(self, check_id: str) -> bool:
+        """Read from Route 53's data plane (its checkers, as the name servers use them): the
+        API, GetHealthCheckStatus, is signed for us-east-1 and goes dark with it."""
+        from drills.twin import control
+
+        checks = control.post(self.twin.state.aws_url, "route53/health-checks", {})
+        return bool(checks["health_checks"][check_id]["healthy"])
+
+    def replication_backlog(self) -> int:
+        from drills.twin import control
+
+        return sum(link["pending"]
+                   for route in ("s3/replication-status", "dynamodb/replication-status")
+                   for link in control.post(self.twin.state.aws_url, route, {})["links"])
 
     def ca_bundle(self) -> Path | None:
         return Path(self.twin.ca_bundle)

@@ -50,6 +50,9 @@ def observed(run: RunRecord, drill: DrillRecord) -> list[Finding]:
             first_seen_run=run.run_id, first_seen_utc=drill.started_utc,
             last_seen_run=run.run_id, last_seen_utc=drill.started_utc))
 
+    for found in drill.runbook_findings:  # raised by passing drills too: the runbook's own
+        add("runbook", found.section, found.severity,
+            f"Runbook {found.section}: {found.title}", found.detail)
     if drill.status is Status.EXPECTED_BREACH:
         # The breach is the drill's point: one finding against the runbook's procedure, with
         # the fix its scenario states, open for as long as the drill keeps showing it.

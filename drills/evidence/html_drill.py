@@ -128,6 +128,16 @@ def drill_section(number: int, drill: DrillRecord) -> str:
                  "outage may begin anywhere while it acts, so each bracket widens by that "
                  "time.</p>" + table(
                      ["Fault", "Kind", "What", "Injected", "Reverted", "Revert error"], rows))
+    if drill.phases:
+        rows = [[esc(p.name), esc(secs(p.at)) if p.at is not None else badge("NOT REACHED", "fail"),
+                 esc(_hms(p.utc)), esc(p.detail)] for p in drill.phases]
+        body += "<h4>Phase timeline</h4>" + table(
+            ["Phase", "t vs fault", "UTC", "What was observed"], rows, {1})
+    if drill.runbook_findings:
+        body += "<h4>Findings against the runbook</h4><ul>" + "".join(
+            f"<li><b>{esc(f.section)}</b> ({esc(f.severity)}): {esc(f.title)}. "
+            f"<span class='small'>{esc(f.detail)}</span></li>"
+            for f in drill.runbook_findings) + "</ul>"
     if drill.rollouts:
         rows = [[f"<code>{esc(r.refresh_id)}</code>", f"<code>{esc(r.to_image)}</code>",
                  esc(f"{r.min_healthy_percentage}%"), esc(r.status),

@@ -197,6 +197,30 @@ class RolloutRecord:
 
 
 @dataclass(slots=True)
+class PhaseRecord:
+    """One moment of an exercise's timeline (runbook 7.2: detect, decide, DR capacity ready,
+    DNS INSYNC, first enrolment in DR, failback complete), as ARC Region switch reports its
+    steps: when it was reached, seconds after the exercise's origin (its first fault)."""
+
+    name: str
+    at: float | None  # None: not reached
+    utc: str
+    detail: str = ""
+
+
+@dataclass(slots=True)
+class RunbookFinding:
+    """What a drill found wrong or missing in the runbook itself while the drill passed (a
+    command that cannot work in that situation, a step in the wrong order): a finding for
+    the runbook's authors, with the section it concerns."""
+
+    section: str  # e.g. "5.2 step 2"
+    title: str
+    detail: str
+    severity: str = "medium"  # critical | high | medium | low
+
+
+@dataclass(slots=True)
 class LoadWindow:
     """The load users' requests in one window of a drill (times: seconds after its first
     fault; None when the window does not exist, e.g. no recovery was measured)."""
@@ -282,6 +306,8 @@ class DrillRecord:
     cohorts: list[CohortRecord] = field(default_factory=list)  # runbook 6: per app cohort
     rollouts: list[RolloutRecord] = field(default_factory=list)  # runbook 6: instance refreshes
     load: LoadRecord | None = None  # simulated apps' requests during the drill (--load)
+    phases: list[PhaseRecord] = field(default_factory=list)  # an exercise's timeline
+    runbook_findings: list[RunbookFinding] = field(default_factory=list)
 
     @property
     def key(self) -> str:

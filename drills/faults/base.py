@@ -199,9 +199,18 @@ class FaultInjector:
             callback(active)
 
     def revert_all(self) -> list[str]:
-        """Revert every active fault, newest first; returns the errors (never raises)."""
-        errors = []
+        """Revert every active fault, newest first, then once more those that failed: a
+        revert may need an older fault reverted first (failback needs the region back);
+        returns the errors that remain (never raises)."""
+        failed = []
         for active in reversed(self.active):
+            try:
+                self.revert(active)
+            except FaultError:
+                failed.append(active)
+        errors = []
+        for active in failed:
+            active.revert_error = None
             try:
                 self.revert(active)
             except FaultError as exc:
@@ -236,7 +245,8 @@ def rollback(journal: Journal, ctx: FaultContext | None, env: str) -> list[Rollb
     Faults of a twin other than `env` (a twin since taken down) died with it: they are
     journaled as abandoned. Faults of other accounts are left for a rollback aimed there.
     """
-    results = []
+    results: list[RollbackResult] = []
+    retry: list[FaultEntry] = []
     for entry in journal.pending():
         if entry.env != env:
             if entry.env.startswith("twin:") or not entry.env:
@@ -246,12 +256,23 @@ def rollback(journal: Journal, ctx: FaultContext | None, env: str) -> list[Rollb
             continue
         if ctx is None:
             continue
-        try:
-            Fault.from_entry(entry, ctx).revert()
-        except Exception as exc:  # report every failure; one bad entry must not stop the rest
-            journal.record(entry.fault_id, FaultState.REVERT_FAILED, str(exc))
-            results.append(RollbackResult(entry, False, str(exc)))
-            continue
-        journal.record(entry.fault_id, FaultState.REVERTED)
-        results.append(RollbackResult(entry, True, None))
+        retry.append(entry)
+    # Newest first, then once more those that failed: a revert may need an older fault
+    # reverted first (failback needs the region back).
+    if ctx is None:
+        return results
+    for last in (False, True):
+        entries, retry = retry, []
+        for entry in entries:
+            try:
+                Fault.from_entry(entry, ctx).revert()
+            except Exception as exc:  # report every failure; one bad entry must not stop
+                if not last:
+                    retry.append(entry)
+                    continue
+                journal.record(entry.fault_id, FaultState.REVERT_FAILED, str(exc))
+                results.append(RollbackResult(entry, False, str(exc)))
+                continue
+            journal.record(entry.fault_id, FaultState.REVERTED)
+            results.append(RollbackResult(entry, True, None))
     return results

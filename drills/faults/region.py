@@ -12,12 +12,15 @@ AWS FIS actions where one exists.
 - `s3.pause-replication` (`aws:s3:bucket-pause-replication`) and
   `dynamodb.pause-replication` (`aws:dynamodb:global-table-pause-replication`): writes stay
   PENDING until the revert, then drain.
+- `region.failover`: runbook 5.2 steps 1-2 (DR capacity up, the API name to DR), journaled
+  so that failback (5.3, its revert) happens even after a crash.
 - `api.down`: a region's API endpoint stops answering (its process frozen: connections hang
   as at a dead endpoint); its Route 53 health check fails, the data stores and enclaves are
   untouched.
 
-All act on the twin's processes or control routes (`twin_only`); on an account the same
-failures are FIS experiments.
+All but `region.failover` act on the twin's processes or control routes (`twin_only`); on an
+account the same failures are FIS experiments. `region.failover` runs the runbook's own
+commands (the `aws` CLI), on the twin and on an account alike.
 """
 
 from __future__ import annotations
@@ -25,12 +28,21 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import tempfile
+from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from drills.faults.base import Fault
+from drills.environment import Names
+from drills.errors import FaultError
+from drills.faults.base import Fault, FaultContext
+from drills.procedures import region as region_procedure
+from drills.procedures.s3_replica import cli_env
 from drills.twin import api, control
 
+#: Runs 5.2 step 2 while the drill goes on (`Failover.inject`).
+_BACKGROUND = ThreadPoolExecutor(max_workers=2, thread_name_prefix="drills-failover")
 #: What pauses replication out of and into a region (the replication modules' selectors).
 _SELECTORS = ("source_region", "destination_region")
 
@@ -175,3 +187,95 @@ class ApiDown(_TwinFault):
 
     def revert(self) -> None:
         self._signal_api(signal.SIGCONT)
+
+
+class Failover(Fault):
+    """Runbook 5.2 steps 1-2 as an operation that must be undone: the DR ASG scaled up and
+    the API name moved to the DR region; revert is runbook 5.3 (failback), in the order
+    `params["failback"]` names (`drained`, the default, or `as-written`).
+
+    Journaled like any fault, so a run killed while failed over is failed back by
+    `drills rollback`. The step 2 change is given `params["dns_timeout"]` seconds: during a
+    us-east-1 outage Route 53's control plane may not answer, which is recorded
+    (`self.dns`), not raised: the health-checked failover records still move clients."""
+
+    kind = "region.failover"
+    target_kind = "region"
+
+    def __init__(self, ctx: FaultContext, params: Mapping[str, Any]) -> None:
+        super().__init__(ctx, params)
+        self._dns: Future[region_procedure.DnsChange] | None = None  # step 2, running
+        self.failback: region_procedure.Failback | None = None  # 5.3 as run (revert)
+
+    @property
+    def dns_ready(self) -> bool:
+        """Step 2 has finished (accepted or not)."""
+        return self._dns is None or self._dns.done()
+
+    @property
+    def dns(self) -> region_procedure.DnsChange | None:
+        """Step 2 as run (it runs in the background from inject: waits for it)."""
+        return self._dns.result() if self._dns is not None else None
+
+    @property
+    def region(self) -> str:
+        return self.names.dr_region
+
+    @property
+    def names(self) -> Names:
+        """The target's names (journaled with the fault: rollback needs no configuration)."""
+        given = dict(self.params.get("names") or {})
+        if "tables" in given:
+            given["tables"] = tuple(given["tables"])
+        return Names(**given)
+
+    @property
+    def target(self) -> str:
+        return self.region
+
+    def describe(self) -> str:
+        return (f"fail over to {self.region} (runbook 5.2: {self.names.dr_asg} to "
+                f"{self.params.get('capacity', 2)}, {self.names.api_host} to the DR region)")
+
+    def _env(self) -> dict[str, str]:
+        return region_procedure.env_in(cli_env(self.ctx.clients, self.names.primary_region),
+                                       self.names.primary_region)
+
+    def _batch_dir(self) -> Path:
+        return Path(tempfile.gettempdir()) / f"drills-failover-{self.params['zone_id']}"
+
+    def prepare(self) -> None:
+        if "zone_id" not in self.params:  # not read ahead (see procedures.region.read_plan)
+            self.params.update(region_procedure.read_plan(self.ctx.clients, self.names))
+        self.params.setdefault("capacity", 2)
+        self.params.setdefault("failback", region_procedure.FailbackOrder.DRAINED.value)
+        self.params.setdefault("dns_timeout", region_procedure.COMMAND_TIMEOUT)
+
+    def inject(self) -> None:
+        names, env = self.names, self._env()
+        step1 = region_procedure.set_desired(env, names.dr_region, names.dr_asg,
+                                             int(self.params["capacity"]))
+        if not step1.ok:
+            raise FaultError(f"runbook 5.2 step 1 failed: {step1.line}: {step1.why()}")
+        batch = region_procedure.failover_batch(self.params["api_sets"], self.params["dr_sets"])
+        # Step 2 runs while the DR region boots (an operator does not wait between them);
+        # inject returns once both are under way, so what follows is watched from now.
+        self._dns = _BACKGROUND.submit(
+            region_procedure.change_records, env, self.params["zone_id"], batch,
+            self._batch_dir() / "dr-failover-records.json",
+            timeout=float(self.params["dns_timeout"]))
+
+    def revert(self) -> None:
+        names = self.names
+        if self._dns is not None:
+            self._dns.result()  # never fail back under a change still being made
+        plan = region_procedure.FailbackPlan(
+            names, self.params["zone_id"], tuple(self.params["api_sets"]),
+            self.params["primary_check"], int(self.params["primary_desired"]),
+            int(self.params["dr_desired"]), int(self.params["ttl"]), self._batch_dir())
+        self.failback = region_procedure.failback(
+            plan, self.ctx.clients, self._env(),
+            region_procedure.FailbackOrder(self.params.get("failback", "drained")))
+        if not self.failback.ok:
+            failed = [f"{s.step} ({s.detail})" for s in self.failback.steps if not s.ok]
+            raise FaultError(f"failback did not complete: {', '.join(failed)}")

@@ -11,6 +11,7 @@ and one for data loss (`RpoResult`). Every figure is relative to the fault's fir
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,20 +34,64 @@ class Polled:
 
 
 def poll_until(check: Callable[[], str | None], *, since: float, deadline: float, poll: float,
-               progress: Callable[[str], None]) -> Polled:
-    """Call `check` every `poll` seconds until it returns None (holds) or `deadline` passes;
-    `check` returns why the condition does not hold yet, which goes to `progress`."""
+               progress: Callable[[str], None],
+               stopped: threading.Event | None = None) -> Polled:
+    """Call `check` every `poll` seconds until it returns None (holds) or `deadline` passes
+    (or `stopped` is set); `check` returns why the condition does not hold yet, which goes
+    to `progress`."""
     lower, problem = since, ""
+    stopped = stopped or threading.Event()
     while True:
         polled = time.monotonic()
         why = check()
         if why is None:
             return Polled(True, polled, lower, problem)
         lower, problem = polled, why
-        if time.monotonic() >= deadline:
+        if time.monotonic() >= deadline or stopped.is_set():
             return Polled(False, polled, lower, problem)
         progress(why)
-        time.sleep(min(poll, max(0.0, deadline - time.monotonic())))
+        stopped.wait(min(poll, max(0.0, deadline - time.monotonic())))
+
+
+class Watch:
+    """`poll_until` in a thread of its own from now: conditions that come true at once (DR
+    capacity, a DNS change INSYNC, the first request served in DR) are each observed from
+    the start, not one after another. A check that raises ends the watch with its error."""
+
+    def __init__(self, name: str, check: Callable[[], str | None], *, since: float,
+                 deadline: float, poll: float) -> None:
+        self.name, self.since = name, since
+        self.last = ""  # why it did not hold at the latest poll
+        self._stopped = threading.Event()
+        self._result: Polled | None = None
+        self._error: BaseException | None = None
+
+        def noted(why: str) -> None:
+            self.last = why
+
+        def run() -> None:
+            try:
+                self._result = poll_until(check, since=since, deadline=deadline, poll=poll,
+                                          progress=noted, stopped=self._stopped)
+            except BaseException as exc:  # handed to whoever waits for the result
+                self._error = exc
+
+        self._thread = threading.Thread(target=run, name=f"drills-watch-{name}", daemon=True)
+        self._thread.start()
+
+    def result(self, progress: Callable[[str], None]) -> Polled:
+        """Wait for the watch to end (reporting what it last saw), and return what it saw."""
+        while self._thread.is_alive():
+            progress(self.last or "not yet")
+            self._thread.join(0.25)
+        if self._error is not None:
+            raise self._error
+        assert self._result is not None
+        return self._result
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._thread.join(5.0)
 
 
 def from_recovery(name: str, objective: Objective, rec: Recovery, fault_id: str | None,

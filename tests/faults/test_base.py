@@ -132,3 +132,32 @@ def test_unknown_kind_in_journal_fails_clearly(setup: Any) -> None:
     assert not result.reverted
     assert "unknown fault kind" in (result.error or "")
     assert journal.pending()[0].state is FaultState.REVERT_FAILED
+
+
+class NeedsFirst(Switch):
+    """A fault whose revert needs s1 reverted first (as failback needs the region back)."""
+
+    kind = "test.needs-first"
+
+    def revert(self) -> None:
+        if "off:s1" not in EVENTS:
+            raise RuntimeError("s1 is still on")
+        EVENTS.append(f"off:{self.target}")
+
+
+def test_a_revert_that_needs_an_older_one_first_is_retried_after_it(setup: Any) -> None:
+    """Newest first fails (it needs s1 back), the older one reverts, then the retry works:
+    at the end of a run and in rollback from the journal alike."""
+    journal, ctx, injector = setup
+    allow = AllowList({"switch": ("s1", "s2")})
+    for reverter in ("run", "rollback"):
+        EVENTS.clear()
+        injector = FaultInjector(journal, "run-1", "env-a", allow)
+        injector.inject(switch(ctx, journal))
+        injector.inject(NeedsFirst(ctx, {"name": "s2", "journal": str(journal.path)}))
+        if reverter == "run":
+            assert injector.revert_all() == []
+        else:
+            assert [r.reverted for r in rollback(journal, ctx, "env-a")] == [True, True]
+        assert EVENTS == ["on:s1", "on:s2", "off:s1", "off:s2"]
+        assert journal.pending() == []

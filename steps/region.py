@@ -1,0 +1,312 @@
+"""Steps of the DR-region exercises: runbook 7.2's quarterly failover (5.2, 5.3) and 3.6's
+region outage. Each phase goes on the drill's phase timeline (detect, decide, DR capacity
+ready, DNS INSYNC, first enrolment in DR, failback complete), timed from the first fault."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import asdict
+from typing import Any
+
+from pytest_bdd import given, parsers, then, when
+
+from drills.comms import Template, notice
+from drills.config import SERVICE_COMPONENT
+from drills.drill import Drill
+from drills.errors import ProbeError, RecoveryError
+from drills.faults import ActiveFault
+from drills.faults.region import Failover
+from drills.measure import figures
+from drills.measure.figures import Watch
+from drills.procedures import region as procedure
+from drills.vault import VaultApi, VaultUnavailable
+
+PREREQUISITES_TIMEOUT = 30.0
+SMOKE_VAULTS = 5  # known vaults read back in the DR region
+DNS_TIMEOUT = 20.0  # seconds 5.2 step 2 may take before it is recorded as not answered
+
+
+def _dr(drill: Drill) -> str:
+    return drill.target.names.dr_region
+
+
+def _members(drill: Drill, region: str, asg: str) -> set[str]:
+    group = drill.target.clients("autoscaling", region).describe_auto_scaling_groups(
+        AutoScalingGroupNames=[asg])["AutoScalingGroups"][0]
+    return {i["InstanceId"] for i in group["Instances"]}
+
+
+def _failover(drill: Drill) -> Failover:
+    for active in reversed(drill.injector.active):
+        if isinstance(active.fault, Failover):
+            return active.fault
+    raise ProbeError("no failover in this drill; add 'When the operator fails over to the DR "
+                     "region (runbook 5.2 steps 1-2)' first")
+
+
+@given("the maintenance window is scheduled and users are notified (runbook 7.2 items 1-2)")
+def maintenance_window(drill: Drill) -> None:
+    """Record the window (from now, as long as the service's RTO objective allows an outage)
+    and the user notification, in the appendix template's own words."""
+    window = drill.settings.objectives.rto
+    sent = notice(Template.SERVICE_DEGRADED,
+                  f"maintenance window for the quarterly failover test, {window / 60:g} min "
+                  "from now (runbook 7.2 items 1-2)")
+    drill.phase("notify", sent.summary())
+
+
+@given("the DR prerequisites of runbook 5.2 hold", target_fixture="dr_plan")
+def prerequisites(drill: Drill) -> dict[str, Any]:
+    """Runbook 5.2 "Pre-requisites", read from each service (nothing changes); and what
+    failover will need, read while the primary region answers."""
+    checks = procedure.prerequisites(drill.target.clients, drill.target.names)
+    for check in checks:
+        drill.progress(f"5.2 pre-requisite {'met' if check.met else 'NOT MET'}: {check.name} "
+                       f"({check.found})", every=0.0)
+    unmet = [f"{c.name}: {c.found}" for c in checks if not c.met]
+    if unmet:
+        raise RecoveryError("runbook 5.2 pre-requisites not met, so failover would fail: "
+                            + "; ".join(unmet))
+    drill.phase("preflight", f"{len(checks)} pre-requisites of runbook 5.2 met")
+    return procedure.read_plan(drill.target.clients, drill.target.names)
+
+
+@when("the operator fails over to the DR region (runbook 5.2 steps 1-2)",
+      target_fixture="failover")
+def fail_over(drill: Drill, dr_plan: dict[str, Any]) -> Iterator[ActiveFault]:
+    """5.2 step 1 (the DR ASG to 2) and step 2 (the DNS change), with the aws CLI; journaled,
+    so a run that dies here is failed back by `drills rollback`. Step 2 gets DNS_TIMEOUT:
+    Route 53's control plane may be dark with us-east-1. From then on, the phases that follow
+    are watched at once: DR capacity, the change INSYNC, the first enrolment served in DR."""
+    active = drill.inject(Failover, names=asdict(drill.target.names), capacity=2,
+                          dns_timeout=DNS_TIMEOUT, **dr_plan)
+    drill.phase("decide", "failover started (5.2 step 1: set-desired-capacity)",
+                at=active.injected_at)
+    fault = active.fault
+    assert isinstance(fault, Failover)
+    names, clients = drill.target.names, drill.target.clients
+    component = SERVICE_COMPONENT
+
+    def capacity() -> str | None:
+        seen = procedure.region_capacity(clients, names.dr_region, names.dr_asg)
+        return None if seen.ready else (f"desired {seen.desired}, InService {seen.in_service}, "
+                                        f"healthy targets {seen.healthy_targets}")
+
+    def insync() -> str | None:
+        if not fault.dns_ready:
+            return "change-resource-record-sets still running"
+        dns = fault.dns
+        if dns is None or dns.change_id is None:
+            raise RecoveryError("runbook 5.2 step 2 was not accepted: " + (
+                dns.command.why() if dns else "it did not run"))
+        return None if procedure.change_status(clients, dns.change_id) == "INSYNC" else (
+            f"change {dns.change_id} PENDING")
+
+    drill.watch("dr-capacity", component, capacity)
+    drill.watch("dns-insync", component, insync)
+    drill.watch("first-dr-enrolment", component, _served_in_dr(drill), poll=1.0)
+    yield active
+    drill.revert(active)
+
+
+def _served_in_dr(drill: Drill) -> Callable[[], str | None]:
+    """An app's enrolment through the service's name, resolved as the apps resolve it (the
+    TTL of their last answer honoured): None once an enclave of the DR region answers."""
+    names, client = drill.target.names, _app(drill)
+    dr = _members(drill, names.dr_region, names.dr_asg)
+
+    def check() -> str | None:
+        vault = f"drills-probe-dr-{uuid.uuid4().hex[:8]}"
+        try:
+            reply = drill.loop.run(client.enroll(vault, b"dr-enrolment", timeout=5),
+                                   timeout=15)
+        except VaultUnavailable as exc:
+            return str(exc)
+        if reply.instance_id in dr:
+            return None
+        dr.update(_members(drill, names.dr_region, names.dr_asg))  # booted meanwhile
+        return None if reply.instance_id in dr else f"answered by {reply.instance_id}"
+
+    return check
+
+
+def _watched(drill: Drill, name: str) -> Watch:
+    for watch in drill.watches:
+        if watch.name == name:
+            return watch
+    raise ProbeError(f"nothing watches {name}: it starts with 'When the operator fails over "
+                     "to the DR region (runbook 5.2 steps 1-2)'")
+
+
+@then(parsers.parse('the DR region serves at desired capacity within the "{component}" '
+                    'objective'))
+def dr_capacity(drill: Drill, component: str) -> None:
+    """The DR ASG's instances pass their load balancer health check (the enclave answers)."""
+    names = drill.target.names
+    measurement, polled = drill.measure_watched(
+        _watched(drill, "dr-capacity"), component, what=f"{names.dr_asg} to serve",
+        method="polled the DR Auto Scaling group and its target group every 0.25 s from the "
+               "failover: desired capacity reached by healthy targets")
+    drill.phase("dr-capacity", f"{names.dr_asg} serving at desired capacity",
+                at=polled.at, reached=polled.held)
+    drill.assert_met(measurement)
+
+
+@then(parsers.parse('the DNS change is INSYNC within the "{component}" objective'))
+def dns_insync(drill: Drill, component: str) -> None:
+    """5.2 step 2's change reaches every Route 53 name server (GetChange: INSYNC)."""
+    dns = _failover(drill).dns
+    if dns is None or dns.change_id is None:
+        raise RecoveryError("runbook 5.2 step 2 was not accepted: " + (
+            dns.command.why() if dns else "it did not run"))
+    measurement, polled = drill.measure_watched(
+        _watched(drill, "dns-insync"), component, what=f"change {dns.change_id} to be INSYNC",
+        method="polled Route 53 GetChange every 0.25 s from the change until INSYNC")
+    drill.phase("dns-insync", f"change {dns.change_id} INSYNC", at=polled.at,
+                reached=polled.held)
+    drill.assert_met(measurement)
+
+
+@then("the runbook's enrolment test answers from api-dr.vettid.dev (runbook 5.2 step 3)")
+def enrolment_test(drill: Drill) -> None:
+    """5.2 step 3's curl, run by the curl binary; the name resolved as the target's DNS
+    answers it (on the twin, given to curl with --resolve)."""
+    target, names = drill.target, drill.target.names
+    resolver = target.resolver()
+    address = resolver.resolve(names.dr_api_host) if resolver else None
+    done = procedure.enrolment_test(target.api_url(names.dr_region), target.ca_bundle(),
+                                    address)
+    if not done.ok:
+        raise RecoveryError(f"runbook 5.2 step 3 failed: {done.line}: {done.why()}")
+    reply = json.loads(done.stdout)
+    drill.phase("enrolment-test", f"{done.line.split(' -d ')[0]} answered session "
+                f"{reply.get('session_id')} from {reply.get('instance_id')}")
+
+
+@then(parsers.parse('the first enrolment through api.vettid.dev is served by the DR region '
+                    'within the "{component}" objective'))
+def first_dr_enrolment(drill: Drill, component: str) -> None:
+    """An app enrols (start-direct + complete, attestation verified) through the service's
+    name every second from the failover, until an enclave of the DR region answers."""
+    measurement, polled = drill.measure_watched(
+        _watched(drill, "first-dr-enrolment"), component,
+        what="an enrolment through the service's name to be served in the DR region",
+        method="an app's enrolment (start-direct + complete, attestation verified) through "
+               "the service's name every second from the failover, resolved as the apps "
+               "resolve it; reached when an instance of the DR ASG answered")
+    drill.phase("first-dr-enrolment", "an enrolment through the service's name served by the "
+                "DR region", at=polled.at, reached=polled.held)
+    drill.assert_met(measurement)
+
+
+@then("the smoke tests pass in the DR region (runbook 7.2 item 4)")
+def smoke_tests(drill: Drill) -> None:
+    """Through the service's name, now the DR region's: vaults enrolled in the primary read
+    back intact (replicated data, opened with the replica key), and a new vault is written
+    and read back."""
+    client = _app(drill)
+    known = drill.target.known_vaults()[:SMOKE_VAULTS]
+
+    async def smoke() -> list[str]:
+        failures = []
+        for vault in known:
+            data = await client.get(vault.vault_id, timeout=10)
+            if hashlib.sha256(data).hexdigest() != vault.sha256:
+                failures.append(f"{vault.vault_id} does not match its content hash")
+        probe = f"drills-probe-smoke-{uuid.uuid4().hex[:8]}"
+        await client.enroll(probe, b"smoke", timeout=10)
+        await client.put(probe, b"smoke-2", timeout=10)
+        if await client.get(probe, timeout=10) != b"smoke-2":
+            failures.append(f"{probe} did not read back what was written")
+        return failures
+
+    try:
+        failures = drill.loop.run(smoke(), timeout=120)
+    except VaultUnavailable as exc:
+        failures = [str(exc)]
+    if failures:
+        raise RecoveryError("smoke tests in the DR region failed: " + "; ".join(failures))
+    drill.phase("smoke-tests", f"{len(known)} replicated vaults read back intact, a new vault "
+                "written and read back")
+
+
+@when("the operator fails back to the primary region (runbook 5.3)")
+def fail_back(drill: Drill, failover: ActiveFault) -> None:
+    """Runbook 5.3 (the failover's revert), each step on the timeline."""
+    drill.revert(failover)
+    for step in _failback(failover).steps:
+        drill.phase(f"failback {step.step}", f"{step.what}: {step.detail or 'done'}",
+                    at=step.ended)
+
+
+@then(parsers.parse('failback completes within the "{component}" objective'))
+def failback_time(drill: Drill, component: str, failover: ActiveFault) -> None:
+    """From the start of 5.3 to its last step done, against the objective."""
+    failback = _failback(failover)
+    steps = failback.steps
+    took = steps[-1].ended - steps[0].started
+    objective = drill.settings.objectives.for_component(component)
+    measurement = drill.record_measurement(figures.from_event(
+        "failback", objective, took, 0.5, failover.fault_id,
+        f"runbook 5.3 in the {failback.order} order, from its first step to its last"))
+    drill.phase("failback", f"failback complete in {took:.1f}s", at=steps[-1].ended)
+    drill.assert_met(measurement)
+
+
+@then("api.vettid.dev is served by the primary region again")
+def primary_again(drill: Drill) -> None:
+    """A fresh client (nothing cached) enrols through the service's name, answered by an
+    instance of the primary ASG."""
+    names = drill.target.names
+    primary = _members(drill, names.primary_region, names.asg)
+    client = drill.target.api()
+    try:
+        reply = drill.loop.run(client.enroll(f"drills-probe-back-{uuid.uuid4().hex[:8]}",
+                                             b"back", timeout=10), timeout=30)
+    finally:
+        drill.loop.run(client.close(), timeout=10)
+    if reply.instance_id not in primary:
+        raise RecoveryError(f"after failback, {names.api_host} was answered by "
+                            f"{reply.instance_id}, not an instance of {names.asg}")
+
+
+@then("the exercise's issues are recorded as findings (runbook 7.2 item 6)")
+def record_issues(drill: Drill, failover: ActiveFault) -> None:
+    """Runbook 7.2 item 6: what this exercise found in the runbook, and the restored notice."""
+    if _failback(failover).order is procedure.FailbackOrder.DRAINED:
+        drill.runbook_finding(
+            "5.3", "failback syncs the DR bucket before DNS moves back",
+            "As written, step 2 (aws s3 sync) runs while the DR region still takes writes and "
+            "step 3 scales it down before step 4 moves DNS back: writes acknowledged in DR "
+            "after the sync never reach the primary, and clients resolve to a region with no "
+            "enclaves until their cached answer expires. This drill moved DNS back first, "
+            "waited for INSYNC and the record's TTL, synced again, then scaled DR down "
+            "(failback in the runbook's order is not drilled yet: FailbackOrder.AS_WRITTEN).")
+    drill.runbook_finding(
+        "5.2 step 2", "dr-failover-records.json is not in the runbook",
+        "The runbook runs change-resource-record-sets with file://dr-failover-records.json but "
+        "does not say what it holds; the drill UPSERTs the PRIMARY failover record of the API "
+        "name with the DR name's answer and the SECONDARY's health check. Put the file (or its "
+        "contents) in the runbook.", "low")
+    drill.phase("notify-restored", notice(Template.SERVICE_RESTORED,
+                                          "end of the quarterly failover test").summary())
+
+
+def _failback(failover: ActiveFault) -> procedure.Failback:
+    """Runbook 5.3 as the failover's revert ran it."""
+    fault = failover.fault
+    if not isinstance(fault, Failover) or fault.failback is None:
+        raise ProbeError("the failover has not been failed back; add 'When the operator fails "
+                         "back to the primary region (runbook 5.3)' first")
+    return fault.failback
+
+
+def _app(drill: Drill) -> VaultApi:
+    """The drill's app client; these steps need the apps' path (DNS, the API), not NATS."""
+    if drill.path != "api":
+        raise ProbeError("the DR-region steps call the vault API as an app does (DNS, then "
+                         "HTTPS); run with [probes] path = \"api\", the default")
+    return drill.client
