@@ -83,7 +83,27 @@ def cmd_twin(args: argparse.Namespace) -> int:
         for key, value in manager.env(_state_dir(args), args.region).items():
             print(f"export {key}={shlex.quote(value)}")
         return 0
+    if args.twin_command == "build-enclave":
+        return _build_enclave(args)
     raise AssertionError(args.twin_command)
+
+
+def _build_enclave(args: argparse.Namespace) -> int:
+    """Runbook 6.2 step 1 on the twin (./scripts/build-enclave.sh): register the AMI of an
+    enclave build over the current one and print its id and PCRs, as the script does."""
+    from drills.clients import Clients
+    from drills.twin import manager
+    from drills.twin.images import build_enclave
+
+    twin = manager.Twin.load(_state_dir(args))  # TwinError (exit 2) when there is none
+    clients = Clients.for_twin(twin.state.aws_url, args.region)
+    current = clients("ssm", args.region).get_parameter(
+        Name=twin.names.param_current_ami)["Parameter"]["Value"]
+    build = build_enclave(clients("ec2", args.region), args.version, defect=args.defect,
+                          from_ami=current)
+    for line in build.lines():
+        print(line)
+    return 0
 
 
 def _attach(state_dir: str) -> int:
@@ -375,6 +395,14 @@ def build_parser() -> argparse.ArgumentParser:
         "env", parents=[common], help="print shell exports that point aws/boto3 at the twin"
     )
     t_env.add_argument("--region", default="us-east-1")
+    t_build = tsub.add_parser(
+        "build-enclave", parents=[common],
+        help="register an enclave build's AMI and print its id and PCR0/1/2 (runbook 6.2 "
+             "step 1, what ./scripts/build-enclave.sh prints)")
+    t_build.add_argument("--version", required=True, help="the build's version, e.g. 2.0.0")
+    t_build.add_argument("--defect", choices=["crash-on-start", "wrong-pcrs"], default=None,
+                         help="a build broken on purpose (for drills of runbook 6.3)")
+    t_build.add_argument("--region", default="us-east-1")
     twin.set_defaults(func=cmd_twin)
 
     run = sub.add_parser(

@@ -202,3 +202,29 @@ def test_steps_into_a_pipe_closed_early_is_no_error() -> None:
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0
     assert "Traceback" not in err
+
+
+def test_build_enclave_registers_an_ami_and_prints_its_pcrs(healthy_twin: Twin,
+                                                             tmp_path: Path) -> None:
+    """`drills twin build-enclave --version X` prints what build-enclave.sh prints (runbook
+    6.2 step 1): the new AMI and PCR0/1/2 of that build; a bad version exits 2."""
+    from drills.attestation import build_pcrs
+
+    done = drills("twin", "build-enclave", "--version", "9.9.9", tmp_path=tmp_path,
+                  twin=healthy_twin, timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = dict(line.split(": ", 1) for line in done.stdout.splitlines())
+    ec2 = healthy_twin.clients("ec2")
+    try:
+        assert lines["Version"] == "9.9.9"
+        assert lines["AMI"].startswith("ami-")
+        assert {k: v for k, v in lines.items() if k.startswith("PCR")} == {
+            f"PCR{i}": v for i, v in sorted(build_pcrs("9.9.9").items())}
+        (image,) = ec2.describe_images(ImageIds=[lines["AMI"]])["Images"]
+        assert image["State"] == "available"
+    finally:
+        ec2.deregister_image(ImageId=lines["AMI"])
+    bad = drills("twin", "build-enclave", "--version", "two words", tmp_path=tmp_path,
+                 twin=healthy_twin, timeout=120)
+    assert bad.returncode == 2
+    assert "one word" in bad.stderr
