@@ -158,6 +158,10 @@ def _pytest_args(args: argparse.Namespace, run_id: str, exercise: str) -> list[s
         out.append(f"--drills-state-dir={args.state_dir}")
     if args.objectives:
         out.append(f"--drills-objectives={args.objectives}")
+    if args.region:
+        out.append(f"--drills-region={args.region}")
+    if args.api_url:
+        out.append(f"--drills-api-url={args.api_url}")
     for participant in args.participant or []:
         out.append(f"--drills-participant={participant}")
     out += _load_args(args)
@@ -432,6 +436,11 @@ def build_parser() -> argparse.ArgumentParser:
         default="twin",
         help="the local twin (default) or the AWS account of your credentials",
     )
+    run.add_argument("--region", default=None,
+                     help="the account's primary region (default us-east-1)")
+    run.add_argument("--api-url", default=None,
+                     help="the vault API of an account target (else [api] url in the "
+                          "objectives file, else $DRILLS_API_URL)")
     run.add_argument(
         "--nats",
         choices=["process", "container"],

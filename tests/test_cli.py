@@ -228,3 +228,19 @@ def test_build_enclave_registers_an_ami_and_prints_its_pcrs(healthy_twin: Twin,
                  twin=healthy_twin, timeout=120)
     assert bad.returncode == 2
     assert "one word" in bad.stderr
+
+
+def test_run_passes_the_accounts_region_and_api_url_to_the_plugin() -> None:
+    """`drills run --target aws --region R --api-url U` reaches the session's options."""
+    from drills.cli import _pytest_args, build_parser
+
+    args = build_parser().parse_args(["run", "--target", "aws", "--region", "eu-west-1",
+                                      "--api-url", "https://api.example.test", "monthly"])
+    args.pytest_args = []
+    out = _pytest_args(args, "r1", "monthly")
+    assert "--drills-region=eu-west-1" in out
+    assert "--drills-api-url=https://api.example.test" in out
+    plain = build_parser().parse_args(["run", "monthly"])
+    plain.pytest_args = []
+    default = _pytest_args(plain, "r2", "monthly")
+    assert not [a for a in default if a.startswith(("--drills-region", "--drills-api-url"))]
