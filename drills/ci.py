@@ -132,6 +132,8 @@ class Job:
         """`drills run`, bounded in time (on SIGTERM drills reverts its faults), then, on an
         account, `drills rollback` for anything a killed run left; drills' exit code last."""
         run = ["drills", "run", "--target", self.key, "--run-id", '"$DRILLS_RUN_ID"']
+        if self.key == "aws":  # the account's region, as the credentials step set it
+            run += ["--region", '"$AWS_REGION"']
         if options.objectives:
             run += ["--objectives", shlex.quote(options.objectives)]
         command = " ".join([*run, self.tags])

@@ -280,14 +280,15 @@ def drill_scripts(tmp_path: Path) -> dict[str, str]:
     ("0", "0", 0), ("1", "0", 1), ("3", "0", 3), ("2", "0", 2), ("0", "1", 1)])
 def test_drills_exit_code_is_the_jobs(tmp_path: Path, run: str, rollback: str,
                                       job: int) -> None:
-    """The account job exits with `drills run`'s code (1 for a breach), after `drills
-    rollback` ran whatever happened; a failed rollback fails a passing job."""
+    """The account job drills the credentials' region and exits with `drills run`'s code (1
+    for a breach), after `drills rollback` ran whatever happened; a failed rollback fails a
+    passing job."""
     scripts = drill_scripts(tmp_path)
     assert scripts["github"] == scripts["gitlab"]
     shell = Shell(tmp_path)
     assert shell(scripts["gitlab"], "sh", FAKE_RUN=run, FAKE_ROLLBACK=rollback) == job
     assert [c.split(" token=")[0] for c in shell.calls()] == [
-        "[run][--target][aws][--run-id][r1][monthly]",
+        "[run][--target][aws][--run-id][r1][--region][eu-west-1][monthly]",
         "[rollback][--target][aws][--region][eu-west-1]"]
 
 
