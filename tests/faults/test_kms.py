@@ -4,7 +4,6 @@ key deletion refused anywhere but the twin before anything acts."""
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -28,15 +27,6 @@ class TwinStandIn:
 @pytest.fixture
 def key(clients: Clients) -> str:
     return str(clients("kms").create_key()["KeyMetadata"]["Arn"])
-
-
-@pytest.fixture
-def bucket(clients: Clients) -> str:
-    name = f"vault-{uuid.uuid4().hex[:10]}"
-    clients("s3").create_bucket(Bucket=name)
-    clients("s3").put_bucket_versioning(Bucket=name,
-                                        VersioningConfiguration={"Status": "Enabled"})
-    return name
 
 
 @pytest.fixture

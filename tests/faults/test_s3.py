@@ -20,15 +20,6 @@ REGION = "us-east-1"
 
 
 @pytest.fixture
-def bucket(clients: Clients) -> str:
-    name = f"vault-{uuid.uuid4().hex[:10]}"
-    clients("s3").create_bucket(Bucket=name)
-    clients("s3").put_bucket_versioning(Bucket=name,
-                                        VersioningConfiguration={"Status": "Enabled"})
-    return name
-
-
-@pytest.fixture
 def vault(clients: Clients, bucket: str) -> tuple[str, str]:
     """(vault id, version id) of a vault object holding b'good'."""
     vault_id = f"v-{uuid.uuid4().hex[:8]}"

@@ -20,15 +20,6 @@ REGION = "us-east-1"
 
 
 @pytest.fixture
-def bucket(clients: Clients) -> str:
-    name = f"vault-{uuid.uuid4().hex[:10]}"
-    clients("s3").create_bucket(Bucket=name)
-    clients("s3").put_bucket_versioning(Bucket=name,
-                                        VersioningConfiguration={"Status": "Enabled"})
-    return name
-
-
-@pytest.fixture
 def vault(clients: Clients, bucket: str) -> str:
     """A vault whose object has three versions (b'v1', b'v2', then b'v3' current) and a
     delete marker removed in between (history that step 2 could use)."""
