@@ -44,6 +44,9 @@ is $DRILLS_JOURNAL. Its last line:
 
     python bench/rto_accuracy.py [--durations 1 3] [--repeat 3] [--interval S]
         [--kinds full partial capacity] [--paths nats api] [--startups 3] [--skip-monthly]
+    python bench/rto_accuracy.py --load [bench/rto_under_load.py's options]
+        the same freezes with and without locust load at half the API's capacity; its
+        last line is `rto_accuracy_under_load: p95_abs_error_ms=<x> coverage=<k>/<n>`
 
 Targets (issue 7): coverage n/n; |error| p95 <= 100 ms.
 """
@@ -439,6 +442,12 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--load" in argv:  # the same outages under load: bench/rto_under_load.py
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import rto_under_load
+        rto_under_load.main([a for a in argv if a != "--load"])
+        return
     args = parse(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run every finally: thaw, down
     env_dir = os.environ.get("DRILLS_STATE_DIR")

@@ -185,7 +185,7 @@ def measure_capacity(state_dir: Path) -> float:
                          f"{out.stderr[-500:]}") from None
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--state-dir", type=Path, default=None)
     parser.add_argument("--capacity", type=float, default=None,
@@ -197,7 +197,7 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=ProbeSettings().timeout)
     parser.add_argument("--path", choices=["api", "nats"], default="api")
     parser.add_argument("--skip-baseline", action="store_true", help="only the loaded runs")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     root = (args.state_dir or default_state_dir()).resolve()
     twin = manager.running_twin(root)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import asdict
@@ -18,9 +19,10 @@ from drills.config import SERVICE_COMPONENT
 from drills.drill import Drill
 from drills.errors import ProbeError, RecoveryError
 from drills.faults import ActiveFault
-from drills.faults.region import Failover
+from drills.faults.region import Failover, IsolateRegion
 from drills.measure import figures
 from drills.measure.figures import Watch
+from drills.measure.rpo import RpoResult, count_loss, verify
 from drills.procedures import region as procedure
 from drills.vault import VaultApi, VaultUnavailable
 
@@ -34,9 +36,7 @@ def _dr(drill: Drill) -> str:
 
 
 def _members(drill: Drill, region: str, asg: str) -> set[str]:
-    group = drill.target.clients("autoscaling", region).describe_auto_scaling_groups(
-        AutoScalingGroupNames=[asg])["AutoScalingGroups"][0]
-    return {i["InstanceId"] for i in group["Instances"]}
+    return procedure.group_members(drill.target.clients, region, asg)
 
 
 def _failover(drill: Drill) -> Failover:
@@ -235,7 +235,22 @@ def smoke_tests(drill: Drill) -> None:
 
 @when("the operator fails back to the primary region (runbook 5.3)")
 def fail_back(drill: Drill, failover: ActiveFault) -> None:
-    """Runbook 5.3 (the failover's revert), each step on the timeline."""
+    """Runbook 5.3 (the failover's revert) with step 3 before step 2, so that nothing in DR
+    acknowledges a write while the bucket is synced (`FailbackOrder.DR_STOPPED_FIRST`), each
+    step on the timeline."""
+    _run_failback(drill, failover, procedure.FailbackOrder.DR_STOPPED_FIRST)
+
+
+@when("the operator fails back in the runbook's order (5.3 steps 1, 2, 3, 4)")
+def fail_back_as_written(drill: Drill, failover: ActiveFault) -> None:
+    """Runbook 5.3 exactly as printed: the sync while DR still serves, DR scaled down, then
+    DNS back. (A run killed before this step is failed back by `drills rollback` in the
+    order that stops DR first, which the journal holds.)"""
+    _run_failback(drill, failover, procedure.FailbackOrder.AS_WRITTEN)
+
+
+def _run_failback(drill: Drill, failover: ActiveFault, order: procedure.FailbackOrder) -> None:
+    failover.fault.params["failback"] = order.value
     drill.revert(failover)
     for step in _failback(failover).steps:
         drill.phase(f"failback {step.step}", f"{step.what}: {step.detail or 'done'}",
@@ -276,15 +291,18 @@ def primary_again(drill: Drill) -> None:
 @then("the exercise's issues are recorded as findings (runbook 7.2 item 6)")
 def record_issues(drill: Drill, failover: ActiveFault) -> None:
     """Runbook 7.2 item 6: what this exercise found in the runbook, and the restored notice."""
-    if _failback(failover).order is procedure.FailbackOrder.DRAINED:
+    if _failback(failover).order is procedure.FailbackOrder.DR_STOPPED_FIRST:
         drill.runbook_finding(
-            "5.3", "failback syncs the DR bucket before DNS moves back",
+            "5.3", "failback syncs the DR bucket while DR still takes writes",
             "As written, step 2 (aws s3 sync) runs while the DR region still takes writes and "
             "step 3 scales it down before step 4 moves DNS back: writes acknowledged in DR "
-            "after the sync never reach the primary, and clients resolve to a region with no "
-            "enclaves until their cached answer expires. This drill moved DNS back first, "
-            "waited for INSYNC and the record's TTL, synced again, then scaled DR down "
-            "(failback in the runbook's order is not drilled yet: FailbackOrder.AS_WRITTEN).")
+            "after the sync never reach the primary (scenarios/failback_as_written.feature "
+            "shows the loss). Two tempting fixes lose writes as well: syncing again afterwards "
+            "(aws s3 sync skips a same-sized object whose copy in the primary is newer, and "
+            "the first sync's copies are), and moving DNS back before the sync (it overwrites "
+            "what the primary takes meanwhile). This drill ran step 3 before step 2 and waited "
+            "until the DR ASG had no instance, then synced and moved DNS back: a planned "
+            "outage from DR's scale-down until clients follow DNS, and no write lost.")
     drill.runbook_finding(
         "5.2 step 2", "dr-failover-records.json is not in the runbook",
         "The runbook runs change-resource-record-sets with file://dr-failover-records.json but "
@@ -293,6 +311,156 @@ def record_issues(drill: Drill, failover: ActiveFault) -> None:
         "contents) in the runbook.", "low")
     drill.phase("notify-restored", notice(Template.SERVICE_RESTORED,
                                           "end of the quarterly failover test").summary())
+
+
+@when(parsers.parse("{region} is isolated (a region-wide outage)"), target_fixture="outage")
+def isolate(drill: Drill, region: str) -> Iterator[ActiveFault]:
+    """Runbook 3.6: every AWS API, NATS node, enclave and the API endpoint of the region stop
+    answering; replication out of and into it stops."""
+    active = drill.inject(IsolateRegion, region=region)
+    yield active
+    drill.revert(active)
+
+
+@then(parsers.parse('the outage is detected by the Route 53 health check within the '
+                    '"{component}" objective'))
+def detected(drill: Drill, component: str, dr_plan: dict[str, Any]) -> None:
+    """The primary's health check turns unhealthy (its checkers' verdict, the one the name
+    servers act on)."""
+    check = str(dr_plan["primary_check"])
+    measurement, polled = drill.measure_polled(
+        "detect", component,
+        lambda: "healthy" if drill.target.health_check_healthy(check) else None,
+        what=f"Route 53 health check {check} to fail",
+        method=f"polled Route 53's verdict on health check {check} every 0.25 s")
+    drill.phase("detect", f"health check {check} unhealthy", at=polled.at, reached=polled.held)
+    drill.assert_met(measurement)
+
+
+@then(parsers.parse('the writes acknowledged in {region} but not replicated when it went dark '
+                    'are counted against the "{component}" RPO objective'))
+def unreplicated(drill: Drill, region: str, component: str, outage: ActiveFault) -> None:
+    """Exactly: every canary write sent before the outage and acknowledged, checked in the DR
+    region's own stores (its ledger replica, and the object version that ledger item names in
+    the replica bucket), read there while the region is dark and before DR takes a write.
+    With asynchronous replication RPO 0 may be out of reach: a loss is recorded with its
+    count and window, and as a finding against the runbook's objective."""
+    names, clients = drill.target.names, drill.target.clients
+    canary = drill.canary
+    if canary is None:
+        raise ProbeError("no canary is writing; add 'And a canary writer makes acknowledged "
+                         "vault writes' before the outage")
+    dark = outage.injected_at
+    writes = [w for w in canary.writes() if w.sent < dark]
+    held = procedure.replica_states(clients, names, sorted({w.vault_id for w in writes}))
+    result = count_loss(writes, held)
+    window = result.loss_window
+    method = (f"the {len(writes)} canary writes sent before {region} went dark, each vault's "
+              f"last acknowledged content looked up in {names.dr_region}: the ledger replica "
+              f"(DynamoDB global table) and the object version it names in {names.dr_bucket}")
+    drill.conclude_rpo(component, result, method, expected_loss=True)
+    if result.lost_count:
+        drill.runbook_finding(
+            "1 (RPO 0) / 3.6", "a region outage loses the writes not yet replicated",
+            f"{result.lost_count} of {result.acknowledged} acknowledged writes (window "
+            f"{window:.2f}s) were in {region} only when it went dark: S3 replication and "
+            "global tables are asynchronous, so RPO 0 does not hold for a region loss. "
+            "State the RPO for region loss, or make writes wait for the replica.", "high")
+    drill.phase("rpo-at-outage", f"{result.lost_count} of {result.acknowledged} acknowledged "
+                f"writes not in {names.dr_region} (window {window:.2f}s)")
+
+
+@then(parsers.parse("the runbook's DNS change could not be made while {region} was dark"))
+def dns_change_refused(drill: Drill, region: str) -> None:
+    """5.2 step 2 needs Route 53's control plane, which is in us-east-1: recorded as a
+    finding; the health-checked failover records moved the clients all the same."""
+    dns = _failover(drill).dns
+    if dns is not None and dns.change_id is not None:
+        drill.phase("dns-change", f"5.2 step 2 accepted as change {dns.change_id}")
+        return
+    why = dns.command.why() if dns else "it did not run"
+    drill.runbook_finding(
+        "5.2 step 2", f"the DNS change cannot be made while {region} is down",
+        f"change-resource-record-sets did not answer ({why}): Route 53's control plane is in "
+        "us-east-1. Failover worked through the health-checked failover records (Route 53's "
+        "data plane) once the DR region was healthy; say so in 5.2 and keep step 2 for "
+        "planned failovers.", "high")
+    drill.phase("dns-change", f"5.2 step 2 not answered: {why}")
+
+
+@then(parsers.parse('vault operations recover within the "{component}" objective of the '
+                    'outage'))
+def recovered_from_outage(drill: Drill, component: str, outage: ActiveFault) -> None:
+    """The apps' view (probes through the service's name): the RTO from the outage's start."""
+    measurement = drill.measure_service(component, fault=outage)
+    drill.phase("service-recovered", "probes through the service's name settled",
+                at=outage.injected_at + measurement.rto if measurement.rto is not None else None,
+                reached=measurement.rto is not None)
+    drill.assert_met(measurement)
+
+
+@when(parsers.parse("{region} returns"), target_fixture="returned_at")
+def region_returns(drill: Drill, region: str, outage: ActiveFault) -> float:
+    """The outage ends (the isolation reverted); the held replication drains. From this
+    moment (returned), the region's health check can pass again and move clients back."""
+    returned = time.monotonic()
+    drill.revert(outage)
+    drill.phase("region-returns", f"{region} answers again", at=returned)
+    return returned
+
+
+@then(parsers.parse('no write acknowledged before {region} returned is lost (the '
+                    '"{component}" RPO objective)'))
+def no_loss_before_return(drill: Drill, region: str, component: str,
+                          returned_at: float) -> None:
+    """Every acknowledged canary write read back after failback (through the service, and
+    its ledger item). Those acknowledged before the region returned must all be there: that
+    is the failover's and failback's RPO. Those acknowledged after it went to whichever
+    region the apps' DNS answer named: the health-checked failover records move clients back
+    to the region as soon as its health check passes, before 5.3 has synced DR's writes
+    back; their loss is measured and reported as a finding, not asserted."""
+    canary = drill.canary
+    if canary is None:
+        raise ProbeError("no canary is writing; add 'And a canary writer makes acknowledged "
+                         "vault writes' before the outage")
+    canary.stop()
+    drill.progress("verifying every acknowledged canary write", every=0.0)
+    writes = canary.writes()
+    result = verify(drill.loop, drill.client, writes, ledger=drill.target.ledger())
+    done = {w.seq: w.done for w in writes}
+    after = tuple(x for x in result.lost if done[x.seq] >= returned_at)
+    acked_after = sum(1 for w in writes if w.acked and w.done >= returned_at)
+    method = ("each acknowledged canary write read back after failback through the service "
+              "and hash-checked, and its ledger item in DynamoDB; split at the moment "
+              f"{region} returned")
+    drill.conclude_rpo(component, RpoResult(acked_after, lost=after),
+                       f"{method}: the writes acknowledged after it", expected_loss=True)
+    if after:
+        drill.runbook_finding(
+            "5.3", f"clients return to {region} before failback has synced DR's writes",
+            f"{len(after)} of {acked_after} writes acknowledged after {region} returned were "
+            "lost: the health-checked failover records answered the primary again as soon as "
+            "its health check passed, so both regions took writes until DR was scaled down, "
+            "and the reverse aws s3 sync overwrote the primary's newer objects with DR's. "
+            "After an outage in which 5.2 step 2 could not be made, make it (pin the name to "
+            "DR) before the primary's API passes its health check, then fail back.", "high")
+    drill.conclude_rpo(component, RpoResult(
+        result.acknowledged - acked_after, result.unacknowledged,
+        tuple(x for x in result.lost if done[x.seq] < returned_at), result.unverified,
+        result.note), f"{method}: the writes acknowledged before it")
+
+
+@then(parsers.parse('replication catches up within the "{component}" objective'))
+def replication_drains(drill: Drill, component: str, outage: ActiveFault) -> None:
+    """Every write held while the region was dark reaches the other region."""
+    measurement, polled = drill.measure_polled(
+        "replication-drained", component,
+        lambda: (f"{n} writes pending" if (n := drill.target.replication_backlog()) else None),
+        fault=outage, what="the replication backlog to drain",
+        method="polled the S3 and global-table replication backlog every 0.25 s")
+    drill.phase("replication-drained", "no write pending replication", at=polled.at,
+                reached=polled.held)
+    drill.assert_met(measurement)
 
 
 def _failback(failover: ActiveFault) -> procedure.Failback:

@@ -3,8 +3,9 @@
 Section 7 of the runbook sets a cadence (7.1 monthly, 7.2 quarterly, 7.3 annual); sections 2-6
 name the failure scenarios and procedures a drill can exercise. A drill maps to an item by its
 tags and its text (feature, scenario, path, description): the table below is the one place
-that mapping lives. Items no drill can exercise (notify users, update runbooks) are attested
-by the team in the remediation file; 7.3.3 is met by an annual run with an on-call participant.
+that mapping lives. Items no drill can exercise (7.3.5, updating the objectives) are attested
+by the team in the remediation file, which may attest any item; 7.3.3 is met by an annual run
+with an on-call participant.
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ NATS, KMS, S3 = frozenset({"nats"}), frozenset({"kms"}), frozenset({"s3"})
 #: Runbook section 7 checklists, then the section 2-6 scenarios and procedures.
 ITEMS: tuple[Item, ...] = (
     _m("7.1.1", "Verify S3 cross-region replication lag < 15 minutes",
-       r"replicat", r"lag|cross-region|dr region|us-west-2"),
+       r"replicat", r"\blag\b"),
     _m("7.1.2", "Test DynamoDB global table consistency", r"global table"),
     _m("7.1.3", "Verify KMS key accessible in DR region",
        r"kms|sealing key", r"dr region|us-west-2|multi-region|replica key"),
@@ -84,18 +85,22 @@ ITEMS: tuple[Item, ...] = (
     _m("7.1.5", "Simulate single instance failure and recovery",
        r"single (enclave )?instance|one enclave instance|simulate single"),
     _m("7.1.6", "Test alarm escalation path", r"alarm|escalat|pager"),
-    _q("7.2.1", "Schedule maintenance window", evidence=ATTESTATION),
-    _q("7.2.2", "Notify users of potential brief disruption", evidence=ATTESTATION),
+    # The quarterly drill records the window and renders the notice (appendix template);
+    # an attestation in the remediation file counts as well, as for every item.
+    _q("7.2.1", "Schedule maintenance window", r"maintenance window"),
+    _q("7.2.2", "Notify users of potential brief disruption",
+       r"user notification|users are notified|notify users"),
     _q("7.2.3", "Execute failover to DR region", r"fail ?over"),
     _q("7.2.4", "Run smoke tests in DR region", r"smoke"),
     _q("7.2.5", "Execute failback to primary", r"fail ?back"),
-    _q("7.2.6", "Document any issues and update runbooks", evidence=ATTESTATION),
+    _q("7.2.6", "Document any issues and update runbooks",
+       r"issues (are recorded )?as findings|runbook findings"),
     _a("7.3.1", "Complete regional failover",
        r"complete regional|region-wide|regional (outage|failover)|full dr"),
     _a("7.3.2", "4-hour operation in DR region", r"4-hour|four-hour|4 hours"),
     _a("7.3.3", "Include on-call team participation", evidence=PARTICIPATION),
     _a("7.3.4", "Test communication procedures",
-       r"communication (procedure|template)|user notification"),
+       r"communication (procedure|template)"),
     _a("7.3.5", "Update RTO/RPO based on actual times", evidence=ATTESTATION),
     Item("2", "2", "Backup verification (S3 versioning, PITR, SSM, KMS key state)", None,
          DRILL, (), frozenset({"preflight"}), exclude_tags=frozenset()),

@@ -192,7 +192,7 @@ class ApiDown(_TwinFault):
 class Failover(Fault):
     """Runbook 5.2 steps 1-2 as an operation that must be undone: the DR ASG scaled up and
     the API name moved to the DR region; revert is runbook 5.3 (failback), in the order
-    `params["failback"]` names (`drained`, the default, or `as-written`).
+    `params["failback"]` names (`dr-stopped-first`, the default, or `as-written`).
 
     Journaled like any fault, so a run killed while failed over is failed back by
     `drills rollback`. The step 2 change is given `params["dns_timeout"]` seconds: during a
@@ -248,7 +248,8 @@ class Failover(Fault):
         if "zone_id" not in self.params:  # not read ahead (see procedures.region.read_plan)
             self.params.update(region_procedure.read_plan(self.ctx.clients, self.names))
         self.params.setdefault("capacity", 2)
-        self.params.setdefault("failback", region_procedure.FailbackOrder.DRAINED.value)
+        self.params.setdefault("failback",
+                               region_procedure.FailbackOrder.DR_STOPPED_FIRST.value)
         self.params.setdefault("dns_timeout", region_procedure.COMMAND_TIMEOUT)
 
     def inject(self) -> None:
@@ -275,7 +276,7 @@ class Failover(Fault):
             int(self.params["dr_desired"]), int(self.params["ttl"]), self._batch_dir())
         self.failback = region_procedure.failback(
             plan, self.ctx.clients, self._env(),
-            region_procedure.FailbackOrder(self.params.get("failback", "drained")))
+            region_procedure.FailbackOrder(self.params["failback"]))
         if not self.failback.ok:
             failed = [f"{s.step} ({s.detail})" for s in self.failback.steps if not s.ok]
             raise FaultError(f"failback did not complete: {', '.join(failed)}")

@@ -19,9 +19,22 @@ health; step 4 UPSERTs the records as they were before the failover (read before
 5.3 as written syncs the DR bucket back (step 2) while the DR region still serves, then
 scales DR down (step 3) and only then moves DNS back (step 4): writes the DR region
 acknowledges after the sync never reach the primary, and between step 3 and the clients'
-next lookup the name points at a region with no enclaves. `FailbackOrder.DRAINED` (the
-default) moves DNS first, waits for the change to be INSYNC and for the record's TTL (the
-clients' caches) to pass, syncs again for what DR took meanwhile, then scales DR down.
+next lookup the name points at a region with no enclaves. `FailbackOrder.DR_STOPPED_FIRST`
+(the default) runs step 3 before step 2 and waits until the DR ASG has no instance left, so
+that nothing acknowledges a write while the bucket is synced; then DNS moves back, and
+failback is complete once the record's TTL has passed after INSYNC (the apps' cached answers
+have expired; in either order). The price
+is a planned outage, from DR's scale-down until clients follow the DNS change (the sync,
+INSYNC and the record's TTL), inside the maintenance window 7.2 announces.
+
+Two other orders lose writes, found by these drills:
+- syncing while DR serves and syncing again after DNS moved back: `aws s3 sync` copies an
+  object only when its size differs or the source's LastModified is newer than the
+  destination's, and the first pass gives the primary's copy the time of the copy, so a
+  same-sized write DR acknowledged after the first pass listed the object looks older than the
+  copy and is skipped (three writes lost in the region-outage drill);
+- moving DNS back, waiting for the TTL, then syncing: the sync overwrites writes the primary
+  takes meanwhile with the DR copies it listed before them (one write lost).
 """
 
 from __future__ import annotations
@@ -36,9 +49,13 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from drills.clients import Clients
 from drills.environment import Names
 from drills.errors import RecoveryError
+from drills.measure.rpo import MISSING, VaultState, ledger_reader
+from drills.procedures.s3 import object_key
 
 Progress = Callable[[str], None]
 #: How long one command may take before the step gives up on it (seconds).
@@ -54,7 +71,7 @@ def _quiet(_: str) -> None:
 
 class FailbackOrder(StrEnum):
     AS_WRITTEN = "as-written"  # 5.3 steps 1, 2, 3, 4
-    DRAINED = "drained"  # 1, 2, 4 (INSYNC + TTL), 2 again, 3
+    DR_STOPPED_FIRST = "dr-stopped-first"  # 1, 3 (until DR has no instance), 2, 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,6 +247,14 @@ class RegionCapacity:
         return self.desired > 0 and self.healthy_targets >= self.desired
 
 
+def group_members(clients: Clients, region: str, asg: str) -> set[str]:
+    """The ids of every instance in the ASG, whatever its lifecycle state (a terminated
+    instance leaves the list)."""
+    group = clients("autoscaling", region).describe_auto_scaling_groups(
+        AutoScalingGroupNames=[asg])["AutoScalingGroups"][0]
+    return {i["InstanceId"] for i in group["Instances"]}
+
+
 def region_capacity(clients: Clients, region: str, asg: str) -> RegionCapacity:
     """Desired capacity, InService instances, and healthy targets in the ASG's target groups
     (the enclave's own health check, as the load balancer runs it)."""
@@ -266,6 +291,29 @@ def enrolment_test(url: str, ca_bundle: Path | None, address: str | None,
     if ca_bundle:
         argv[1:1] = ["--cacert", str(ca_bundle)]
     return run(argv, {"PATH": "/usr/bin:/bin:/usr/local/bin"}, timeout + 5)
+
+
+def replica_states(clients: Clients, names: Names,
+                   vault_ids: Sequence[str]) -> dict[str, dict[str, VaultState]]:
+    """What the DR region holds of each vault, read there: its ledger replica's content hash,
+    and whether the object version that ledger item names is in the replica bucket (S3
+    replication keeps version ids). A DR enclave can serve a vault only with both."""
+    dr = names.dr_region
+    ddb, s3 = clients("dynamodb", dr), clients("s3", dr)
+    shas = ledger_reader(ddb, names.credentials_table)(vault_ids)
+    versions = ledger_reader(ddb, names.credentials_table, attribute="version_id")(vault_ids)
+    ledger = {v: VaultState(sha) if sha else VaultState(None, MISSING) for v, sha in shas.items()}
+    bucket = {}
+    for vault_id in vault_ids:
+        version, sha = versions.get(vault_id), shas.get(vault_id)
+        try:
+            if version:
+                s3.head_object(Bucket=names.dr_bucket, Key=object_key(vault_id),
+                               VersionId=version)
+        except ClientError:
+            version = None
+        bucket[vault_id] = VaultState(sha) if version and sha else VaultState(None, MISSING)
+    return {f"{dr} ledger": ledger, f"{dr} bucket": bucket}
 
 
 # -- 5.2 pre-requisites -----------------------------------------------------------------------
@@ -390,7 +438,7 @@ class FailbackPlan:
 
 
 def failback(plan: FailbackPlan, clients: Clients, env: dict[str, str],
-             order: FailbackOrder = FailbackOrder.DRAINED, timeout: float = 300.0,
+             order: FailbackOrder = FailbackOrder.DR_STOPPED_FIRST, timeout: float = 300.0,
              progress: Progress = _quiet) -> Failback:
     """Runbook 5.3 in `order`; every step runs even when one before it failed (what failed
     is in the result), so that failback leaves nothing half done that it could do."""
@@ -412,7 +460,7 @@ def failback(plan: FailbackPlan, clients: Clients, env: dict[str, str],
         done.add("5.3 step 2", f"{command.line} ({label})", command.started, command.ok,
                  f"{copied} object(s) copied" if command.ok else command.why())
 
-    def scale() -> None:
+    def scale(emptied: bool) -> None:
         progress("runbook 5.3 step 3: primary ASG up, then DR ASG down")
         started = time.monotonic()
         up = set_desired(env, primary, names.asg, plan.primary_desired)
@@ -420,9 +468,14 @@ def failback(plan: FailbackPlan, clients: Clients, env: dict[str, str],
             lambda: region_capacity(clients, primary, names.asg).ready, timeout)
         down = set_desired(env, dr, names.dr_asg, plan.dr_desired) if healthy else None
         ok = bool(down and down.ok)
+        detail = "" if ok else (up.why() if not up.ok else "primary not healthy" if
+                                not healthy else down.why() if down else "")
+        if ok and emptied:  # nothing in DR acknowledges a write from here on
+            progress(f"waiting until {names.dr_asg} has no instance left")
+            ok = plan.wait_until(lambda: not group_members(clients, dr, names.dr_asg), timeout)
+            detail = "DR ASG emptied" if ok else f"DR instances left after {timeout:g}s"
         done.add("5.3 step 3", f"{up.line}; {down.line if down else '(DR left up)'}", started,
-                 ok, "" if ok else (up.why() if not up.ok else "primary not healthy" if
-                                    not healthy else down.why() if down else ""))
+                 ok, detail)
 
     def dns_back() -> None:
         progress("runbook 5.3 step 4: DNS back to the primary")
@@ -436,20 +489,19 @@ def failback(plan: FailbackPlan, clients: Clients, env: dict[str, str],
                  else "not INSYNC in time")
 
     def drain() -> None:
-        progress(f"waiting {plan.ttl}s (the record's TTL) for clients to leave the DR region")
+        progress(f"waiting {plan.ttl}s (the record's TTL) for clients to follow DNS back")
         started = time.monotonic()
         time.sleep(plan.ttl + 1)  # a client keeps its answer this long: nothing to poll
-        done.add("(drain)", f"waited the record's TTL ({plan.ttl}s) after INSYNC", started, True)
+        done.add("(clients back)", f"waited the record's TTL ({plan.ttl}s) after INSYNC",
+                 started, True)
 
     verify()
     if order is FailbackOrder.AS_WRITTEN:
-        sync("as written")
-        scale()
-        dns_back()
+        sync("as written, DR still serving")
+        scale(emptied=False)
     else:
-        sync("bulk, DR still serving")
-        dns_back()
-        drain()
-        sync("what DR took until clients left")
-        scale()
+        scale(emptied=True)
+        sync("DR stopped")
+    dns_back()
+    drain()  # failback is complete when the apps are served by the primary again
     return done

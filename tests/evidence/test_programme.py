@@ -44,6 +44,12 @@ EXPECTED = {
     "answer (runbook 7.1 item 3)": {"7.1.3"},
     "Every version of a vault's data object is deleted and the object copied back from the "
     "replica bucket in us-west-2 (runbook 4.4 step 3)": {"3.5", "4.4"},
+    # Runbook 7.2: the quarterly exercise walks all six items (5.2 and 5.3 with it)
+    "Planned failover to us-west-2 and failback to us-east-1":
+        {"7.2.1", "7.2.2", "7.2.3", "7.2.4", "7.2.5", "7.2.6", "5.2", "5.3"},
+    # Runbook 3.6, recovered by 5.2 and 5.3: a complete regional failover
+    "us-east-1 goes dark while apps write; the service fails over to us-west-2":
+        {"3.6", "5.2", "5.3", "7.2.3", "7.2.5", "7.3.1"},
 }
 
 

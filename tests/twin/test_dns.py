@@ -207,6 +207,21 @@ def test_a_change_is_answered_only_once_insync(aws: AwsEndpoint, clients: Client
              "api-dr back on us-west-2")
 
 
+def test_a_change_seen_insync_is_answered_at_once(clients: Clients, stack: Stack,
+                                                  dns: DnsEndpoint) -> None:
+    """INSYNC means every name server has the change: asked right after GetChange says
+    INSYNC (no waiting, no refresh), the name server answers the new records, every time."""
+    route53 = clients("route53")
+    for value in ("127.0.3.5", "127.0.3.6", SECONDARY):
+        change = route53.change_resource_record_sets(HostedZoneId=stack.zone, ChangeBatch={
+            "Changes": [{"Action": "UPSERT", "ResourceRecordSet": {
+                "Name": "api-dr.vettid.dev", "Type": "A", "TTL": 30,
+                "ResourceRecords": [{"Value": value}]}}]})["ChangeInfo"]
+        wait_for(lambda c=change: route53.get_change(Id=c["Id"])["ChangeInfo"]["Status"]
+                 == "INSYNC", WAIT, f"the change to {value} to be INSYNC", step=0.01)
+        assert dig(dns, "api-dr.vettid.dev").addresses == [value]
+
+
 # ------------------------------------------------------------------ routing rules, as logic
 
 

@@ -34,7 +34,10 @@ AWS documents, and this module makes moto do:
   53 DNS servers managing the hosted zone. This is the initial status of all change batch
   requests"; then INSYNC; "changes generally propagate to all Route 53 name servers managing
   the hosted zone within 60 seconds". CreateHostedZone and DeleteHostedZone answer a
-  ChangeInfo too. The API shows a change at once; only the name servers wait for it.
+  ChangeInfo too. The API shows a change at once; only the name servers wait for it. A
+  change is INSYNC once the twin's name server (`drills.twin.dns`, polling `route53/served`)
+  has fetched it, not merely once the delay has passed: then a client that saw INSYNC is
+  answered the new records, as from AWS's name servers.
 
 Twin choices:
 - N checkers, probing in turn from this process: one per checker region of the health check
@@ -462,18 +465,32 @@ class Change:
         return {**out, "Comment": self.comment} if self.comment else out
 
 
+#: A name server that fetched within this many seconds is polling: INSYNC waits for it.
+POLLING_WITHIN = 5.0
+
+
 @dataclass(slots=True)
 class Propagation:
-    """A Route 53 backend's changes, and per zone those still PENDING, oldest first."""
+    """A Route 53 backend's changes, and per zone those still PENDING, oldest first.
+
+    INSYNC means "propagated to all Route 53 DNS servers": while the twin's name server polls
+    (`served`), a change turns INSYNC only once it has fetched the zone with the change in it,
+    so whoever sees INSYNC and then asks the name server gets the new answer."""
 
     changes: dict[str, Change] = field(default_factory=dict)
     pending: dict[str, deque[Change]] = field(default_factory=dict)
+    fetched: float | None = None  # when the name server last fetched (monotonic)
 
-    def advance(self) -> None:
-        """Mark INSYNC every change whose propagation delay has passed (in order)."""
+    def advance(self, fetching: bool = False) -> None:
+        """Mark INSYNC every change whose propagation delay has passed (in order) and, while a
+        name server polls, that it has fetched since; `fetching`: it is fetching now."""
         now = time.monotonic()
+        if fetching:
+            self.fetched = now
+        polling = self.fetched is not None and now - self.fetched <= POLLING_WITHIN
+        served_until = self.fetched if polling and self.fetched is not None else now
         for zone, queue in list(self.pending.items()):
-            while queue and now >= queue[0].started + settings.propagation_delay:
+            while queue and served_until >= queue[0].started + settings.propagation_delay:
                 done = queue.popleft()
                 done.insync, done.before = True, None  # served live now: drop the copy
             if not queue:
@@ -519,10 +536,11 @@ def _snapshot(zone: FakeZone) -> Served:
 
 
 def served(backend: Route53Backend) -> list[Served]:
-    """Every zone as the name servers answer for it now: live, unless a change is PENDING."""
+    """Every zone as the name servers answer for it now: live, unless a change is PENDING.
+    Called for the name server's fetch: what it fetches now is INSYNC."""
     with _LOCK:
         state = _propagation(backend)
-        state.advance()
+        state.advance(fetching=True)
         out = [_snapshot(z) for z in list(backend.zones.values())
                if z.resource_id not in state.pending]
         return out + [q[0].before for q in state.pending.values() if q[0].before is not None]
