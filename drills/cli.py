@@ -437,7 +437,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="the local twin (default) or the AWS account of your credentials",
     )
     run.add_argument("--region", default=None,
-                     help="the account's primary region (default us-east-1)")
+                     help="the account's primary region (default: primary_region under "
+                          "[environment] in the objectives file, else us-east-1)")
     run.add_argument("--api-url", default=None,
                      help="the vault API of an account target (else [api] url in the "
                           "objectives file, else $DRILLS_API_URL)")

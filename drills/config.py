@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from drills.environment import CONFIGURABLE, Names, configured_names
 from drills.errors import ConfigError
 
 #: Runbook section 1, "Critical Components Priority": component -> RTO in seconds.
@@ -162,6 +163,8 @@ class Settings:
     allow: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     source: str = "built-in runbook defaults"
     load: LoadSettings = LoadSettings()
+    #: The names of the system under drill (`[environment]`; default: the runbook's).
+    names: Names = field(default_factory=Names)
 
 
 def runbook_objectives() -> Objectives:
@@ -219,7 +222,8 @@ def load_settings(path: Path | None) -> Settings:
                           "or omit --objectives for the runbook defaults") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{where}: not valid TOML ({exc})") from None
-    _reject_unknown(data, {"service", "components", "probes", "allow", "api", "load"}, where)
+    _reject_unknown(data, {"service", "components", "probes", "allow", "api", "load",
+                           "environment"}, where)
     objectives = base.objectives
     service = _table(data, "service", where)
     _reject_unknown(service, {"rto", "rpo_writes", "mttr"}, f"{where} [service]")
@@ -280,7 +284,15 @@ def load_settings(path: Path | None) -> Settings:
             raise ConfigError(f"{where} allow.{kind} must be a list of names")
         allow[kind] = tuple(names)
     return Settings(objectives, probe_settings, api_settings, allow, source=where,
-                    load=_load_settings(_table(data, "load", where), where))
+                    load=_load_settings(_table(data, "load", where), where),
+                    names=_environment(_table(data, "environment", where), where))
+
+
+def _environment(table: Mapping[str, Any], where: str) -> Names:
+    """The [environment] table: the names of the system under drill over the runbook's."""
+    at = f"{where} [environment]"
+    _reject_unknown(table, CONFIGURABLE, at)
+    return configured_names(table, at)
 
 
 LOAD_KEYS = {"users", "spawn_rate", "workers", "remote_workers", "master_host", "master_port",

@@ -56,7 +56,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("drills", "disaster-recovery drills")
     group.addoption("--drills-target", choices=["twin", "aws"], default="twin",
                     help="run drills on the local twin (default) or a real AWS account")
-    group.addoption("--drills-region", default="us-east-1", help="primary region (us-east-1)")
+    group.addoption("--drills-region", default=None,
+                    help="primary region (default: [environment] primary_region, us-east-1)")
     group.addoption("--drills-api-url", default=None,
                     help="the vault API of an account target (else [api] url)")
     group.addoption("--drills-objectives", default=os.environ.get("DRILLS_OBJECTIVES"),

@@ -177,7 +177,7 @@ class DrillsRun:
         says where, even when the target could not be opened)."""
         opt = self.config.getoption
         return {"kind": "account" if opt("drills_target") == "aws" else "twin",
-                "region": opt("drills_region")}
+                "region": opt("drills_region") or self.settings.names.primary_region}
 
     def _open_target(self) -> Target:
         opt = self.config.getoption
@@ -185,7 +185,8 @@ class DrillsRun:
             api = self.settings.api
             if opt("drills_api_url"):
                 api = replace(api, url=opt("drills_api_url"))
-            return AccountTarget(region=opt("drills_region"), api=api)
+            return AccountTarget(region=opt("drills_region"), api=api,
+                                 names=self.settings.names)
         from drills.twin import manager
 
         state_dir = _per_worker(Path(opt("drills_state_dir")) if opt("drills_state_dir")

@@ -9,20 +9,20 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from drills.api_client import ApiClient, Cohort, Population
 from drills.clients import Clients
 from drills.config import ApiSettings
+from drills.environment import PRIMARY_REGION, Names
 from drills.errors import ConfigError
 from drills.faults import AllowList, FaultContext
 from drills.loop import LoopThread
 from drills.measure.probes import KnownVault
 from drills.measure.rpo import LedgerReader, ledger_reader
 from drills.resolve import Resolver
-from drills.twin.state import PRIMARY_REGION, Names
 from drills.vault import VaultClient, VaultUnavailable, connect
 
 
@@ -57,14 +57,18 @@ class Target:
         self.clients, self.names, self.region = clients, names, region
 
     def asg_name(self, region: str | None = None) -> str:
-        """The enclave ASG, from stack output EnclaveASGName (runbook 4.1 diagnosis)."""
-        stacks = self.clients("cloudformation", region or self.region).describe_stacks(
-            StackName=self.names.stack)["Stacks"]
+        """The enclave ASG of `region`, from its stack's output EnclaveASGName (runbook 4.1
+        diagnosis)."""
+        region = region or self.region
+        stack = self.names.stack_in(region)
+        stacks = self.clients("cloudformation", region).describe_stacks(
+            StackName=stack)["Stacks"]
         for output in stacks[0].get("Outputs", []):
             if output["OutputKey"] == self.names.asg_output_key:
                 return str(output["OutputValue"])
-        raise ConfigError(f"stack {self.names.stack} has no output "
-                          f"{self.names.asg_output_key}; check the stack name")
+        raise ConfigError(f"stack {stack} in {region} has no output "
+                          f"{self.names.asg_output_key}; check stack, dr_stack and "
+                          "asg_output_key under [environment] in the objectives file")
 
     def fault_context(self) -> FaultContext:
         return FaultContext(self.clients, None)
@@ -273,19 +277,26 @@ class TwinTarget(Target):
 
 
 class AccountTarget(Target):
-    """A real AWS account reached through boto3's usual credential chain."""
+    """A real AWS account reached through boto3's usual credential chain (and
+    `AWS_ENDPOINT_URL`, as botocore reads it), drilled by the configured `names`."""
 
     kind = "account"
 
-    def __init__(self, region: str = PRIMARY_REGION, account_id: str | None = None,
-                 api: ApiSettings | None = None) -> None:
+    def __init__(self, region: str | None = None, account_id: str | None = None,
+                 api: ApiSettings | None = None, names: Names | None = None) -> None:
+        names = names or Names()
+        region = region or names.primary_region
         clients = Clients(endpoint_url=None, default_region=region)
         if account_id is None:
             account_id = clients("sts").get_caller_identity()["Account"]
-        super().__init__(clients, Names(account_id=account_id), region)
+        super().__init__(clients, replace(names, account_id=account_id), region)
         self.api_settings = api or ApiSettings()
 
     def api_url(self, region: str | None = None) -> str:
+        """The configured URL of the service; for the DR region, its own name
+        (`https://api-dr.vettid.dev`, runbook 5.2 step 3)."""
+        if region and self.names.is_dr(region):
+            return f"https://{self.names.dr_api_host}"
         url = self.api_settings.url or os.environ.get("DRILLS_API_URL")
         if not url:
             raise ConfigError("no vault API URL for the account: pass --api-url, set [api] url "
@@ -326,7 +337,8 @@ class AccountTarget(Target):
         return [KnownVault(v, h) for v, h in pairs]
 
 
-def target_for_rollback(target: str, region: str, state_dir: str | None) -> Target | None:
+def target_for_rollback(target: str, region: str | None,
+                        state_dir: str | None) -> Target | None:
     """The target `drills rollback` reverts on; None when no twin is running (its faults died)."""
     if target == "aws":
         return AccountTarget(region=region)

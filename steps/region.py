@@ -9,7 +9,6 @@ import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import asdict
 from typing import Any
 
 from pytest_bdd import given, parsers, then, when
@@ -81,7 +80,7 @@ def fail_over(drill: Drill, dr_plan: dict[str, Any]) -> Iterator[ActiveFault]:
     so a run that dies here is failed back by `drills rollback`. Step 2 gets DNS_TIMEOUT:
     Route 53's control plane may be dark with us-east-1. From then on, the phases that follow
     are watched at once: DR capacity, the change INSYNC, the first enrolment served in DR."""
-    active = drill.inject(Failover, names=asdict(drill.target.names), capacity=2,
+    active = drill.inject(Failover, names=drill.target.names.to_dict(), capacity=2,
                           dns_timeout=DNS_TIMEOUT, **dr_plan)
     drill.phase("decide", "failover started (5.2 step 1: set-desired-capacity)",
                 at=active.injected_at)

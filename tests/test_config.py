@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from drills.config import SERVICE_COMPONENT, Objective, load_settings
+from drills.environment import Names
 from drills.errors import ConfigError
 
 
@@ -127,3 +129,83 @@ def test_settle_window_is_read_from_the_probes_table(tmp_path: Path) -> None:
     path.write_text('[probes]\nsettle = "30s"\n', encoding="utf-8")
     assert load_settings(path).probes.settle == 30
     assert load_settings(None).probes.settle is None
+
+
+def test_environment_defaults_are_the_runbooks_names() -> None:
+    """Without [environment], drills act on runbook sections 2 and 5's names."""
+    names = load_settings(None).names
+    assert names == Names()
+    assert (names.stack, names.asg, names.dr_asg) == (
+        "VettID-Nitro", "VettID-Nitro-EnclaveASG", "VettID-Nitro-DR-EnclaveASG")
+    assert replace(names, account_id="210987654321").bucket == "vettid-vault-data-210987654321"
+    assert names.tables == ("VettID-Vault-EnrollmentSessions", "VettID-Ledger-Credentials",
+                            "VettID-Ledger-TransactionKeys")
+    assert (names.primary_region, names.dr_region) == ("us-east-1", "us-west-2")
+
+
+def test_environment_table_sets_the_names(tmp_path: Path) -> None:
+    """Each key of [environment] replaces the runbook's name; the others stay; a bucket's
+    {account_id} becomes the account's id."""
+    path = write(tmp_path, """
+[environment]
+stack = "Acme-Vault"
+dr_stack = "Acme-Vault-DR"
+asg = "Acme-Vault-ASG"
+dr_region = "eu-west-1"
+vault_bucket = "acme-vault-{account_id}"
+dr_vault_bucket = "acme-vault-replica"
+credentials_table = "Acme-Credentials"
+param_path = "/acme/"
+param_nats_creds = "/acme/nats-creds"
+key_alias = "alias/acme-sealing"
+enclave_alarm = "Acme-NoEnclave"
+alarm_topic = "Acme-Pager"
+api_host = "vault.acme.example"
+hosted_zone = "acme.example"
+""")
+    names = replace(load_settings(path).names, account_id="111122223333")
+    assert names.stack_in("eu-west-1") == "Acme-Vault-DR"
+    assert names.asg_in("us-east-1") == "Acme-Vault-ASG"
+    assert names.asg_in("eu-west-1") == "VettID-Nitro-DR-EnclaveASG"
+    assert (names.bucket, names.dr_bucket) == ("acme-vault-111122223333", "acme-vault-replica")
+    assert names.tables[1] == "Acme-Credentials"
+    assert names.alarms == ("Acme-NoEnclave", "VettID-NATS-NoHealthyInstances")
+    assert (names.param_path, names.param_nats_creds, names.key_alias) == (
+        "/acme/", "/acme/nats-creds", "alias/acme-sealing")
+    assert (names.alarm_topic, names.api_host, names.hosted_zone) == (
+        "Acme-Pager", "vault.acme.example", "acme.example")
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("[environment]\nasg_name = 'x'", r"\[environment\]: unknown key\(s\) asg_name; allowed:"),
+    ("[environment]\naccount_id = '1'", r"unknown key\(s\) account_id"),
+    ("[environment]\nasg = 3", r"\[environment\] asg: expected a non-empty string \(the "
+                               r"runbook's is 'VettID-Nitro-EnclaveASG'\), got 3"),
+    ("[environment]\nstack = ''", "stack: expected a non-empty string"),
+    ("[environment]\ndr_asg = ['a', 'b']", "dr_asg: expected a non-empty string"),
+    ("environment = 'prod'", r"\[environment\] must be a table"),
+    ("[environment]\nparam_current_ami = 'vettid/ami'", "param_current_ami: an SSM parameter"),
+    ("[environment]\nparam_path = '/vettid'", "param_path: .* ends with '/'"),
+    ("[environment]\nkey_alias = 'sealing'", "key_alias: a KMS alias starts with 'alias/'"),
+    ("[environment]\nvault_bucket = 'data-{account}'", "only placeholder"),
+    ("[environment]\ndr_vault_bucket = 'vettid-vault-data-{account_id}'",
+     "give the DR replica a name of its own"),
+    ("[environment]\ndr_region = 'us-east-1'", "set dr_region"),
+])
+def test_bad_environment_tables_say_which_key_and_what_to_write(
+        tmp_path: Path, text: str, message: str) -> None:
+    """A wrong [environment] is refused before anything is touched, naming the file and the
+    key: a typo must not silently drill the runbook's resource instead of the team's."""
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError, match=message) as info:
+        load_settings(path)
+    assert str(path) in str(info.value)
+
+
+def test_names_round_trip_through_the_journal_and_ignore_unknown_fields() -> None:
+    """Names journaled with a fault come back equal; a journal from a version with other
+    names still rolls back (unknown names dropped, missing ones the runbook's)."""
+    names = Names(account_id="111122223333", asg="Acme-ASG", dr_region="eu-west-1")
+    assert Names.from_dict(names.to_dict()) == names
+    old = {"asg": "Acme-ASG", "tables": ["a", "b", "c"]}
+    assert Names.from_dict(old) == Names(asg="Acme-ASG")

@@ -224,10 +224,7 @@ class Failover(Fault):
     @property
     def names(self) -> Names:
         """The target's names (journaled with the fault: rollback needs no configuration)."""
-        given = dict(self.params.get("names") or {})
-        if "tables" in given:
-            given["tables"] = tuple(given["tables"])
-        return Names(**given)
+        return Names.from_dict(dict(self.params.get("names") or {}))
 
     @property
     def target(self) -> str:

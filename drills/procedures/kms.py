@@ -28,9 +28,9 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from drills.clients import Clients
+from drills.environment import Names
 from drills.errors import RecoveryError
 from drills.journal import utc_now
-from drills.twin.state import Names
 from drills.vault import b64, digest, unb64
 
 Progress = Callable[[str], None]

@@ -18,7 +18,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from drills.clients import Clients
-from drills.twin.state import Names
+from drills.environment import Names
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,9 +26,9 @@ import nats
 from botocore.exceptions import ClientError
 
 from drills.clients import Clients
+from drills.environment import Names
 from drills.errors import RecoveryError
 from drills.loop import LoopThread
-from drills.twin.state import Names
 
 #: The runbook's backup bucket and the prefix its `aws s3 cp` writes under.
 BACKUP_BUCKET = "vettid-dr-backups"

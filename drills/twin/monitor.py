@@ -1,6 +1,7 @@
 """The twin's monitoring: the runbook's CloudWatch alarms, their pager, and the metrics behind them.
 
-Runbook 3.2 and 3.3 name two alarms; the twin provisions them as an operator would:
+Runbook 3.2 and 3.3 name two alarms; the twin provisions them as an operator would (with
+the names of `drills.environment.Names`, the runbook's):
 
 - `VettID-Enclave-NoInstances`: AWS/AutoScaling `GroupInServiceInstances` of the enclave ASG
   (group metrics collection enabled, as AWS requires for it to be published) below 1;
@@ -28,10 +29,7 @@ from drills.clients import Clients
 from drills.twin import nats
 from drills.twin.state import Names, TwinState
 
-TOPIC = "VettID-Nitro-Alarms"
 PAGER_QUEUE = "VettID-Nitro-Pager"
-ENCLAVE_ALARM = "VettID-Enclave-NoInstances"
-NATS_ALARM = "VettID-NATS-NoHealthyInstances"
 NATS_NAMESPACE, NATS_METRIC = "VettID/NATS", "HealthyNodes"
 GROUP_METRIC = "GroupInServiceInstances"
 
@@ -82,10 +80,10 @@ class AlarmSpec:
 def alarm_specs(names: Names) -> tuple[AlarmSpec, ...]:
     """The runbook's two alarms for the stack `names` describes."""
     return (
-        AlarmSpec(ENCLAVE_ALARM, "No InService enclave instance: no vault operations "
+        AlarmSpec(names.enclave_alarm, "No InService enclave instance: no vault operations "
                   "(runbook 3.2)", "AWS/AutoScaling", GROUP_METRIC,
                   (("AutoScalingGroupName", names.asg),)),
-        AlarmSpec(NATS_ALARM, "No healthy NATS node: enclaves cannot communicate "
+        AlarmSpec(names.nats_alarm, "No healthy NATS node: enclaves cannot communicate "
                   "(runbook 3.3)", NATS_NAMESPACE, NATS_METRIC, ()),
     )
 
@@ -103,7 +101,7 @@ def provision(clients: Clients, names: Names, region: str, profile: str) -> Moni
     """Create the topic, pager queue, group metrics and alarms; idempotent."""
     timing = timing_for(profile)
     sns, sqs = clients("sns", region), clients("sqs", region)
-    topic = sns.create_topic(Name=TOPIC)["TopicArn"]  # returns the existing one if any
+    topic = sns.create_topic(Name=names.alarm_topic)["TopicArn"]  # returns the existing one if any
     queue = sqs.create_queue(QueueName=PAGER_QUEUE)["QueueUrl"]
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])[
         "Attributes"]["QueueArn"]

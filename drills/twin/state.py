@@ -92,7 +92,6 @@ class TwinState:
         except json.JSONDecodeError as exc:
             raise TwinError(f"{path} is corrupt ({exc}); run `drills twin down` and start "
                             "a new twin") from None
-        names = raw.pop("names")
-        names["tables"] = tuple(names["tables"])
+        names = Names.from_dict(raw.pop("names"))
         regions = {k: RegionState(**v) for k, v in raw.pop("regions").items()}
-        return cls(names=Names(**names), regions=regions, **raw)
+        return cls(names=names, regions=regions, **raw)

@@ -9,6 +9,7 @@ import urllib.request
 import pytest
 
 from drills.clients import Clients
+from drills.environment import Names
 from drills.errors import RecoveryError
 from drills.procedures.kms import (
     UnreadableVault,
@@ -19,7 +20,6 @@ from drills.procedures.kms import (
     unseal,
 )
 from drills.twin.aws import AwsEndpoint
-from drills.twin.state import Names
 from drills.vault import b64, unb64
 
 REGION = "us-east-1"

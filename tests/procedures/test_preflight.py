@@ -10,6 +10,7 @@ import random
 import pytest
 
 from drills.clients import Clients
+from drills.environment import Names
 from drills.procedures.preflight import (
     CheckResult,
     backup_verification,
@@ -20,7 +21,6 @@ from drills.procedures.preflight import (
     table_pitr,
 )
 from drills.twin.aws import AwsEndpoint
-from drills.twin.state import Names
 
 #: Each test gets its own region (tables, keys, parameters) and account id (bucket name).
 REGIONS = itertools.cycle(["us-east-2", "us-west-1", "eu-west-1", "eu-central-1", "ap-south-1",

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from drills.clients import Clients
+from drills.environment import Names
 from drills.errors import DrillError, RecoveryError
 from drills.faults import AllowList, FaultContext, FaultInjector
 from drills.faults.ssm import CorruptParameter, DeleteParameter
@@ -31,7 +32,6 @@ from drills.procedures.ssm import (
     verify_parameters,
 )
 from drills.twin.manager import Twin
-from drills.twin.state import Names
 
 REGION = "us-east-1"
 

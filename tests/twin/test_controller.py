@@ -183,30 +183,31 @@ def test_monitoring_is_provisioned_once_and_the_pager_queue_gets_the_page(
     alarm (no new ConfigurationUpdate); a state change reaches the pager queue through the
     topic (SNS -> SQS)."""
     twin = healthy_twin
+    enclave_alarm, nats_alarm = twin.names.alarms
     made = monitor.provision(twin.clients, twin.names, REGION, twin.state.profile)
     cloudwatch, sqs = twin.clients("cloudwatch"), twin.clients("sqs")
     found = {a["AlarmName"]: a for a in cloudwatch.describe_alarms(
         AlarmNames=list(made.alarms))["MetricAlarms"]}
-    assert set(found) == {monitor.ENCLAVE_ALARM, monitor.NATS_ALARM}
+    assert set(found) == {enclave_alarm, nats_alarm}
     assert all(a["AlarmActions"] == [made.topic_arn] for a in found.values())
-    assert found[monitor.ENCLAVE_ALARM]["Dimensions"] == [
+    assert found[enclave_alarm]["Dimensions"] == [
         {"Name": "AutoScalingGroupName", "Value": twin.names.asg}]
     configs = len(cloudwatch.describe_alarm_history(
-        AlarmName=monitor.ENCLAVE_ALARM, HistoryItemType="ConfigurationUpdate")[
+        AlarmName=enclave_alarm, HistoryItemType="ConfigurationUpdate")[
         "AlarmHistoryItems"])
     assert monitor.provision(twin.clients, twin.names, REGION, twin.state.profile) == made
     assert len(cloudwatch.describe_alarm_history(
-        AlarmName=monitor.ENCLAVE_ALARM, HistoryItemType="ConfigurationUpdate")[
+        AlarmName=enclave_alarm, HistoryItemType="ConfigurationUpdate")[
         "AlarmHistoryItems"]) == configs
     sqs.purge_queue(QueueUrl=made.pager_queue_url)
-    cloudwatch.set_alarm_state(AlarmName=monitor.NATS_ALARM, StateValue="ALARM",
+    cloudwatch.set_alarm_state(AlarmName=nats_alarm, StateValue="ALARM",
                                StateReason="testing the pager path")
 
     def paged() -> list[dict[str, Any]]:
         got = sqs.receive_message(QueueUrl=made.pager_queue_url, WaitTimeSeconds=1)
         return [json.loads(json.loads(m["Body"])["Message"]) for m in got.get("Messages", [])]
     page = wait_for(paged, 15, "the page in the pager queue")[0]
-    assert (page["AlarmName"], page["NewStateValue"]) == (monitor.NATS_ALARM, "ALARM")
+    assert (page["AlarmName"], page["NewStateValue"]) == (nats_alarm, "ALARM")
     # the next evaluation puts the alarm back from the data (NATS is healthy)
-    wait_for(lambda: cloudwatch.describe_alarms(AlarmNames=[monitor.NATS_ALARM])[
+    wait_for(lambda: cloudwatch.describe_alarms(AlarmNames=[nats_alarm])[
         "MetricAlarms"][0]["StateValue"] == "OK", 60, "the NATS alarm to be OK again")
