@@ -75,9 +75,9 @@ class Component:
 class Twin:
     """A handle on a running twin, rebuilt from its state directory in any process."""
 
-    def __init__(self, state: TwinState) -> None:
+    def __init__(self, state: TwinState, clients: Clients | None = None) -> None:
         self.state = state
-        self.clients = Clients.for_twin(state.aws_url)
+        self.clients = clients or Clients.for_twin(state.aws_url)
 
     @classmethod
     def load(cls, state_dir: Path | None = None) -> Twin:
@@ -275,7 +275,7 @@ def _start(root: Path, timing: str, backend: nats.Backend, vaults: int, desired:
         progress("starting ASG controller")
         _spawn_controller(root)  # imports while the stacks are made; waits for their groups
         state, background = _provision(clients, state, plans, desired, pool, formed, progress)
-        twin = Twin(state)
+        twin = Twin(state, clients)
         for plan in plans.values():
             _wait(partial(api.listening, plan.front), timeout, f"the API on {plan.front.url}",
                   progress)
@@ -297,7 +297,7 @@ def _start(root: Path, timing: str, backend: nats.Backend, vaults: int, desired:
     state = replace(state, population=vaults)
     state.save()
     progress(f"twin up in {time.monotonic() - started:.1f}s")
-    return Twin(state)
+    return Twin(state, clients)
 
 
 def _provision(clients: Clients, state: TwinState, plans: dict[str, _Plan], desired: int,
