@@ -263,8 +263,8 @@ def _start(root: Path, timing: str, backend: nats.Backend, vaults: int, desired:
     state, plans = _plan(root, timing, backend, desired)
     endpoint = aws.AwsEndpoint(**state.aws)
     clients = Clients.for_twin(endpoint.url)
-    # Per region its cluster, API and NATS instances; then the DNS server, alarms and links.
-    with ThreadPoolExecutor(max_workers=3 * len(plans) + 3) as pool:
+    # Per region its cluster and NATS instances; the DNS server, records, alarms, links.
+    with ThreadPoolExecutor(max_workers=2 * len(plans) + 4) as pool:
         progress(f"starting AWS endpoint (moto server + fidelity layer) and NATS clusters "
                  f"({backend.value} backend, {len(plans)} regions)")
         # NATS needs nothing from AWS: the clusters form (JetStream elects its meta leaders)
@@ -274,7 +274,7 @@ def _start(root: Path, timing: str, backend: nats.Backend, vaults: int, desired:
         aws.start_aws(root / "aws", endpoint.port)
         progress("starting ASG controller")
         _spawn_controller(root)  # imports while the stacks are made; waits for their groups
-        state, background = _provision(clients, state, plans, desired, pool, formed, progress)
+        state, pending = _provision(clients, state, plans, desired, pool, formed, progress)
         twin = Twin(state, clients)
         for plan in plans.values():
             _wait(partial(api.listening, plan.front), timeout, f"the API on {plan.front.url}",
@@ -286,56 +286,65 @@ def _start(root: Path, timing: str, backend: nats.Backend, vaults: int, desired:
                   f"{desired} serving workers", progress)
         finally:
             health.close()
-        for future in background:
+        pending.linked.result()
+        if vaults:  # once the regions are linked: the population replicates to DR
+            progress(f"enrolling {vaults} vaults")
+            _enroll(twin, vaults)
+        state = replace(state, hosted_zone=pending.zone.result(), population=vaults)
+        for future in pending.rest:
             future.result()
-    if vaults:  # once the regions are linked: the population replicates to DR
-        progress(f"enrolling {vaults} vaults")
-        _enroll(twin, vaults)
     if timing_profile(timing).route53_propagation_delay <= _DNS_WAIT_LIMIT:
         _wait(partial(_dns_serves, twin), timeout, f"the DNS server to answer "
               f"{state.names.api_host} with {state.primary.host}", progress)
-    state = replace(state, population=vaults)
     state.save()
     progress(f"twin up in {time.monotonic() - started:.1f}s")
     return Twin(state, clients)
 
 
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    """What `_provision` leaves running in the pool while the enclaves boot."""
+
+    linked: Future[None]  # the regions' links: the population must replicate to DR
+    zone: Future[str]  # the hosted zone and its records: the zone's id
+    rest: list[Future[Any]]  # the clusters, the DNS server, the alarms, the NATS instances
+
+
 def _provision(clients: Clients, state: TwinState, plans: dict[str, _Plan], desired: int,
                pool: ThreadPoolExecutor, formed: dict[str, Future[None]], progress: Progress
-               ) -> tuple[TwinState, list[Future[Any]]]:
-    """Each region's stack, then its API (once its parameters exist and its cluster formed).
-    What the enclave workers do not need to boot is left running in `pool` (returned): the
-    alarms, the DNS server and records, the regions' links, the NATS nodes' instances."""
+               ) -> tuple[TwinState, _Pending]:
+    """Each region's stack, then its API (once its parameters exist); what the enclave
+    workers do not need to boot is left running in `pool`."""
     names, profile = state.names, timing_profile(state.profile)
     progress(f"provisioning stacks {names.stack} ({PRIMARY_REGION}) and {names.dr_stack} "
              f"({DR_REGION})")
     made = provision_aws(clients, names, PRIMARY_REGION, desired, *plans[PRIMARY_REGION].creds)
     state = _record(state, PRIMARY_REGION, made)
-    background: list[Future[Any]] = [pool.submit(_spawn_api, state, plans[PRIMARY_REGION].front,
-                                                 formed[PRIMARY_REGION])]
+    # Its parameters exist. Its NATS nodes took client connections from their first moment:
+    # the API connects while the cluster may still be forming.
+    api.spawn(Path(state.state_dir), plans[PRIMARY_REGION].front)
     replica = replicate_key(clients, made.key_arn, PRIMARY_REGION, DR_REGION)
     dr = provision_aws(clients, names, DR_REGION, 0, *plans[DR_REGION].creds, key_arn=replica,
                        source_ami=(PRIMARY_REGION, made.ami_id))
     state = _record(state, DR_REGION, dr)
-    background.append(pool.submit(_spawn_api, state, plans[DR_REGION].front, formed[DR_REGION]))
+    api.spawn(Path(state.state_dir), plans[DR_REGION].front)
     progress("starting the DNS server; making the alarms, the DNS records and the regions' "
              "links while the enclaves boot")
     resolver = dns.DnsEndpoint(**state.dns)
-    background += [
+    rest: list[Future[Any]] = [
+        *formed.values(),
         pool.submit(dns.start_dns, Path(state.state_dir) / "dns", resolver.aws_url,
                     resolver.port, resolver.host),
         pool.submit(monitor.provision, clients, names, PRIMARY_REGION, state.profile),
-        pool.submit(link_regions, clients, names, PRIMARY_REGION, DR_REGION, replica),
         # Runbook 4.2 finds NATS as EC2 instances tagged Application=vettid-nats and restarts
         # it through SSM Run Command: each node gets its instance and SSM agent.
         *(pool.submit(nats.ensure_instances, clients, resolver.aws_url, plan.spec)
-          for plan in plans.values()),
-        *formed.values()]
-    zone = provision_dns(clients, names, {r: (p.front.host, p.front.port)
-                                          for r, p in plans.items()}, profile.record_ttl)
-    state = replace(state, hosted_zone=zone)
-    state.save()
-    return state, background
+          for plan in plans.values())]
+    linked = pool.submit(link_regions, clients, names, PRIMARY_REGION, DR_REGION, replica)
+    zone = pool.submit(provision_dns, clients, names,
+                       {r: (p.front.host, p.front.port) for r, p in plans.items()},
+                       profile.record_ttl)
+    return state, _Pending(linked, zone, rest)
 
 
 #: Route 53 serves a change once it is INSYNC, after the profile's propagation delay: `up`
@@ -359,12 +368,6 @@ def _record(state: TwinState, region: str, made: Provisioned) -> TwinState:
     state = replace(state, regions=regions)
     state.save()
     return state
-
-
-def _spawn_api(state: TwinState, front: api.ApiEndpoint, formed: Future[None]) -> None:
-    """Start a region's API once its NATS cluster formed (it connects as it starts)."""
-    formed.result()
-    api.spawn(Path(state.state_dir), front)
 
 
 def _spawn_controller(root: Path) -> None:
