@@ -37,6 +37,7 @@ from drills.twin.procs import live_pid
 __all__ = [
     "AwsEndpoint",
     "client_env",
+    "endpoint_in",
     "fake_credentials",
     "is_running",
     "reset",
@@ -71,20 +72,22 @@ class AwsEndpoint:
 # --------------------------------------------------------------------------- client
 
 
+def endpoint_in(workdir: Path, port: int = 0) -> AwsEndpoint:
+    """Where a server started in `workdir` on `port` (0: a free one) will listen, and its
+    files; nothing starts (so a twin can record it before it starts the server)."""
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    return AwsEndpoint(host="127.0.0.1", port=port or _free_port(),
+                       pid_file=str(workdir / "aws.pid"), log_file=str(workdir / "aws.log"))
+
+
 def start_aws(workdir: Path, port: int = 0, timeout: float = 20.0) -> AwsEndpoint:
     """Launch the moto server detached, wait until it answers HTTP, and return it.
 
     `port=0` picks a free port. Pid and log files go to `workdir` (`aws.pid`,
     `aws.log`). Raises `TwinError`, with the tail of the log, if it does not come up.
     """
-    workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    endpoint = AwsEndpoint(
-        host="127.0.0.1",
-        port=port or _free_port(),
-        pid_file=str(workdir / "aws.pid"),
-        log_file=str(workdir / "aws.log"),
-    )
+    endpoint = endpoint_in(workdir, port)
     running = _twin_pid(endpoint)
     if running is not None:
         raise TwinError(
@@ -315,7 +318,8 @@ def serve(
     )
     thread.start()
     # moto builds its EC2 backend (thousands of AMIs and instance types) on first use, about
-    # a second on 2 cores; build it now, while the caller provisions the other services.
+    # a second a region on 2 cores, and imports CloudFormation's parser as slowly: do both
+    # now, while the caller provisions the other services.
     threading.Thread(target=_warm_up, name="moto-warm-up", daemon=True).start()
     _write_pid_file(pid_file)
     _log.info("AWS twin listening on http://%s:%d", host, port)
@@ -329,16 +333,23 @@ def serve(
         pid_file.unlink(missing_ok=True)
 
 
-def _warm_up(account: str = "123456789012", region: str = "us-east-1") -> None:
-    """Instantiate the slow-to-build backends of the primary region ahead of first use."""
+def _warm_up(account: str = "123456789012", regions: tuple[str, ...] = ("us-east-1", "us-west-2")
+             ) -> None:
+    """Do ahead of first use, in the order a twin's start-up needs them, what moto does
+    slowly on a service's first call: build the EC2 backends, import CloudFormation (its
+    parser imports the models of every resource type it knows: a second or more)."""
     from moto.autoscaling.models import autoscaling_backends
     from moto.ec2.models import ec2_backends
 
     try:
-        ec2_backends[account][region]
-        autoscaling_backends[account][region]
+        ec2_backends[account][regions[0]]
+        autoscaling_backends[account][regions[0]]
+        import moto.cloudformation.models  # noqa: F401
+        for region in regions[1:]:
+            ec2_backends[account][region]
+            autoscaling_backends[account][region]
     except Exception:  # warming up is an optimisation; the first real call retries it
-        _log.exception("warm-up of the EC2 backend failed")
+        _log.exception("warm-up of the EC2 and CloudFormation backends failed")
 
 
 def _write_pid_file(pid_file: Path) -> None:

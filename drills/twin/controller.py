@@ -47,6 +47,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -475,27 +476,55 @@ def apply_profile(state: TwinState, timing: TimingProfile, clients: Clients) -> 
     """Apply the timing profile where AWS keeps the setting: the enclave group's grace
     period, its target groups' health check, and the twin's DynamoDB PITR lag (the stack
     carries AWS's defaults; `fast` compresses them)."""
+    apply_settings(state, timing)
+    for region in state.regions.values():
+        apply_group_profile(region, timing, clients)
+
+
+def apply_settings(state: TwinState, timing: TimingProfile) -> None:
+    """The profile's part that the moto process keeps for every region: the PITR lag, the
+    replication lags (S3 CRR, DynamoDB global tables), Route 53's checks and changes."""
     twin_control.post(state.aws_url, "dynamodb/pitr-settings",
                       {"latest_restorable_lag": timing.pitr_latest_restorable_lag})
-    # Replication lags (S3 CRR, DynamoDB global tables) and Route 53's checks and changes.
     for route in ("s3/replication-settings", "dynamodb/global-table-settings"):
         twin_control.post(state.aws_url, route, {"profile": timing.name})
     twin_control.post(state.aws_url, "route53/settings", {
         "interval_scale": timing.route53_interval_scale,
         "propagation_delay": timing.route53_propagation_delay,
         "metric_period": timing.metric_interval})
+
+
+def apply_group_profile(region: RegionState, timing: TimingProfile, clients: Clients) -> bool:
+    """The profile's grace period and target group health check on the region's enclave
+    group; False if the group does not exist (yet)."""
     check = timing.target_group
-    for region in state.regions.values():
-        asg = clients("autoscaling", region.name)
-        for group in asg.describe_auto_scaling_groups(
-                AutoScalingGroupNames=[region.asg])["AutoScalingGroups"]:
-            asg.update_auto_scaling_group(AutoScalingGroupName=group["AutoScalingGroupName"],
-                                          HealthCheckGracePeriod=timing.health_check_grace_period)
-            for arn in group.get("TargetGroupARNs") or []:
-                clients("elbv2", region.name).modify_target_group(
-                    TargetGroupArn=arn, HealthCheckIntervalSeconds=check.interval,
-                    HealthCheckTimeoutSeconds=check.timeout,
-                    HealthyThresholdCount=check.healthy, UnhealthyThresholdCount=check.unhealthy)
+    asg = clients("autoscaling", region.name)
+    groups = asg.describe_auto_scaling_groups(AutoScalingGroupNames=[region.asg])[
+        "AutoScalingGroups"]
+    for group in groups:
+        asg.update_auto_scaling_group(AutoScalingGroupName=group["AutoScalingGroupName"],
+                                      HealthCheckGracePeriod=timing.health_check_grace_period)
+        for arn in group.get("TargetGroupARNs") or []:
+            clients("elbv2", region.name).modify_target_group(
+                TargetGroupArn=arn, HealthCheckIntervalSeconds=check.interval,
+                HealthCheckTimeoutSeconds=check.timeout,
+                HealthyThresholdCount=check.healthy, UnhealthyThresholdCount=check.unhealthy)
+    return bool(groups)
+
+
+def _until(attempt: Callable[[], object], deadline: float, what: str) -> None:
+    """Call `attempt` every 0.1 s until it returns anything but False without raising, or
+    `deadline` (monotonic) passes."""
+    while True:
+        try:
+            if attempt() is not False:
+                return
+        except Exception as exc:  # the endpoint may still be settling; say so, then retry
+            print(f"{utc_now()} {what} failed: {exc}", file=sys.stderr, flush=True)
+        if time.monotonic() > deadline:
+            print(f"{utc_now()} gave up {what} after 30 s", file=sys.stderr, flush=True)
+            return
+        time.sleep(0.1)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -505,16 +534,8 @@ def main(argv: list[str] | None = None) -> None:
     state = TwinState.load(Path(args.state_dir))
     controller = Controller(state, profile(state.profile))
     deadline = time.monotonic() + 30
-    while True:  # before the first pass: grace and health checks follow the profile
-        try:
-            apply_profile(state, controller.timing, controller.clients)
-            break
-        except Exception as exc:  # the endpoint may still be settling; say so, then retry
-            print(f"{utc_now()} applying the {state.profile} profile failed: {exc}",
-                  file=sys.stderr, flush=True)
-            if time.monotonic() > deadline:
-                break
-            time.sleep(0.5)
+    _until(lambda: apply_settings(state, controller.timing), deadline,
+           f"applying the {state.profile} profile")
     publisher = MetricPublisher(state, Clients.for_twin(state.aws_url)).start()
     stopping = False
 
@@ -527,6 +548,12 @@ def main(argv: list[str] | None = None) -> None:
     pid_file = Path(state.state_dir) / "controller.pid"
     pid_file.write_text(str(os.getpid()))
     def loop(region: RegionState) -> None:
+        # `drills twin up` starts this process while it still creates the stacks. Before the
+        # first pass the region's group must exist (the instances it starts with count as
+        # booted long ago) and its grace period and health checks follow the profile.
+        _until(lambda: stopping or apply_group_profile(region, controller.timing,
+                                                       controller.clients),
+               deadline, f"applying the {state.profile} profile to {region.asg}")
         while not stopping:
             started = time.monotonic()
             try:

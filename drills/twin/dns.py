@@ -56,8 +56,8 @@ from drills.errors import TwinError
 from drills.twin import control
 from drills.twin.procs import live_pid, proc_state, signal_quietly, stop_process
 
-__all__ = ["DnsEndpoint", "Names", "RecordSet", "Snapshot", "Zone", "answer", "is_running",
-           "refresh_dns", "start_dns", "stop_dns"]
+__all__ = ["DnsEndpoint", "Names", "RecordSet", "Snapshot", "Zone", "answer", "endpoint_in",
+           "is_running", "refresh_dns", "start_dns", "stop_dns"]
 
 _MODULE = "drills.twin.dns"
 _PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -274,6 +274,16 @@ class DnsEndpoint:
     aws_url: str
 
 
+def endpoint_in(workdir: Path, aws_url: str, port: int = 0,
+                host: str = "127.0.0.1") -> DnsEndpoint:
+    """Where a server started in `workdir` on `port` (0: one free for UDP and TCP) will
+    listen, and its files; nothing starts (so a twin can record it before it starts)."""
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    return DnsEndpoint(host, port or _free_port(host), str(workdir / "dns.pid"),
+                       str(workdir / "dns.log"), aws_url)
+
+
 def start_dns(workdir: Path, aws_url: str, port: int = 0, host: str = "127.0.0.1",
               refresh: float = 1.0, timeout: float = 20.0) -> DnsEndpoint:
     """Launch the DNS server detached, wait until it answers a query, and return it.
@@ -281,10 +291,7 @@ def start_dns(workdir: Path, aws_url: str, port: int = 0, host: str = "127.0.0.1
     `port=0` picks a port free for both UDP and TCP. Pid and log files go to `workdir`
     (`dns.pid`, `dns.log`). Raises `TwinError`, with the log's tail, if it does not come up.
     """
-    workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    endpoint = DnsEndpoint(host, port or _free_port(host), str(workdir / "dns.pid"),
-                           str(workdir / "dns.log"), aws_url)
+    endpoint = endpoint_in(workdir, aws_url, port, host)
     running = _pid(endpoint)
     if running is not None:
         raise TwinError(f"a twin DNS server is already running (pid {running}, pid file "

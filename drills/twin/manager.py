@@ -1,8 +1,11 @@
 """`drills twin up | down | status | env`: bring the whole local twin up, check it, take it down.
 
-Start order: the AWS endpoint (moto + fidelity layer) -> the runbook's resources -> the NATS
-cluster (credentials from SSM) -> the ASG controller, which boots one worker per instance ->
-a population of enrolled vaults, written through the real service path.
+Start order: every port and file planned and saved first (so `down` finds whatever started);
+the NATS clusters form while the AWS endpoint (moto + fidelity layer) starts; the ASG
+controller starts, waiting for each region's group; each region's stack, then its API;
+the alarms, the DNS server and records, the regions' links and the NATS nodes' instances
+while the enclave workers boot; a population of enrolled vaults, written through the real
+service path.
 """
 
 from __future__ import annotations
@@ -17,10 +20,11 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from drills import attestation
 from drills.clients import Clients
@@ -28,12 +32,13 @@ from drills.errors import DrillError, TwinError
 from drills.journal import utc_now
 from drills.loop import LoopThread
 from drills.measure.probes import KnownVault
-from drills.resolve import Resolver
+from drills.resolve import ResolveError, Resolver
 from drills.twin import api, aws, dns, monitor, nats, tls
 from drills.twin.controller import CONTROLLER_MODULE, WORKER_MODULE
 from drills.twin.nats import NatsCluster, NatsClusterSpec
 from drills.twin.procs import live_pid, still_running, stop_process
 from drills.twin.provision import (
+    Provisioned,
     link_regions,
     nats_credentials,
     provision_aws,
@@ -70,9 +75,9 @@ class Component:
 class Twin:
     """A handle on a running twin, rebuilt from its state directory in any process."""
 
-    def __init__(self, state: TwinState) -> None:
+    def __init__(self, state: TwinState, clients: Clients | None = None) -> None:
         self.state = state
-        self.clients = Clients.for_twin(state.aws_url)
+        self.clients = clients or Clients.for_twin(state.aws_url)
 
     @classmethod
     def load(cls, state_dir: Path | None = None) -> Twin:
@@ -212,95 +217,168 @@ def up(state_dir: Path | None = None, *, timing: str = "fast", backend: str = "p
 REGION_HOSTS = {PRIMARY_REGION: "127.0.1.1", DR_REGION: "127.0.2.1"}
 
 
-def _start(root: Path, timing: str, backend: nats.Backend, vaults: int, desired: int,
-           timeout: float, progress: Progress, started: float) -> Twin:
-    progress("starting AWS endpoint (moto server + fidelity layer)")
-    endpoint = aws.start_aws(root / "aws")
-    names = Names()
-    clients = Clients.for_twin(endpoint.url)
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """One region as start-up plans it before anything runs: its NATS credentials, cluster
+    and API."""
+
+    creds: tuple[str, str]
+    spec: NatsClusterSpec
+    front: api.ApiEndpoint
+
+
+def _plan(root: Path, timing: str, backend: nats.Backend, desired: int
+          ) -> tuple[TwinState, dict[str, _Plan]]:
+    """Ports, credentials and files of every component, saved before any starts: from then
+    on `down` finds and stops whatever did start."""
     profile = timing_profile(timing)
-    regions: dict[str, RegionState] = {}
-    creds: dict[str, tuple[str, str]] = {}
-    specs: dict[str, NatsClusterSpec] = {}
-    fronts: dict[str, api.ApiEndpoint] = {}
+    names = Names()
+    endpoint = aws.endpoint_in(root / "aws")
     port = api.free_port_on(list(REGION_HOSTS.values()))  # DNS answers addresses, not ports
+    plans: dict[str, _Plan] = {}
+    regions: dict[str, RegionState] = {}
     for name, host in REGION_HOSTS.items():
-        creds[name] = nats_credentials()
+        creds = nats_credentials()
         # A unique cluster name keeps two twins' containers and networks apart.
-        specs[name] = nats.allocate(name, root / f"nats-{name}", backend, *creds[name],
-                                    cluster_name=f"twin-{name}-{uuid.uuid4().hex[:6]}",
-                                    ping_interval=profile.nats_ping_interval,
-                                    avoid={p for s in specs.values() for p in s.ports})
-        fronts[name] = api.ApiEndpoint(name, host, port, str(root / f"api-{name}.pid"))
-        regions[name] = RegionState(name, specs[name].to_dict(), names.asg_in(name),
+        spec = nats.allocate(name, root / f"nats-{name}", backend, *creds,
+                             cluster_name=f"twin-{name}-{uuid.uuid4().hex[:6]}",
+                             ping_interval=profile.nats_ping_interval,
+                             avoid={p for other in plans.values() for p in other.spec.ports})
+        plans[name] = _Plan(creds, spec, api.ApiEndpoint(name, host, port,
+                                                         str(root / f"api-{name}.pid")))
+        regions[name] = RegionState(name, spec.to_dict(), names.asg_in(name),
                                     desired if name == PRIMARY_REGION else 0,
-                                    api=fronts[name].to_dict(), host=host)
+                                    api=plans[name].front.to_dict(), host=host)
     attestation.new_root(root / "pki")  # the twin's Nitro root: enclaves attest under it
     tls.make_api_tls(root / "tls", list(REGION_HOSTS.values()))
-    state = TwinState(str(root), timing, asdict(endpoint), regions, names, utc_now())
-    state.save()  # from here on, `down` can find and stop everything
-    progress(f"starting NATS clusters ({backend.value} backend, {len(REGION_HOSTS)} regions) "
-             f"and provisioning stacks {names.stack} ({PRIMARY_REGION}) and {names.dr_stack} "
-             f"({DR_REGION})")
-    # Independent and each a second or two: the clusters form (JetStream elects its meta
-    # leader) while the stacks are created and the enclave instances boot; the servers take
-    # client connections from their first moment, so workers may connect before it is done.
-    with ThreadPoolExecutor(max_workers=len(specs) + 1) as pool:
-        forming = [pool.submit(nats.cluster_for(s).start, timeout=min(60.0, timeout))
-                   for s in specs.values()]
-        made = provision_aws(clients, names, PRIMARY_REGION, desired, *creds[PRIMARY_REGION])
-        monitor.provision(clients, names, PRIMARY_REGION, timing)  # runbook 3.2/3.3 alarms
-        regions[PRIMARY_REGION] = replace(regions[PRIMARY_REGION], key_arn=made.key_arn,
-                                          ami_id=made.ami_id)
-        state = replace(state, regions=dict(regions))
-        state.save()
+    resolver = dns.endpoint_in(root / "dns", endpoint.url)
+    state = TwinState(str(root), timing, asdict(endpoint), regions, names, utc_now(),
+                      dns=asdict(resolver))
+    state.save()
+    return state, plans
+
+
+def _start(root: Path, timing: str, backend: nats.Backend, vaults: int, desired: int,
+           timeout: float, progress: Progress, started: float) -> Twin:
+    state, plans = _plan(root, timing, backend, desired)
+    endpoint = aws.AwsEndpoint(**state.aws)
+    clients = Clients.for_twin(endpoint.url)
+    # Per region its cluster and NATS instances; the DNS server, records, alarms, links.
+    with ThreadPoolExecutor(max_workers=2 * len(plans) + 4) as pool:
+        progress(f"starting AWS endpoint (moto server + fidelity layer) and NATS clusters "
+                 f"({backend.value} backend, {len(plans)} regions)")
+        # NATS needs nothing from AWS: the clusters form (JetStream elects its meta leaders)
+        # while the moto server imports, which keeps one core busy for a second or two.
+        formed = {name: pool.submit(nats.cluster_for(plan.spec).start,
+                                    timeout=min(60.0, timeout)) for name, plan in plans.items()}
+        aws.start_aws(root / "aws", endpoint.port)
         progress("starting ASG controller")
-        _spawn_controller(root)
-        replica = replicate_key(clients, made.key_arn, PRIMARY_REGION, DR_REGION)
-        dr = provision_aws(clients, names, DR_REGION, 0, *creds[DR_REGION], key_arn=replica,
-                           source_ami=(PRIMARY_REGION, made.ami_id))
-        regions[DR_REGION] = replace(regions[DR_REGION], key_arn=dr.key_arn, ami_id=dr.ami_id)
-        state = replace(state, regions=dict(regions))
-        state.save()
-        # Each region's parameters exist: the APIs and the DNS server start (a second or
-        # two of imports each) while the regions are linked and the records made.
-        progress(f"starting the APIs on {', '.join(f.url for f in fronts.values())} and the "
-                 "DNS server")
-        for front in fronts.values():
-            api.spawn(root, front)
-        serving_dns = pool.submit(dns.start_dns, root / "dns", endpoint.url)
-        link_regions(clients, names, PRIMARY_REGION, DR_REGION, replica)
-        zone = provision_dns(clients, names, {r: (f.host, f.port) for r, f in fronts.items()},
-                             profile.record_ttl)
-        state = replace(state, dns=asdict(serving_dns.result()), hosted_zone=zone)
-        state.save()
-        for future in forming:
+        _spawn_controller(root)  # imports while the stacks are made; waits for their groups
+        state, pending = _provision(clients, state, plans, desired, pool, formed, progress)
+        twin = Twin(state, clients)
+        for plan in plans.values():
+            _wait(partial(api.listening, plan.front), timeout, f"the API on {plan.front.url}",
+                  progress)
+        progress(f"waiting for {desired} enclave workers to boot")
+        health = _Health(twin)  # one connection for every poll: they come every 0.1 s
+        try:
+            _wait(lambda: len(health.serving()) >= desired, timeout,
+                  f"{desired} serving workers", progress)
+        finally:
+            health.close()
+        pending.linked.result()
+        if vaults:  # once the regions are linked: the population replicates to DR
+            progress(f"enrolling {vaults} vaults")
+            _enroll(twin, vaults)
+        state = replace(state, hosted_zone=pending.zone.result(), population=vaults)
+        for future in pending.rest:
             future.result()
-    # Runbook 4.2 finds NATS as EC2 instances tagged Application=vettid-nats and restarts it
-    # through SSM Run Command: give each node its instance and SSM agent.
-    for spec in specs.values():
-        nats.ensure_instances(clients, endpoint.url, spec)
-    twin = Twin(state)
-    for front in fronts.values():
-        _wait(partial(api.listening, front), timeout, f"the API on {front.url}", progress)
-    progress(f"waiting for {desired} enclave workers to boot")
-    _wait(lambda: len(_serving(twin)) >= desired, timeout, f"{desired} serving workers",
-          progress)
-    if vaults:
-        progress(f"enrolling {vaults} vaults")
-        _enroll(twin, vaults)
-    state = replace(state, population=vaults)
+    if timing_profile(timing).route53_propagation_delay <= _DNS_WAIT_LIMIT:
+        _wait(partial(_dns_serves, twin), timeout, f"the DNS server to answer "
+              f"{state.names.api_host} with {state.primary.host}", progress)
     state.save()
     progress(f"twin up in {time.monotonic() - started:.1f}s")
-    return Twin(state)
+    return Twin(state, clients)
+
+
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    """What `_provision` leaves running in the pool while the enclaves boot."""
+
+    linked: Future[None]  # the regions' links: the population must replicate to DR
+    zone: Future[str]  # the hosted zone and its records: the zone's id
+    rest: list[Future[Any]]  # the clusters, the DNS server, the alarms, the NATS instances
+
+
+def _provision(clients: Clients, state: TwinState, plans: dict[str, _Plan], desired: int,
+               pool: ThreadPoolExecutor, formed: dict[str, Future[None]], progress: Progress
+               ) -> tuple[TwinState, _Pending]:
+    """Each region's stack, then its API (once its parameters exist); what the enclave
+    workers do not need to boot is left running in `pool`."""
+    names, profile = state.names, timing_profile(state.profile)
+    progress(f"provisioning stacks {names.stack} ({PRIMARY_REGION}) and {names.dr_stack} "
+             f"({DR_REGION})")
+    made = provision_aws(clients, names, PRIMARY_REGION, desired, *plans[PRIMARY_REGION].creds)
+    state = _record(state, PRIMARY_REGION, made)
+    # Its parameters exist. Its NATS nodes took client connections from their first moment:
+    # the API connects while the cluster may still be forming.
+    api.spawn(Path(state.state_dir), plans[PRIMARY_REGION].front)
+    replica = replicate_key(clients, made.key_arn, PRIMARY_REGION, DR_REGION)
+    dr = provision_aws(clients, names, DR_REGION, 0, *plans[DR_REGION].creds, key_arn=replica,
+                       source_ami=(PRIMARY_REGION, made.ami_id))
+    state = _record(state, DR_REGION, dr)
+    api.spawn(Path(state.state_dir), plans[DR_REGION].front)
+    progress("starting the DNS server; making the alarms, the DNS records and the regions' "
+             "links while the enclaves boot")
+    resolver = dns.DnsEndpoint(**state.dns)
+    rest: list[Future[Any]] = [
+        *formed.values(),
+        pool.submit(dns.start_dns, Path(state.state_dir) / "dns", resolver.aws_url,
+                    resolver.port, resolver.host),
+        pool.submit(monitor.provision, clients, names, PRIMARY_REGION, state.profile),
+        # Runbook 4.2 finds NATS as EC2 instances tagged Application=vettid-nats and restarts
+        # it through SSM Run Command: each node gets its instance and SSM agent.
+        *(pool.submit(nats.ensure_instances, clients, resolver.aws_url, plan.spec)
+          for plan in plans.values())]
+    linked = pool.submit(link_regions, clients, names, PRIMARY_REGION, DR_REGION, replica)
+    zone = pool.submit(provision_dns, clients, names,
+                       {r: (p.front.host, p.front.port) for r, p in plans.items()},
+                       profile.record_ttl)
+    return state, _Pending(linked, zone, rest)
+
+
+#: Route 53 serves a change once it is INSYNC, after the profile's propagation delay: `up`
+#: waits for the twin's records when that is short (fast: 1 s). With AWS's 60 s (realistic)
+#: they are still PENDING when `up` returns, as a zone made a moment ago is on AWS.
+_DNS_WAIT_LIMIT = 10.0
+
+
+def _dns_serves(twin: Twin) -> bool:
+    """Whether the twin's DNS answers the failover name with the primary region's address."""
+    try:
+        return twin.resolver().resolve(twin.names.api_host) == twin.state.primary.host
+    except ResolveError:
+        return False
+
+
+def _record(state: TwinState, region: str, made: Provisioned) -> TwinState:
+    """`state` with the key and AMI provisioning made in `region`, saved."""
+    regions = dict(state.regions)
+    regions[region] = replace(regions[region], key_arn=made.key_arn, ami_id=made.ami_id)
+    state = replace(state, regions=regions)
+    state.save()
+    return state
 
 
 def _spawn_controller(root: Path) -> None:
     log = (root / "controller.log").open("ab")
-    subprocess.Popen([sys.executable, "-m", "drills.twin.controller", "--state-dir", str(root)],
-                     stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                     start_new_session=True)
+    proc = subprocess.Popen([sys.executable, "-m", CONTROLLER_MODULE, "--state-dir", str(root)],
+                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            start_new_session=True)
     log.close()
+    # Its pid file at once (the controller writes it again once running): `down` must find
+    # a controller that still waits for the stacks' groups.
+    (root / "controller.pid").write_text(str(proc.pid))
 
 
 def harness_connection(twin: Twin, loop: LoopThread, region: str = PRIMARY_REGION,
@@ -314,27 +392,48 @@ def harness_connection(twin: Twin, loop: LoopThread, region: str = PRIMARY_REGIO
     return VaultClient(nc)
 
 
-def _serving(twin: Twin, region: str = PRIMARY_REGION) -> list[str]:
-    """Ids of InService instances whose worker answers its own health subject."""
-    _, ids = twin.in_service(region)
-    loop = LoopThread("drills-health")
-    try:
-        client = harness_connection(twin, loop, region, "drills-health")
+class _Health:
+    """A harness connection that asks each of a region's InService workers for its health."""
+
+    def __init__(self, twin: Twin, region: str = PRIMARY_REGION) -> None:
+        self.twin, self.region = twin, region
+        self.loop = LoopThread("drills-health")
+        try:
+            self.client = harness_connection(twin, self.loop, region, "drills-health")
+        except BaseException:
+            self.loop.close()
+            raise
+
+    def serving(self) -> list[str]:
+        """Ids of InService instances whose worker answers its own health subject."""
+        _, ids = self.twin.in_service(self.region)
 
         async def check() -> list[str]:
             ok = []
             for iid in ids:
                 try:
-                    await client.health(0.5, instance_id=iid)
+                    await self.client.health(0.5, instance_id=iid)
                     ok.append(iid)
                 except VaultUnavailable:
                     pass
-            await client.nc.close()
             return ok
 
-        return loop.run(check(), timeout=10 + len(ids))
+        return self.loop.run(check(), timeout=10 + len(ids))
+
+    def close(self) -> None:
+        try:
+            self.loop.run(self.client.nc.close(), timeout=5)
+        finally:
+            self.loop.close()
+
+
+def _serving(twin: Twin, region: str = PRIMARY_REGION) -> list[str]:
+    """Ids of InService instances whose worker answers its own health subject."""
+    health = _Health(twin, region)
+    try:
+        return health.serving()
     finally:
-        loop.close()
+        health.close()
 
 
 def _enroll(twin: Twin, count: int) -> None:

@@ -129,6 +129,14 @@ def provision_aws(clients: Clients, names: Names, region: str, desired: int,
         extra = {"KeyId": key_arn} if kind == "SecureString" else {}
         ssm.put_parameter(Name=name, Value=value, Type=kind, Overwrite=True, **extra)
 
+    # The stack first: its instances' enclaves boot (on the twin, the ASG controller starts
+    # their workers) while the bucket and tables they store vaults in are made.
+    vpc, subnets = _default_subnets(clients, region)
+    clients("cloudformation", region).create_stack(
+        StackName=names.stack_in(region), TemplateBody=_stack_template(names, region, desired),
+        Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in (
+            ("AmiId", ami), ("VpcId", vpc), ("SubnetA", subnets[0]), ("SubnetB", subnets[1]))])
+
     s3, bucket = clients("s3", region), names.bucket_in(region)
     create = {} if region == "us-east-1" else {
         "CreateBucketConfiguration": {"LocationConstraint": region}}
@@ -140,12 +148,6 @@ def provision_aws(clients: Clients, names: Names, region: str, desired: int,
 
     if source_ami is None:
         _create_tables(clients("dynamodb", region), names)
-
-    vpc, subnets = _default_subnets(clients, region)
-    clients("cloudformation", region).create_stack(
-        StackName=names.stack_in(region), TemplateBody=_stack_template(names, region, desired),
-        Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in (
-            ("AmiId", ami), ("VpcId", vpc), ("SubnetA", subnets[0]), ("SubnetB", subnets[1]))])
     return Provisioned(key_arn, ami, nats_user, nats_password)
 
 

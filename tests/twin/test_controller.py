@@ -17,6 +17,7 @@ from __future__ import annotations
 import itertools
 import json
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ import pytest
 
 from drills.procedures import enclave as procedure
 from drills.twin import monitor
+from drills.twin.controller import apply_group_profile
 from drills.twin.manager import Twin
 from drills.twin.timing import profile
 from tests.conftest import wait_for
@@ -46,6 +48,23 @@ def _refresh(twin: Twin, refresh_id: str) -> dict[str, Any]:
 
 def _log(twin: Twin) -> str:
     return (Path(twin.state.state_dir) / "activities.jsonl").read_text()
+
+
+def test_the_profile_reaches_every_regions_group(twin: Twin) -> None:
+    """The controller starts while `twin up` still makes the stacks: each region's loop
+    applies the profile to its group before its first pass, the DR standby's too (grace
+    period, target group health check); a group not made yet is reported, not an error."""
+    timing = profile(twin.state.profile)
+    for name, region in twin.state.regions.items():
+        group = twin.clients("autoscaling", name).describe_auto_scaling_groups(
+            AutoScalingGroupNames=[region.asg])["AutoScalingGroups"][0]
+        assert group["HealthCheckGracePeriod"] == timing.health_check_grace_period, name
+        check = twin.clients("elbv2", name).describe_target_groups(
+            TargetGroupArns=group["TargetGroupARNs"])["TargetGroups"][0]
+        assert (check["HealthCheckIntervalSeconds"], check["HealthyThresholdCount"]) == (
+            timing.target_group.interval, timing.target_group.healthy), name
+    missing = replace(twin.state.primary, asg=f"VettID-not-made-{uuid.uuid4().hex[:6]}")
+    assert apply_group_profile(missing, timing, twin.clients) is False
 
 
 @pytest.mark.parametrize(("min_healthy", "keep", "batches"), [(50, 1, 2), (0, 0, 1)])

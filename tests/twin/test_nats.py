@@ -28,6 +28,7 @@ from drills.twin.nats import (
     allocate,
     cluster_for,
     docker_available,
+    netfault,
 )
 from drills.twin.nats.cluster import wait_for
 
@@ -314,6 +315,25 @@ def test_proxy_knows_who_dialled_every_route(cluster: NatsCluster) -> None:
     log = Path(cluster.spec.workdir) / "netfault.log"
     assert "serving" in log.read_text()
     assert "dialler unknown" not in log.read_text()
+
+
+@pytest.mark.parametrize("lookup", [netfault.socket_inode, netfault._proc_inode],
+                         ids=["sock_diag", "proc"])
+def test_a_connections_socket_is_found_by_its_ports(lookup: Callable[[int, int], int | None]
+                                                    ) -> None:
+    """The proxy tells who dialled a route by the inode of the dialler's socket, looked up by
+    its two loopback ports (in the kernel, else in /proc/net/tcp): that socket's inode, each
+    end its own, none for ports no connection has."""
+    with socket.create_server(("127.0.0.1", 0)) as server, \
+            socket.create_connection(server.getsockname()) as dialled:
+        accepted, _ = server.accept()
+        with accepted:
+            ends = [(dialled, dialled.getsockname()[1], server.getsockname()[1]),
+                    (accepted, server.getsockname()[1], dialled.getsockname()[1])]
+            for sock, local, remote in ends:
+                inode = int(os.readlink(f"/proc/self/fd/{sock.fileno()}")[len("socket:["):-1])
+                assert lookup(local, remote) == inode
+            assert lookup(dialled.getsockname()[1], 1) is None
 
 
 @PROCESS_ONLY

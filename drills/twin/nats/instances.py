@@ -17,6 +17,9 @@ from drills.twin.control import post
 from drills.twin.nats.spec import NatsClusterSpec
 
 APPLICATION_TAG = {"Key": "Application", "Value": "vettid-nats"}  # as runbook 4.2 filters
+#: The Amazon Linux 2 images NATS instances run (the name pattern AWS's documentation
+#: filters them by).
+AMAZON_LINUX_NAME = "amzn2-ami-hvm-*-x86_64-gp2"
 NODE_TAG = "drills:nats-node"
 CLUSTER_TAG = "drills:nats-cluster"
 _ROUTE = "ssm/register-nats-agent"
@@ -62,8 +65,10 @@ def nats_instances(clients: Any, spec: NatsClusterSpec) -> dict[str, str]:
 
 def _image(ec2: Any) -> str:
     """An Amazon Linux image of the endpoint (NATS instances run a stock Linux)."""
+    # The x86_64 gp2 HVM images only: `amzn2-ami-*` matches some 800 of the endpoint's images,
+    # whose listing took a second of its CPU per region at start-up.
     images = ec2.describe_images(Owners=["amazon"], Filters=[
-        {"Name": "name", "Values": ["amzn2-ami-*"]}])["Images"] or ec2.describe_images(
+        {"Name": "name", "Values": [AMAZON_LINUX_NAME]}])["Images"] or ec2.describe_images(
         Owners=["amazon"])["Images"]
     if not images:
         raise TwinError("the twin's AWS endpoint offers no Amazon image to run NATS "

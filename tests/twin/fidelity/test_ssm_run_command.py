@@ -9,6 +9,7 @@ The agent on a NATS instance acts on a real nats-server process of the twin.
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import threading
 import time
@@ -91,12 +92,14 @@ def test_ensure_instances_tags_them_as_the_runbook_filters(clients: _Clients, aw
                                                             node: NatsCluster,
                                                             instance: str) -> None:
     """The NATS instance is found by runbook 4.2's own filter (tag Application=vettid-nats,
-    running), and ensure_instances is idempotent."""
+    running), runs an x86_64 Amazon Linux 2 image, and ensure_instances is idempotent."""
     found = clients("ec2").describe_instances(Filters=[
         {"Name": "tag:Application", "Values": ["vettid-nats"]},
         {"Name": "instance-state-name", "Values": ["running"]}])
-    ids = [i["InstanceId"] for r in found["Reservations"] for i in r["Instances"]]
-    assert instance in ids
+    images = {i["InstanceId"]: i["ImageId"] for r in found["Reservations"] for i in r["Instances"]}
+    assert instance in images
+    image = clients("ec2").describe_images(ImageIds=[images[instance]])["Images"][0]
+    assert fnmatch.fnmatch(image["Name"], "amzn2-ami-hvm-*-x86_64-gp2"), image["Name"]
     assert ensure_instances(clients, aws.url, node.spec) == {node.spec.nodes[0].name: instance}
     assert nats_instances(clients, node.spec) == {node.spec.nodes[0].name: instance}
 
