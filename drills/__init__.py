@@ -2,8 +2,10 @@
 
 __version__ = "0.1.0"
 
+from drills.capabilities import Capability
 from drills.config import Objective, Objectives, ProbeSettings, Settings, load_settings
 from drills.errors import (
+    CapabilityMissing,
     ConfigError,
     DrillError,
     FaultError,
@@ -29,6 +31,8 @@ from drills.measure import (
 
 __all__ = [
     "CanaryWriter",
+    "Capability",
+    "CapabilityMissing",
     "ConfigError",
     "DrillError",
     "FaultError",

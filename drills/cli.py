@@ -26,6 +26,8 @@ EPILOG = """examples:
   drills twin up                 start the local twin (moto, NATS cluster, enclave workers)
   eval "$(drills twin env)"      point the aws CLI and boto3 at it
   drills run monthly             run the monthly drills, write reports/<run-id>/
+  drills run monthly --target aws --list
+                                 which drills would run on an account, which are skipped
   drills rollback                revert any fault a killed run left behind
   drills ci init github          scheduled drills and twin rehearsals in CI (also: gitlab)
 """
@@ -126,7 +128,8 @@ STATE_DIR_HELP = "twin state directory (default: $DRILLS_STATE_DIR or .drills/tw
 
 
 def _pytest_args(args: argparse.Namespace, run_id: str, exercise: str) -> list[str]:
-    """Translate `drills run` arguments into one pytest invocation of the feature suite."""
+    """Translate `drills run` arguments into one pytest invocation of the feature suite
+    (without the files it writes: `--list` writes none)."""
     project = Path(args.project).resolve()
     binder = project / "steps" / "test_drills.py"
     if not binder.exists():
@@ -134,7 +137,6 @@ def _pytest_args(args: argparse.Namespace, run_id: str, exercise: str) -> list[s
             f"{binder} not found; run from the project root (the folder with "
             "features/ and steps/) or pass --project DIR"
         )
-    report_dir = Path(args.reports) / run_id
     out = [
         str(binder),
         "--rootdir",
@@ -151,8 +153,6 @@ def _pytest_args(args: argparse.Namespace, run_id: str, exercise: str) -> list[s
         f"--drills-target={args.target}",
         f"--drills-nats={args.nats}",
         f"--drills-timing={args.timing}",
-        f"--junitxml={report_dir / 'junit.xml'}",
-        f"--cucumberjson={report_dir / 'cucumber.json'}",
     ]
     if args.state_dir:
         out.append(f"--drills-state-dir={args.state_dir}")
@@ -258,18 +258,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     run_id = args.run_id or new_run_id(exercise)
     pytest_args = _pytest_args(args, run_id, exercise)  # checks the selection first
+    if args.list:
+        return _list(args, pytest_args)
     report_dir = Path(args.reports) / run_id
     report_dir.mkdir(parents=True, exist_ok=True)  # junit/cucumber need it
     watch = _RunWatch()
-    code = int(pytest.main(pytest_args, plugins=[watch]))
+    evidence = [f"--junitxml={report_dir / 'junit.xml'}",
+                f"--cucumberjson={report_dir / 'cucumber.json'}"]
+    code = int(pytest.main([*pytest_args, *evidence], plugins=[watch]))
     report = report_dir / "report.json"
     if code == pytest.ExitCode.NO_TESTS_COLLECTED:
         shutil.rmtree(report_dir, ignore_errors=True)
-        raise ConfigError(
-            f"no drill matches {' '.join(args.selection)!r}; tags in use: "
-            f"{', '.join(sorted(_tags_in_use(Path(args.project))))}; `drills steps` and "
-            "features/ show what exists"
-        )
+        raise _no_match(args)
     if code == pytest.ExitCode.USAGE_ERROR:
         if not any(report_dir.iterdir()):
             report_dir.rmdir()
@@ -284,6 +284,53 @@ def cmd_run(args: argparse.Namespace) -> int:
     if drills_code is None or code not in (0, 1):
         return code
     return EXIT_FAILED if code == 1 and drills_code == 0 else drills_code
+
+
+def _no_match(args: argparse.Namespace) -> ConfigError:
+    return ConfigError(
+        f"no drill matches {' '.join(args.selection)!r}; tags in use: "
+        f"{', '.join(sorted(_tags_in_use(Path(args.project))))}; `drills steps` and "
+        "features/ show what exists"
+    )
+
+
+def _list(args: argparse.Namespace, pytest_args: list[str]) -> int:
+    """`drills run --list`: the drills the run would select, each to run or skipped with the
+    reason, from a collection only (no target opened, nothing written or injected)."""
+    import pytest
+
+    from drills.plugin import Lister
+
+    lister = Lister()
+    code = int(pytest.main([*pytest_args, "--collect-only"], plugins=[lister]))
+    if lister.errors:
+        _say("\n".join(lister.errors))
+        raise ConfigError("the features or steps could not be collected (above); fix them "
+                          "before listing or running drills")
+    if code == pytest.ExitCode.NO_TESTS_COLLECTED or (code == 0 and not lister.planned):
+        raise _no_match(args)
+    if code != pytest.ExitCode.OK:
+        return code
+    for drill in lister.planned:
+        verdict = "run " if drill.skipped is None else "skip"
+        why = f": {drill.skipped}" if drill.skipped is not None else ""
+        print(f"{verdict}  {drill.feature} :: {drill.scenario}{why}")
+    skipped = sum(drill.skipped is not None for drill in lister.planned)
+    if skipped:
+        print(_lacking(args.target))
+    print(f"{len(lister.planned) - skipped} to run, {skipped} skipped on --target "
+          f"{args.target}; nothing was started, injected or written")
+    return EXIT_OK
+
+
+def _lacking(target: str) -> str:
+    """What the capabilities a `--target` lacks mean, for the reasons `--list` gives."""
+    from drills.capabilities import ALL
+    from drills.target import TARGETS
+
+    lacks = sorted(ALL - TARGETS[target].capabilities)
+    return "\n".join([f"the {TARGETS[target].kind} target lacks:"] +
+                     [f"  {c.value}: {c.meaning}" for c in lacks])
 
 
 def _tags_in_use(project: Path) -> set[str]:
@@ -426,6 +473,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="monthly | quarterly | annual | tag expression | features/... paths",
     )
     run.add_argument("--objectives", help="TOML file overriding the runbook objectives")
+    run.add_argument("--list", action="store_true",
+                     help="only list the drills this run selects (feature :: scenario), each "
+                     "to run or skipped with the reason (@twin_only, or a capability the "
+                     "target lacks); starts no twin, calls no AWS API, injects nothing, "
+                     "writes no file; exit 0")
     run.add_argument("--preflight", action="store_true",
                      help="also run the @preflight backup verification (runbook 2.1-2.4)")
     run.add_argument("--reports", default="reports", help="report root (default reports/)")

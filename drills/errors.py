@@ -3,6 +3,7 @@
     DrillError                       base: catch this to catch ours               exit 1
     ├── ConfigError                  bad objectives/settings file or argument      exit 2
     │   └── TargetNotAllowed         a destructive step aimed at a target not allowed
+    │       └── CapabilityMissing    a fault or step needs what the target cannot do
     ├── TargetError                  the target is unreachable or misconfigured   exit 3
     │   ├── TwinError                the local twin cannot start, is not running, or is unhealthy
     │   ├── ResolveError             a name does not resolve (drills.resolve)
@@ -43,6 +44,11 @@ class ConfigError(DrillError):
 
 class TargetNotAllowed(ConfigError):
     """A destructive step named a target that the allow-list does not contain."""
+
+
+class CapabilityMissing(TargetNotAllowed):
+    """A fault or step needs a capability the target does not declare (`drills.capabilities`);
+    refused before anything is journaled or injected."""
 
 
 class TargetError(DrillError):

@@ -11,13 +11,17 @@ import contextlib
 import os
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from pytest_bdd.parser import ScenarioTemplate
 from pytest_bdd.scenario import scenario_wrapper_template_registry
+from pytest_bdd.steps import step_function_context_registry
 
 from drills.boundary import is_aws_error
+from drills.capabilities import Capability, skip_reason, step_needs, tag_needs
 from drills.drill import Drill
 from drills.errors import EXIT_FAILED, ConfigError, DrillError, ObjectiveBreached
 from drills.evidence.model import DrillRecord, Status, StepRecord
@@ -26,6 +30,7 @@ from drills.journal import utc_now
 from drills.progress import ProgressObserver
 from drills.session import DrillsRun, classify, interruptible
 from drills.tags import TAGS
+from drills.target import TARGETS
 
 RUN_KEY = pytest.StashKey[DrillsRun]()
 DRILL_KEY = pytest.StashKey[DrillRecord]()
@@ -114,27 +119,91 @@ def pytest_configure(config: pytest.Config) -> None:
         config.stash[RUN_KEY].observers.add(ProgressObserver(lambda m: _write(config, m)))
 
 
+def _template(item: pytest.Item) -> ScenarioTemplate | None:
+    function = getattr(item, "function", None)
+    return scenario_wrapper_template_registry.get(function) if function else None
+
+
 def feature_path(item: pytest.Item) -> Path | None:
     """The .feature file of a pytest-bdd scenario item (None for any other test)."""
-    function = getattr(item, "function", None)
-    template = scenario_wrapper_template_registry.get(function) if function else None
+    template = _template(item)
     return Path(template.feature.filename).resolve() if template is not None else None
+
+
+def drill_needs(item: pytest.Item) -> frozenset[Capability]:
+    """What a scenario needs of its target beyond the AWS APIs: what its tags need
+    (`@twin_only`), and what the step definitions of its steps need (`drills.capabilities`)."""
+    template = _template(item)
+    if template is None:
+        return frozenset()
+    callspec = getattr(item, "callspec", None)
+    example = callspec.params.get("_pytest_bdd_example", {}) if callspec is not None else {}
+    needed = tag_needs(marker.name for marker in item.iter_markers())
+    definitions = list(step_function_context_registry.values())
+    for step in template.render(example).steps:
+        for definition in definitions:
+            if definition.type in (None, step.type) and definition.parser.is_matching(step.name):
+                needed |= step_needs(definition.step_func)
+    return needed
+
+
+@dataclass(frozen=True, slots=True)
+class Planned:
+    """A drill a run selected (`drills run --list`): its feature (under features/, without
+    `.feature`), its scenario, and why it will be skipped (None: it will run)."""
+
+    feature: str
+    scenario: str
+    skipped: str | None
+
+    @classmethod
+    def of(cls, item: pytest.Item) -> Planned | None:
+        """The drill a collected item is, with the skip the plugin marked it with (None for
+        a test that is no drill)."""
+        template, path = _template(item), feature_path(item)
+        if template is None or path is None:
+            return None
+        base = item.config.rootpath / "features"
+        feature = path.relative_to(base) if path.is_relative_to(base) else path
+        skip = item.get_closest_marker("skip")
+        return cls(str(feature.with_suffix("")), template.name,
+                   str(skip.kwargs.get("reason", "skipped")) if skip is not None else None)
+
+
+class Lister:
+    """A pytest plugin object for `drills run --list`: keeps the drills this plugin selected
+    (with its skips) and any collection error, and silences pytest's own report of them."""
+
+    def __init__(self) -> None:
+        self.planned: list[Planned] = []
+        self.errors: list[str] = []
+
+    @pytest.hookimpl(trylast=True)  # after the terminal plugin registered its reporter
+    def pytest_configure(self, config: pytest.Config) -> None:
+        config.pluginmanager.unregister(name="terminalreporter")
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        if report.failed:
+            self.errors.append(report.longreprtext)
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        self.planned = [p for p in map(Planned.of, session.items) if p is not None]
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Keep only scenarios of the features named with --drills-feature (files or folders);
     an @expected_breach scenario passes only by breaching (strict xfail on the breach); a
-    @twin_only scenario is skipped, with the reason, on an account target."""
-    on_account = config.getoption("drills_target") == "aws"
+    scenario that needs what the target cannot do (`@twin_only`, or a capability its steps
+    need) is skipped, with the reason, before anything runs."""
+    target = TARGETS[config.getoption("drills_target")]
     for item in items:
         if item.get_closest_marker("expected_breach") is not None:
             item.add_marker(pytest.mark.xfail(
                 raises=ObjectiveBreached, strict=True,
                 reason="the runbook procedure this drill follows is known to breach"))
-        if on_account and item.get_closest_marker("twin_only") is not None:
-            item.add_marker(pytest.mark.skip(
-                reason="@twin_only: destructive beyond repair or needs the twin's own "
-                       "processes; it runs only on the local twin"))
+        missing = drill_needs(item) - target.capabilities
+        if missing:
+            item.add_marker(pytest.mark.skip(reason=skip_reason(missing, target.kind)))
     wanted = [Path(p).resolve() for p in config.getoption("drills_feature")]
     if not wanted:
         return

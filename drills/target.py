@@ -2,7 +2,10 @@
 
 Both give the same things to steps: AWS clients, the enclave ASG's name (read from the
 CloudFormation stack output, as the runbook does), a NATS connection to the vault service,
-the vaults probes may read, and what counts as "back at desired capacity".
+the vaults probes may read, and what counts as "back at desired capacity". What only the
+twin can do (signal the service's processes, its control routes) is a capability it declares
+(`drills.capabilities`): steps ask the target for it, and a target without it refuses with
+CapabilityMissing, never an AttributeError.
 """
 
 from __future__ import annotations
@@ -11,13 +14,14 @@ import json
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from drills.api_client import ApiClient, Cohort, Population
+from drills.capabilities import ALL, Capability, missing_reason
 from drills.clients import Clients
 from drills.config import ApiSettings
 from drills.environment import PRIMARY_REGION, Names
-from drills.errors import ConfigError
+from drills.errors import CapabilityMissing, ConfigError
 from drills.faults import AllowList, FaultContext
 from drills.loop import LoopThread
 from drills.measure.probes import KnownVault
@@ -43,6 +47,8 @@ class Target:
     """Common behaviour of the twin and an account."""
 
     kind = "abstract"
+    #: What this target can do beyond the public AWS APIs (`drills.capabilities`).
+    capabilities: ClassVar[frozenset[Capability]] = frozenset()
     #: Seconds without a failure after K successes before a drill calls a service recovered.
     settle = 60.0
     #: The NATS ping interval of the service's clients: a frozen server is noticed after two.
@@ -71,7 +77,32 @@ class Target:
                           "asg_output_key under [environment] in the objectives file")
 
     def fault_context(self) -> FaultContext:
-        return FaultContext(self.clients, None)
+        return FaultContext(self.clients, None, self.capabilities, self.named)
+
+    @property
+    def named(self) -> str:
+        """How messages name this target: "the account target aws:1234/us-east-1"."""
+        return f"the {self.kind} target {self.env_id}"
+
+    def require(self, capability: Capability, what: str) -> None:
+        """Refuse (CapabilityMissing) to `what` on a target without `capability`."""
+        if capability not in self.capabilities:
+            raise CapabilityMissing(f"cannot {what}: "
+                                    f"{missing_reason({capability}, self.named)}")
+
+    def nats_cluster(self, region: str | None = None) -> Any:  # drills.twin.nats.NatsCluster
+        """The NATS cluster's nodes themselves: their monitors and processes (`processes`)."""
+        self.require(Capability.PROCESSES, "read the NATS nodes' own monitors")
+        raise NotImplementedError
+
+    def enclave_processes(self, region: str | None = None) -> dict[str, int]:
+        """Instance id -> pid of each enclave process now (`processes`)."""
+        self.require(Capability.PROCESSES, "see the enclave processes of the instances")
+        raise NotImplementedError
+
+    def prepare_nats_instances(self, region: str | None = None) -> None:
+        """Make sure runbook 4.2 finds the NATS nodes as running EC2 instances tagged
+        Application=vettid-nats with an SSM agent: an account has its own."""
 
     @property
     def env_id(self) -> str:
@@ -137,9 +168,11 @@ class Target:
         return health_check_healthy(self.clients, check_id)
 
     def replication_backlog(self) -> int:
-        """Writes waiting to replicate between the regions (S3 and the global tables)."""
-        raise ConfigError("the replication backlog is read on the twin only; on an account, "
-                          "watch OperationsPendingReplication and ReplicationLatency")
+        """Writes waiting to replicate between the regions (S3 and the global tables;
+        `control`: on an account, watch OperationsPendingReplication and
+        ReplicationLatency)."""
+        self.require(Capability.CONTROL, "read the replication backlog")
+        raise NotImplementedError
 
     def ca_bundle(self) -> Path | None:
         """The CA that verifies the API's certificate (None: the system's)."""
@@ -170,6 +203,7 @@ class TwinTarget(Target):
 
     kind = "twin"
     owns_backups = True
+    capabilities = ALL
 
     def __init__(self, twin: Any) -> None:  # drills.twin.manager.Twin
         from drills.twin.timing import profile
@@ -181,7 +215,21 @@ class TwinTarget(Target):
         self.status_check_interval = timing.status_check_interval
 
     def fault_context(self) -> FaultContext:
-        return FaultContext(self.clients, self.twin)
+        return FaultContext(self.clients, self.twin, self.capabilities, self.named)
+
+    def nats_cluster(self, region: str | None = None) -> Any:
+        return self.twin.nats(region or self.region)
+
+    def enclave_processes(self, region: str | None = None) -> dict[str, int]:
+        return dict(self.twin.worker_pids(region or self.region))
+
+    def prepare_nats_instances(self, region: str | None = None) -> None:
+        """The twin's NATS nodes get their EC2 instances and SSM agents
+        (`drills.twin.nats.instances`)."""
+        from drills.twin.nats.instances import ensure_instances
+
+        ensure_instances(self.twin.clients, self.twin.state.aws_url,
+                         self.twin.nats_spec(region or self.region))
 
     @property
     def env_id(self) -> str:
@@ -346,3 +394,7 @@ def target_for_rollback(target: str, region: str | None,
 
     twin = manager.running_twin(Path(state_dir) if state_dir else manager.default_state_dir())
     return TwinTarget(twin) if twin is not None else None
+
+
+#: The `--target` choices and the Target each opens: what one can do is known before it opens.
+TARGETS: dict[str, type[Target]] = {"twin": TwinTarget, "aws": AccountTarget}

@@ -4,10 +4,11 @@ restarts; the cluster, the vault service and JetStream writes measured back."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 from pytest_bdd import given, parsers, then, when
 
+from drills.capabilities import Capability, needs
 from drills.drill import Drill
 from drills.errors import ConfigError, ObjectiveBreached
 from drills.faults import ActiveFault
@@ -23,23 +24,16 @@ from drills.measure.nats import (
 from drills.procedures import nats as runbook
 
 if TYPE_CHECKING:
-    from drills.twin.manager import Twin
     from drills.twin.nats import NatsCluster
 
 FORM_TIMEOUT = 60.0
 DETECT_TIMEOUT = 60.0
 
 
-def _twin(drill: Drill) -> Twin:
-    twin = getattr(drill.target, "twin", None)
-    if twin is None:
-        raise ConfigError("this NATS step reads what only the local twin exposes to drills "
-                          "(node monitors, worker processes); run it with --target twin")
-    return cast("Twin", twin)
-
-
 def _cluster(drill: Drill) -> NatsCluster:
-    return _twin(drill).nats(drill.target.region)
+    """The NATS nodes themselves (a target with the `processes` capability)."""
+    cluster: NatsCluster = drill.target.nats_cluster(drill.target.region)
+    return cluster
 
 
 def _fault(drill: Drill, kind: type, count: int) -> Iterator[ActiveFault]:
@@ -49,6 +43,7 @@ def _fault(drill: Drill, kind: type, count: int) -> Iterator[ActiveFault]:
 
 
 @given("the NATS cluster is whole")
+@needs(Capability.PROCESSES)
 def cluster_whole(drill: Drill) -> None:
     """Every node healthy, routed to every peer, and a JetStream meta leader with every
     follower current (a previous drill may have just brought a node back)."""
@@ -85,22 +80,12 @@ def nats_partition(drill: Drill, count: int) -> Iterator[ActiveFault]:
     yield from _fault(drill, PartitionNodes, count)
 
 
-def _ensure_twin_instances(drill: Drill) -> None:
-    """On the twin, the NATS nodes' EC2 instances and SSM agents (see
-    `drills.twin.nats.instances`); an account has its own."""
-    twin = getattr(drill.target, "twin", None)
-    if twin is not None:
-        from drills.twin.nats.instances import ensure_instances
-
-        ensure_instances(twin.clients, twin.state.aws_url, twin.nats_spec(drill.target.region))
-
-
 @when("the operator restarts NATS on all instances via SSM (runbook 4.2 step 1)")
 def restart_all(drill: Drill) -> None:
     """Runbook 4.2 step 1 as printed: for every running instance tagged
     Application=vettid-nats, `send-command AWS-RunShellScript sudo systemctl restart
     nats-server`; waits until every invocation succeeded."""
-    _ensure_twin_instances(drill)
+    drill.target.prepare_nats_instances(drill.target.region)
     runbook.restart_nats(drill.target.clients, drill.target.region, drill.progress)
 
 
@@ -109,7 +94,7 @@ def restart_all(drill: Drill) -> None:
 def restart_some(drill: Drill, count: int) -> None:
     """Diagnose with `systemctl is-active nats-server` through SSM, then restart nats-server
     (runbook 4.2 step 1) on the first N instances where it is down."""
-    _ensure_twin_instances(drill)
+    drill.target.prepare_nats_instances(drill.target.region)
     down = runbook.instances_where_down(drill.target.clients, drill.target.region,
                                         drill.progress)
     if len(down) < count:
@@ -120,17 +105,18 @@ def restart_some(drill: Drill, count: int) -> None:
 
 
 @given("the enclave workers are noted", target_fixture="enclave_workers")
+@needs(Capability.PROCESSES)
 def note_workers(drill: Drill) -> dict[str, int]:
-    """Instance id -> pid of every enclave worker now (twin only), to compare after."""
-    twin = _twin(drill)
-    return dict(twin.worker_pids(drill.target.region))
+    """Instance id -> pid of every enclave process now, to compare after."""
+    return drill.target.enclave_processes(drill.target.region)
 
 
 @then("the enclave workers reconnected by themselves (same processes, all serving)")
+@needs(Capability.PROCESSES)
 def workers_reconnected(drill: Drill, enclave_workers: dict[str, int]) -> None:
     """No worker was restarted or replaced to get through the NATS outage, and every one
     answers its own health subject again: their NATS clients reconnected on their own."""
-    now = dict(_twin(drill).worker_pids(drill.target.region))
+    now = drill.target.enclave_processes(drill.target.region)
     if now != enclave_workers:
         raise ObjectiveBreached(f"enclave workers changed during the drill ({enclave_workers} "
                                 f"before, {now} after): they did not reconnect by themselves")
@@ -141,6 +127,7 @@ def workers_reconnected(drill: Drill, enclave_workers: dict[str, int]) -> None:
 
 
 @then(parsers.parse('the NATS cluster is whole again within the "{component}" objective'))
+@needs(Capability.PROCESSES)
 def cluster_recovers(drill: Drill, component: str) -> None:
     """Measured time from the fault until every node is a full member again."""
     drill.assert_met(measure_cluster(drill, component, _cluster(drill)))

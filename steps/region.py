@@ -13,6 +13,7 @@ from typing import Any
 
 from pytest_bdd import given, parsers, then, when
 
+from drills.capabilities import Capability, needs
 from drills.comms import Template, notice
 from drills.config import SERVICE_COMPONENT
 from drills.drill import Drill
@@ -450,6 +451,7 @@ def no_loss_before_return(drill: Drill, region: str, component: str,
 
 
 @then(parsers.parse('replication catches up within the "{component}" objective'))
+@needs(Capability.CONTROL)
 def replication_drains(drill: Drill, component: str, outage: ActiveFault) -> None:
     """Every write held while the region was dark reaches the other region."""
     measurement, polled = drill.measure_polled(

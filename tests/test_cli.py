@@ -244,3 +244,47 @@ def test_run_passes_the_accounts_region_and_api_url_to_the_plugin() -> None:
     plain.pytest_args = []
     default = _pytest_args(plain, "r2", "monthly")
     assert not [a for a in default if a.startswith(("--drills-region", "--drills-api-url"))]
+
+
+def test_list_on_an_account_says_what_runs_and_what_is_skipped_and_touches_nothing(
+        tmp_path: Path) -> None:
+    """`drills run monthly scenario --target aws --list` lists every selected drill as
+    `feature :: scenario`: @twin_only ones and those needing a capability an account lacks
+    skipped with the reason, the others to run; exit 0 with no journal, twin state, report
+    folder or AWS call (the endpoint given answers nothing)."""
+    env = dict(os.environ, DRILLS_JOURNAL=str(tmp_path / "journal.jsonl"),
+               DRILLS_STATE_DIR=str(tmp_path / "twin"), AWS_ENDPOINT_URL="http://127.0.0.1:9",
+               AWS_ACCESS_KEY_ID="x", AWS_SECRET_ACCESS_KEY="x", AWS_MAX_ATTEMPTS="1")
+    result = drills_cli("run", "monthly", "scenario", "--target", "aws", "--list",
+                        "--reports", str(tmp_path / "reports"), env=env, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    listed = {line[6:].split(": needs ")[0]: line[:4].strip()
+              for line in lines if line.startswith(("run ", "skip"))}
+    assert listed["scenarios/pcr_rotation :: Planned PCR rotation in the runbook's order (6.2)"] \
+        == "skip"
+    assert listed["monthly/single_instance_failure :: One enclave instance is terminated and "
+                  "replaced by the ASG"] == "run"
+    assert listed["scenarios/nats_node_failure :: The NATS server freezes on one instance"] \
+        == "skip"
+    twin_only = [line for line in lines if line.startswith("skip  scenarios/region_outage")]
+    assert twin_only
+    assert all("needs" in line and "disposable (@twin_only)" in line and
+                             "which the account target lacks" in line for line in twin_only)
+    nats = [line for line in lines if line.startswith("skip  scenarios/nats_partition")]
+    assert nats
+    assert all(line.endswith(": needs processes, which the account target lacks; "
+                                      "runs on the local twin (--target twin)") for line in nats)
+    assert "  processes: signal the service's own processes" in result.stdout
+    ran, skipped = listed.values(), [v for v in listed.values() if v == "skip"]
+    assert lines[-1] == (f"{len(ran) - len(skipped)} to run, {len(skipped)} skipped on "
+                         "--target aws; nothing was started, injected or written")
+    assert list(tmp_path.iterdir()) == [], "no journal, twin state or report folder"
+    on_the_twin = drills_cli("run", "monthly", "scenario", "--list", "--reports",
+                             str(tmp_path / "reports"), env=env, timeout=120)
+    assert on_the_twin.returncode == 0, on_the_twin.stdout + on_the_twin.stderr
+    assert on_the_twin.stdout.splitlines()[-1] == (
+        f"{len(ran)} to run, 0 skipped on --target twin; nothing was started, injected or "
+        "written")
+    assert list(tmp_path.iterdir()) == []
+    assert "--list" in drills_cli("run", "--help", env=env).stdout

@@ -89,16 +89,66 @@ Feature: Twin only
 """
 
 
+def _on_an_account(pytester: pytest.Pytester, feature: str, steps: str
+                   ) -> pytest.RunResult:
+    """Run a project of `feature` and `steps` with --drills-target aws, skip reasons shown."""
+    pytester.makefile(".feature", drills=feature)
+    pytester.makepyfile(test_steps=steps)
+    pytester.makeini("[pytest]\naddopts = -p no:locust\n")
+    return pytester.runpytest("--drills-reports", str(pytester.path / "reports"),
+                              "--drills-target", "aws", "-p", "no:cacheprovider", "-rs")
+
+
 def test_twin_only_scenarios_are_skipped_on_an_account(pytester: pytest.Pytester) -> None:
     """On --drills-target aws a @twin_only scenario is skipped with the reason, before
     anything runs; the others run. On the twin both run."""
-    pytester.makefile(".feature", drills=TWIN_ONLY)
-    pytester.makepyfile(test_steps=STEPS)
-    pytester.makeini("[pytest]\naddopts = -p no:locust\n")
-    reports = pytester.path / "reports"
-    account = pytester.runpytest("--drills-reports", str(reports), "--drills-target", "aws",
-                                 "-p", "no:cacheprovider", "-rs")
+    account = _on_an_account(pytester, TWIN_ONLY, STEPS)
     account.assert_outcomes(passed=1, skipped=1)
-    account.stdout.fnmatch_lines(["*@twin_only*runs only on the local twin*"])
-    twin = pytester.runpytest("--drills-reports", str(reports), "-p", "no:cacheprovider")
+    account.stdout.fnmatch_lines(["*needs disposable (@twin_only), which the account target "
+                                  "lacks; runs on the local twin*"])
+    twin = pytester.runpytest("--drills-reports", str(pytester.path / "reports"),
+                              "-p", "no:cacheprovider")
     twin.assert_outcomes(passed=2)
+
+
+NEEDS = """\
+Feature: Needs
+  Scenario: kills a NATS node
+    Given a step that passes
+    When a step injects a NATS fault
+
+  Scenario: reads the backlog
+    Given a step that passes
+    Then a step reads the replication backlog
+
+  Scenario: safe anywhere
+    Given a step that passes
+"""
+
+NEEDS_STEPS = STEPS + """
+from drills.capabilities import Capability, needs
+from drills.faults.nats import KillNodes
+from pytest_bdd import when
+
+
+@when("a step injects a NATS fault")
+def inject_nats():
+    raise AssertionError(f"{KillNodes.kind} must not run on an account")
+
+
+@then("a step reads the replication backlog")
+@needs(Capability.CONTROL)
+def backlog():
+    raise AssertionError("must not run on an account")
+"""
+
+
+def test_scenarios_needing_what_the_target_lacks_are_skipped(
+        pytester: pytest.Pytester) -> None:
+    """A scenario whose steps inject a fault requiring a capability, or declare one with
+    @needs, is skipped on an account with the capability named, before any step runs."""
+    account = _on_an_account(pytester, NEEDS, NEEDS_STEPS)
+    account.assert_outcomes(passed=1, skipped=2)
+    account.stdout.fnmatch_lines_random([
+        "*needs processes, which the account target lacks; runs on the local twin*",
+        "*needs control, which the account target lacks; runs on the local twin*"])

@@ -1,7 +1,8 @@
 """Faults: small objects with `inject()` and `revert()`, journaled before they act.
 
 A fault's `prepare()` reads what it will need to undo itself (the capacity before, the
-instance ids chosen) into `params`; the injector then checks the target against the
+instance ids chosen) into `params`; the injector first refuses a fault whose `requires` the
+target lacks (before `prepare()`), then checks the target against the
 allow-list, writes `params` to the journal with fsync, and only then calls `inject()`.
 Any process can rebuild a fault from its journal entry (`from_params`) and revert it, which
 is how `drills rollback` and the next run finish what a killed run left behind.
@@ -16,25 +17,37 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from drills.boundary import explain
+from drills.capabilities import Capability, missing_reason
 from drills.clients import Clients
-from drills.errors import FaultError, TargetNotAllowed
+from drills.errors import CapabilityMissing, FaultError, TargetNotAllowed
 from drills.journal import FaultEntry, FaultState, Journal, utc_now
 
 
 @dataclass(frozen=True, slots=True)
 class FaultContext:
-    """What a fault needs to act: AWS clients, and the twin's handle when on the twin."""
+    """What a fault needs to act: AWS clients, what the target can do beyond the AWS APIs
+    (`capabilities`), and the twin's handle behind them when on the twin (only faults that
+    require a capability reach it: the injector refuses them anywhere else)."""
 
     clients: Clients
     twin: Any = None  # drills.twin.manager.Twin; Any keeps faults importable without it
+    capabilities: frozenset[Capability] = frozenset()
+    target: str = "this target"  # how messages name it: "the account target aws:1234/..."
+
+    def lacks(self, fault: type[Fault]) -> frozenset[Capability]:
+        """What `fault` requires that this target cannot do."""
+        return fault.requires - self.capabilities
 
 
 class Fault(ABC):
-    """One injectable failure; subclasses set `kind` and `target_kind`."""
+    """One injectable failure; subclasses set `kind` and `target_kind`, and `requires` when
+    they need more than the AWS APIs."""
 
     kind: ClassVar[str]
     target_kind: ClassVar[str]
-    twin_only: ClassVar[bool] = False
+    #: What the fault needs beyond the AWS APIs: a target without it refuses the fault, and
+    #: drills whose steps inject it are skipped there (`drills.capabilities`).
+    requires: ClassVar[frozenset[Capability]] = frozenset()
     registry: ClassVar[dict[str, type[Fault]]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -87,7 +100,18 @@ class Fault(ABC):
         except KeyError:
             raise FaultError(f"journal entry {entry.fault_id} has unknown fault kind "
                              f"{entry.kind!r}; upgrade drills or revert it by hand") from None
+        missing = ctx.lacks(kind)
+        if missing:
+            raise FaultError(f"journal entry {entry.fault_id} ({entry.kind}) cannot be reverted "
+                             f"on {ctx.target}: {missing_reason(missing, ctx.target)}")
         return kind(ctx, entry.params)
+
+    def check_capabilities(self) -> None:
+        """Refuse (CapabilityMissing) a fault that needs what the target cannot do."""
+        missing = self.ctx.lacks(type(self))
+        if missing:
+            raise CapabilityMissing(f"refusing fault {self.kind}: "
+                                    f"{missing_reason(missing, self.ctx.target)}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,9 +171,7 @@ class FaultInjector:
 
     def inject(self, fault: Fault) -> ActiveFault:
         """Check, prepare, journal, then inject `fault`."""
-        if fault.twin_only and fault.ctx.twin is None:
-            raise TargetNotAllowed(f"refusing to {fault.describe()}: this fault only runs on "
-                                   "the local twin")
+        fault.check_capabilities()  # first: prepare() of such a fault reads what it needs
         self.allow.check(fault)
         fault.prepare()
         fault_id = self.journal.record_injecting(fault.kind, fault.target, fault.params,

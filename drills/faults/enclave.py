@@ -10,6 +10,7 @@ import os
 import signal
 from typing import Any
 
+from drills.capabilities import Capability
 from drills.errors import FaultError
 from drills.faults.base import Fault, FaultContext
 
@@ -90,7 +91,7 @@ class SetDesiredCapacity(_AsgFault):
 class _WorkerFault(_AsgFault):
     """Signals enclave worker processes of the twin (an enclave crash or freeze)."""
 
-    twin_only = True
+    requires = frozenset({Capability.PROCESSES})
     signal: signal.Signals
 
     def _pick(self) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from drills.capabilities import Capability
 from drills.errors import ConfigError, FaultError
 from drills.faults.base import Fault
 from drills.procedures.kms import (
@@ -127,7 +128,7 @@ class ScratchKeyDeleted(Fault):
 
     kind = "kms.scratch-key-deleted"
     target_kind = "bucket"
-    twin_only = True
+    requires = frozenset({Capability.CONTROL})
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -185,9 +186,9 @@ class ScratchKeyDeleted(Fault):
             self.ctx.clients("kms", self.region).schedule_key_deletion(
                 KeyId=key_arn, PendingWindowInDays=int(self.params["days"]))
         url = self.ctx.clients.endpoint_url
-        if self.ctx.twin is None or not url:
-            raise FaultError(f"cannot end the waiting period of {key_arn}: that needs the "
-                             "local twin's control endpoint")
+        if not url:  # required `control`: only an endpoint of our own has the routes
+            raise FaultError(f"cannot end the waiting period of {key_arn}: the target's AWS "
+                             "endpoint has no URL, so no control routes; run on the twin")
         status, reply = control_request(url, "kms/expire-deletion", {"key_id": key_arn})
         if status != 200:
             raise FaultError(f"the twin refused to expire the deletion of {key_arn} "

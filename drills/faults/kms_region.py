@@ -13,6 +13,7 @@ The allow-listed target is the key whose region is cut (the twin's own sealing k
 
 from __future__ import annotations
 
+from drills.capabilities import Capability
 from drills.faults.base import Fault
 from drills.twin import control
 
@@ -23,7 +24,7 @@ class KeyRegionUnreachable(Fault):
 
     kind = "kms.key-region-unreachable"
     target_kind = "key"
-    twin_only = True
+    requires = frozenset({Capability.CONTROL})
 
     @property
     def target(self) -> str:

@@ -1,6 +1,6 @@
 """Faults of the NATS cluster (runbook 3.3, 4.2): nodes crash, freeze or are cut off.
 
-They act on the nats-server processes or containers the twin runs (`twin_only`): on an
+They act on the nats-server processes or containers the twin runs (they require `processes`): on an
 account the same failures would be caused on the NATS instances themselves. Which nodes:
 those holding the most client connections (workers, probes), so that clients are hit.
 Every revert brings the chosen nodes back and waits until the cluster is whole again
@@ -13,6 +13,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from drills.capabilities import Capability
 from drills.errors import FaultError
 from drills.faults.base import Fault
 from drills.twin.nats.cluster import monitor_get
@@ -23,7 +24,7 @@ REJOIN_TIMEOUT = 60.0  # seconds a reverted node gets to rejoin before the rever
 
 class _NatsFault(Fault):
     target_kind = "nats"
-    twin_only = True
+    requires = frozenset({Capability.PROCESSES})
     action = ""  # what inject() does, for describe()
 
     @property

@@ -18,7 +18,7 @@ AWS FIS actions where one exists.
   as at a dead endpoint); its Route 53 health check fails, the data stores and enclaves are
   untouched.
 
-All but `region.failover` act on the twin's processes or control routes (`twin_only`); on an
+All but `region.failover` act on the twin's processes or control routes (they `require` them); on an
 account the same failures are FIS experiments. `region.failover` runs the runbook's own
 commands (the `aws` CLI), on the twin and on an account alike.
 """
@@ -34,6 +34,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from drills.capabilities import Capability
 from drills.environment import Names
 from drills.errors import FaultError
 from drills.faults.base import Fault, FaultContext
@@ -48,7 +49,7 @@ _SELECTORS = ("source_region", "destination_region")
 
 
 class _TwinFault(Fault):
-    twin_only = True
+    """A fault on the twin's processes or control routes (each sets what it `requires`)."""
 
     def _post(self, route: str, body: dict[str, Any]) -> dict[str, Any]:
         return control.post(self.ctx.twin.state.aws_url, route, body)
@@ -73,6 +74,7 @@ class IsolateRegion(_TwinFault):
 
     kind = "region.isolate"
     target_kind = "region"
+    requires = frozenset({Capability.PROCESSES, Capability.CONTROL})
 
     @property
     def target(self) -> str:
@@ -121,6 +123,7 @@ class IsolateRegion(_TwinFault):
 class _PauseReplication(_TwinFault):
     """Replication from one region's resource stops; writes stay PENDING, then drain."""
 
+    requires = frozenset({Capability.CONTROL})
     service = ""
     fis_action = ""
 
@@ -174,6 +177,7 @@ class ApiDown(_TwinFault):
 
     kind = "api.down"
     target_kind = "region"
+    requires = frozenset({Capability.PROCESSES})
 
     @property
     def target(self) -> str:

@@ -7,8 +7,9 @@ from typing import Any, ClassVar
 
 import pytest
 
+from drills.capabilities import ALL, Capability
 from drills.clients import Clients
-from drills.errors import FaultError, TargetNotAllowed
+from drills.errors import CapabilityMissing, FaultError, TargetNotAllowed
 from drills.faults import AllowList, Fault, FaultContext, FaultInjector, rollback
 from drills.journal import FaultState, Journal
 
@@ -58,6 +59,55 @@ def setup(tmp_path: Path) -> tuple[Journal, FaultContext, FaultInjector]:
 
 def switch(ctx: FaultContext, journal: Journal, name: str = "s1", **extra: Any) -> Switch:
     return Switch(ctx, {"name": name, "journal": str(journal.path), **extra})
+
+
+class ProcessSwitch(Switch):
+    """A switch on a process of the service: only a target with `processes` has one."""
+
+    kind = "test.process-switch"
+    requires = frozenset({Capability.PROCESSES})
+
+
+def test_a_fault_the_target_cannot_carry_out_is_refused_before_anything(setup: Any) -> None:
+    """A fault requiring a capability the target lacks is refused (CapabilityMissing, exit 2)
+    naming what is missing, where, and what to do: not prepared, journaled or injected."""
+    journal, _, injector = setup
+    account = FaultContext(Clients(), target="the account target aws:123456789012/us-east-1")
+    fault = ProcessSwitch(account, {"name": "s1", "journal": str(journal.path)})
+    with pytest.raises(CapabilityMissing, match=r"test\.process-switch: it needs what the "
+                       r"account target aws:123456789012/us-east-1 cannot do \(processes: "
+                       r".*--target twin") as refused:
+        injector.inject(fault)
+    assert refused.value.exit_code == 2
+    assert "before" not in fault.params, "refused before prepare()"
+    assert EVENTS == []
+    assert Switch.journal_seen == []
+    assert not journal.path.exists(), "nothing journaled"
+    assert injector.active == []
+
+
+def test_a_fault_runs_where_its_capabilities_are(setup: Any) -> None:
+    """The same fault on a target declaring `processes` is journaled and injected."""
+    journal, _, injector = setup
+    active = injector.inject(ProcessSwitch(FaultContext(Clients(), capabilities=ALL),
+                                           {"name": "s1", "journal": str(journal.path)}))
+    assert EVENTS == ["on:s1"]
+    assert Switch.journal_seen == [1]
+    injector.revert(active)
+
+
+def test_rollback_on_a_target_without_the_capability_leaves_the_fault_pending(
+        setup: Any) -> None:
+    """A pending fault that needs what this target cannot do is not reverted here: the
+    journal says why and keeps it for a rollback where it can be."""
+    journal, _, _ = setup
+    fault_id = journal.record_injecting("test.process-switch", "s1",
+                                        {"name": "s1", "journal": str(journal.path)}, "r", "env-a")
+    (result,) = rollback(journal, FaultContext(Clients(), target="the account target"), "env-a")
+    assert not result.reverted
+    assert "processes" in str(result.error)
+    assert EVENTS == []
+    assert [e.fault_id for e in journal.pending()] == [fault_id]
 
 
 def test_fault_is_journaled_before_it_acts_and_reverted(setup: Any) -> None:

@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
+from drills.capabilities import ALL
 from drills.clients import Clients
-from drills.errors import ConfigError, FaultError, TargetNotAllowed
+from drills.errors import CapabilityMissing, ConfigError, FaultError, TargetNotAllowed
 from drills.faults import AllowList, FaultContext, FaultInjector, rollback
 from drills.faults.kms import DisableKey, ScheduleKeyDeletion, ScratchKeyDeleted
 from drills.journal import Journal
@@ -110,10 +111,10 @@ def test_rollback_after_a_crash_restores_the_key(clients: Clients, key: str,
 
 def test_scratch_key_deletion_is_refused_off_the_twin_before_anything_acts(
         clients: Clients, bucket: str, journal: Journal) -> None:
-    """The key-deletion fault is twin-only: aimed at anything else (no twin handle) it is
+    """The key-deletion fault requires `control`: on a target without it (an account) it is
     refused before any key is created, any object written, or anything journaled."""
     keys_before = len(clients("kms").list_keys()["Keys"])
-    with pytest.raises(TargetNotAllowed, match="only runs on the local twin"):
+    with pytest.raises(CapabilityMissing, match="control"):
         injector_for(journal, bucket=(bucket,)).inject(
             ScratchKeyDeleted(FaultContext(clients), {"bucket": bucket, "count": 2}))
     assert len(clients("kms").list_keys()["Keys"]) == keys_before
@@ -128,7 +129,8 @@ def test_scratch_key_deletion_loses_the_scratch_data_and_revert_removes_it(
     scratch object. No other key is touched."""
     other = clients("kms").create_key()["KeyMetadata"]["Arn"]
     active = injector_for(journal, bucket=(bucket,)).inject(
-        ScratchKeyDeleted(FaultContext(clients, TwinStandIn()), {"bucket": bucket, "count": 3}))
+        ScratchKeyDeleted(FaultContext(clients, TwinStandIn(), ALL),
+                          {"bucket": bucket, "count": 3}))
     fault = active.fault
     assert isinstance(fault, ScratchKeyDeleted)
     assert len(fault.sealed) == 3
@@ -148,5 +150,6 @@ def test_scratch_key_bad_input_is_a_config_error(clients: Clients, bucket: str,
     journaled."""
     with pytest.raises(ConfigError):
         injector_for(journal, bucket=(bucket,)).inject(
-            ScratchKeyDeleted(FaultContext(clients, TwinStandIn()), {"bucket": bucket, **params}))
+            ScratchKeyDeleted(FaultContext(clients, TwinStandIn(), ALL),
+                              {"bucket": bucket, **params}))
     assert journal.entries() == []

@@ -9,8 +9,9 @@ from types import SimpleNamespace
 
 import pytest
 
+from drills.capabilities import ALL
 from drills.clients import Clients
-from drills.errors import TargetNotAllowed
+from drills.errors import CapabilityMissing, TargetNotAllowed
 from drills.faults import AllowList, FaultContext, FaultInjector
 from drills.faults.kms_region import KeyRegionUnreachable
 from drills.journal import Journal
@@ -43,7 +44,7 @@ def test_the_keys_region_answers_nothing_until_reverted(
         aws: AwsEndpoint, clients: Clients, key: str, injector: FaultInjector) -> None:
     """While injected, a describe-key in us-east-1 gets no answer and the replica answers in
     us-west-2; after the revert the held request is answered."""
-    active = injector.inject(KeyRegionUnreachable(FaultContext(clients, twin_at(aws)), {
+    active = injector.inject(KeyRegionUnreachable(FaultContext(clients, twin_at(aws), ALL), {
         "key_arn": key, "region": REGION}))
     try:
         held = Unanswered(lambda: clients("kms", REGION).describe_key(KeyId=key))
@@ -59,8 +60,9 @@ def test_the_keys_region_answers_nothing_until_reverted(
 
 
 def test_it_only_runs_on_the_twin(clients: Clients, key: str, injector: FaultInjector) -> None:
-    """Without a twin (an account) the fault is refused before anything is journaled."""
-    with pytest.raises(TargetNotAllowed, match="only runs on the local twin"):
+    """On a target without `control` (an account) the fault is refused before anything
+    is journaled."""
+    with pytest.raises(CapabilityMissing, match="control"):
         injector.inject(KeyRegionUnreachable(FaultContext(clients), {"key_arn": key,
                                                                      "region": REGION}))
     assert injector.journal.pending() == []
@@ -70,5 +72,5 @@ def test_another_key_is_not_allowed(aws: AwsEndpoint, clients: Clients,
                                     injector: FaultInjector) -> None:
     """The allow-listed target is the key whose region is cut: another key is refused."""
     with pytest.raises(TargetNotAllowed):
-        injector.inject(KeyRegionUnreachable(FaultContext(clients, twin_at(aws)), {
+        injector.inject(KeyRegionUnreachable(FaultContext(clients, twin_at(aws), ALL), {
             "key_arn": "arn:aws:kms:us-east-1:123456789012:key/other", "region": REGION}))

@@ -14,8 +14,9 @@ from pathlib import Path
 import nats
 import pytest
 
+from drills.capabilities import ALL
 from drills.clients import Clients
-from drills.errors import FaultError, TargetNotAllowed
+from drills.errors import CapabilityMissing, FaultError
 from drills.faults import AllowList, FaultContext, FaultInjector, rollback
 from drills.faults.nats import FreezeNodes, KillNodes, PartitionNodes, _client_connections
 from drills.journal import FaultState, Journal
@@ -52,7 +53,7 @@ class TwinStandIn:
 @pytest.fixture
 def ctx(cluster: NatsCluster) -> Iterator[FaultContext]:
     """A fault context on the test cluster, which is whole again after each test."""
-    yield FaultContext(Clients(), TwinStandIn(cluster.spec))
+    yield FaultContext(Clients(), TwinStandIn(cluster.spec), ALL)
     for node in cluster.spec.nodes:
         cluster.heal_node(node.name)
         cluster.start_node(node.name)
@@ -123,9 +124,9 @@ def test_a_count_the_cluster_cannot_give_is_refused_before_anything(
 
 
 def test_nats_faults_refuse_anything_but_the_twin(journal: Journal) -> None:
-    """Without the twin's handle (a real account), a NATS fault is refused before it is
-    journaled: it acts on processes only the twin runs."""
-    with pytest.raises(TargetNotAllowed, match="only runs on the local twin"):
+    """On a target without the `processes` capability (a real account), a NATS fault is
+    refused before it is journaled: it acts on processes only the twin runs."""
+    with pytest.raises(CapabilityMissing, match=r"needs what this target cannot do.*processes"):
         _injector(journal).inject(KillNodes(FaultContext(Clients()), {"count": 1,
                                                                       "cluster": "x"}))
     assert journal.pending() == []

@@ -17,6 +17,7 @@ import pytest
 from botocore.config import Config
 
 from drills.api_client import tls_context
+from drills.capabilities import ALL
 from drills.faults import AllowList, FaultContext, FaultInjector, rollback
 from drills.faults.region import ApiDown, IsolateRegion, PauseBucketReplication
 from drills.journal import FaultState, Journal
@@ -36,7 +37,7 @@ def journal(tmp_path: Path) -> Journal:
 
 def _injector(journal: Journal, twin: Twin) -> tuple[FaultInjector, FaultContext]:
     allow = AllowList({"region": (PRIMARY_REGION,), "bucket": (twin.names.bucket,)})
-    return FaultInjector(journal, "run-1", ENV, allow), FaultContext(twin.clients, twin)
+    return FaultInjector(journal, "run-1", ENV, allow), FaultContext(twin.clients, twin, ALL)
 
 
 def _impatient_s3(twin: Twin, region: str) -> object:
