@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from drills.capabilities import ALL
 from drills.faults import AllowList, FaultContext, FaultInjector
 from drills.faults.region import PauseBucketReplication, PauseTableReplication
 from drills.journal import Journal
@@ -61,7 +62,7 @@ def test_the_detector_counts_exactly_the_writes_made_while_replication_was_held(
     journal = Journal(tmp_path / "journal.jsonl")
     allow = AllowList({"bucket": (names.bucket,), "table": (names.credentials_table,)})
     injector = FaultInjector(journal, "run-1", "twin:test-region-rpo", allow)
-    ctx = FaultContext(healthy_twin.clients, healthy_twin)
+    ctx = FaultContext(healthy_twin.clients, healthy_twin, ALL)
     paused = [injector.inject(PauseBucketReplication(ctx, {"bucket": names.bucket})),
               injector.inject(PauseTableReplication(ctx, {"table": names.credentials_table,
                                                           "region": PRIMARY_REGION}))]
