@@ -293,6 +293,42 @@ def enrolment_test(url: str, ca_bundle: Path | None, address: str | None,
     return run(argv, {"PATH": "/usr/bin:/bin:/usr/local/bin"}, timeout + 5)
 
 
+def buried_in_dr(clients: Clients, names: Names, vault_ids: Sequence[str]) -> dict[str, str]:
+    """Vaults whose object in the DR bucket has a write made in DR buried under a replica:
+    the current version is a REPLICA from the primary, and a version DR wrote itself is as
+    new or newer (LastModified). A replica is stored when it arrives and keeps its source's
+    LastModified ("creation time of the replica remains the same as the corresponding object
+    in the source bucket"), so one that arrives after DR's own later write becomes current
+    over it. vault id -> what was seen."""
+    s3 = clients("s3", names.dr_region)
+    out: dict[str, str] = {}
+    for vault_id in vault_ids:
+        key = object_key(vault_id)
+        try:  # the current version as GET answers it (a listing's IsLatest may disagree)
+            head = s3.head_object(Bucket=names.dr_bucket, Key=key)
+        except ClientError:
+            continue
+        versions = {v["VersionId"]: v for v in s3.list_object_versions(
+            Bucket=names.dr_bucket, Prefix=key).get("Versions", []) if v["Key"] == key}
+        current = versions.get(head.get("VersionId", ""))
+        if current is None or head.get("ReplicationStatus") != "REPLICA":
+            continue
+        buried = [v for vid, v in versions.items() if vid != current["VersionId"]
+                  and v["LastModified"] >= current["LastModified"]
+                  and not _is_replica(s3, names.dr_bucket, key, vid)]
+        if buried:
+            out[vault_id] = (f"replica {current['VersionId']} (written "
+                             f"{current['LastModified']:%H:%M:%S}) is current over DR's own "
+                             f"{buried[0]['VersionId']} (written "
+                             f"{buried[0]['LastModified']:%H:%M:%S})")
+    return out
+
+
+def _is_replica(s3: Any, bucket: str, key: str, version_id: str) -> bool:
+    head = s3.head_object(Bucket=bucket, Key=key, VersionId=version_id)
+    return bool(head.get("ReplicationStatus") == "REPLICA")
+
+
 def replica_states(clients: Clients, names: Names,
                    vault_ids: Sequence[str]) -> dict[str, dict[str, VaultState]]:
     """What the DR region holds of each vault, read there: its ledger replica's content hash,

@@ -34,4 +34,4 @@ Feature: Region-wide outage of us-east-1
     Then replication catches up within the "Vault Service" objective
     When the operator fails back to the primary region (runbook 5.3)
     Then api.vettid.dev is served by the primary region again
-    And no write acknowledged before us-east-1 returned is lost (the "Vault Service" RPO objective)
+    And no write acknowledged before us-east-1 returned is lost, apart from writes a late replica buried in DR (the "Vault Service" RPO objective)

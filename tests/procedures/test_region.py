@@ -2,30 +2,36 @@
 before anyone trusts its "0": replication out of us-east-1 is paused on the twin (S3 and the
 ledger's global table) while a canary writes through the service. Which writes cannot have
 replicated is known from outside the detector, by when they were made: every acknowledged
-write after the pause, none before it (replication was drained first)."""
+write after the pause, none before it (replication was drained first). And the detector of
+writes buried in the DR bucket by a late replica (`buried_in_dr`), proven on real burying."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
 from drills.capabilities import ALL
+from drills.clients import Clients
+from drills.environment import Names
 from drills.faults import AllowList, FaultContext, FaultInjector
 from drills.faults.region import PauseBucketReplication, PauseTableReplication
 from drills.journal import Journal
 from drills.loop import LoopThread
 from drills.measure.canary import CanaryWriter
 from drills.measure.rpo import MISSING, STALE, count_loss
-from drills.procedures.region import replica_states
+from drills.procedures.region import buried_in_dr, replica_states
+from drills.procedures.s3 import object_key
 from drills.target import TwinTarget
+from drills.twin.aws import AwsEndpoint
+from drills.twin.control import post
 from drills.twin.manager import Twin, harness_connection
 from drills.twin.state import PRIMARY_REGION
 from tests.conftest import wait_for
-
-pytestmark = pytest.mark.twin
 
 
 @pytest.fixture
@@ -46,6 +52,7 @@ def _acked(writer: CanaryWriter, count: int) -> None:
              f"{count} more acknowledged canary writes")
 
 
+@pytest.mark.twin
 def test_the_detector_counts_exactly_the_writes_made_while_replication_was_held(
         healthy_twin: Twin, writer: CanaryWriter, tmp_path: Path) -> None:
     """Before the pause: writes, then the backlog drained. While paused: more writes (new
@@ -86,3 +93,37 @@ def test_the_detector_counts_exactly_the_writes_made_while_replication_was_held(
     drained = count_loss(writes, replica_states(healthy_twin.clients, names, vaults))
     assert drained.lost == ()
     assert drained.acknowledged == len([w for w in writes if w.acked])
+
+
+def test_a_replica_landing_after_drs_own_newer_write_is_found_burying_it(
+        aws: AwsEndpoint, clients: Clients, names: Names) -> None:
+    """Real burying: a write held in the primary's replication, then DR's own newer write to
+    the same key; once replication resumes, the replica is stored last and is current. The
+    detector names that vault, and not one where the replica landed before DR wrote."""
+    post(aws.url, "s3/replication-settings", {"median": 0.05, "sigma": 0, "max": 1})
+    s3, dr = clients("s3", "us-east-1"), clients("s3", "us-west-2")
+    post(aws.url, "s3/pause-replication", {"source_bucket": names.bucket})
+    try:
+        s3.put_object(Bucket=names.bucket, Key=object_key("v-buried"), Body=b"primary")
+        dr.put_object(Bucket=names.dr_bucket, Key=object_key("v-buried"), Body=b"dr, newer")
+    finally:
+        post(aws.url, "s3/resume-replication", {"source_bucket": names.bucket})
+    s3.put_object(Bucket=names.bucket, Key=object_key("v-kept"), Body=b"primary")
+
+    def current(vault: str) -> bytes:
+        return bytes(dr.get_object(Bucket=names.dr_bucket, Key=object_key(vault))["Body"].read())
+
+    wait_for(lambda: current("v-buried") == b"primary", 30, "the held replica to land")
+    wait_for(lambda: _replicated(dr, names, "v-kept"), 30, "v-kept to replicate")
+    dr.put_object(Bucket=names.dr_bucket, Key=object_key("v-kept"), Body=b"dr, newer")
+    found = buried_in_dr(clients, names, ["v-buried", "v-kept"])
+    assert list(found) == ["v-buried"]
+    assert "is current over DR's own" in found["v-buried"]
+
+
+def _replicated(dr: Any, names: Names, vault: str) -> bool:
+    try:
+        dr.head_object(Bucket=names.dr_bucket, Key=object_key(vault))
+    except ClientError:  # not there yet
+        return False
+    return True
