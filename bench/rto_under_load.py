@@ -15,7 +15,7 @@ The load: `drills/load/locustfile.py` (the drills' own apps: read 75 %, update 2
 device 5 %), paced to `--capacity` / 2 requests per second for the whole loaded phase.
 `--capacity` is `bench/load_capacity.py`'s max_rps; without it, that search runs first.
 
-    python bench/rto_under_load.py [--capacity 60] [--durations 1 3] [--repeat 3]
+    python bench/rto_under_load.py [--capacity 30] [--durations 1 3] [--repeat 3]
                                    [--path api|nats] [--skip-baseline]
 
 Uses the twin in `--state-dir` (default $DRILLS_STATE_DIR or .drills/twin), or starts one
