@@ -77,6 +77,16 @@ def clients(aws: AwsEndpoint) -> Clients:
     return Clients.for_twin(aws.url, "us-east-1")
 
 
+@pytest.fixture
+def bucket(clients: Clients) -> str:
+    """A fresh versioned bucket on the module's AWS endpoint (the vault bucket's shape)."""
+    name = f"vault-{uuid.uuid4().hex[:10]}"
+    clients("s3").create_bucket(Bucket=name)
+    clients("s3").put_bucket_versioning(Bucket=name,
+                                        VersioningConfiguration={"Status": "Enabled"})
+    return name
+
+
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsCluster]:
     """A 3-node JetStream NATS cluster of this module's own (process backend, user u/p)."""

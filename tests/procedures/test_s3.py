@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import uuid
 
 import pytest
 
@@ -28,15 +27,6 @@ REGION = "us-east-1"
 @pytest.fixture(scope="module")
 def key(clients: Clients) -> str:
     return str(clients("kms").create_key()["KeyMetadata"]["Arn"])
-
-
-@pytest.fixture
-def bucket(clients: Clients) -> str:
-    name = f"vault-{uuid.uuid4().hex[:10]}"
-    clients("s3").create_bucket(Bucket=name)
-    clients("s3").put_bucket_versioning(Bucket=name,
-                                        VersioningConfiguration={"Status": "Enabled"})
-    return name
 
 
 def put_sealed(clients: Clients, bucket: str, key: str, vault_id: str) -> tuple[str, str]:
