@@ -17,6 +17,19 @@ pytest_plugins = sorted(
 )
 
 
+# Test modules of a minute or more each, scheduled right after the drills: left to the end,
+# one of them keeps a worker busy while the other idles.
+SLOW_MODULES = ("tests/twin/test_realistic.py", "tests/faults/test_nats.py",
+                "tests/test_examples_aws.py")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Keep the order `_group_for_xdist` sets: xdist's loadgroup otherwise sorts the groups
+    by their number of tests, which sends one-test groups of minutes to the end."""
+    if hasattr(config.option, "loadscopereorder"):
+        config.option.loadscopereorder = False
+
+
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups off the markers
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     _leave_to_the_evidence_runs(config, items)
@@ -48,7 +61,10 @@ def _group_for_xdist(items: list[pytest.Item]) -> None:
     """Groups for `pytest -n N --dist loadgroup` (the README's test command): each worker
     drills a twin of its own, so tests sharing a costly fixture stay on one worker. The
     scenarios of one feature form a group, every other test module is one, and the tests of
-    the evidence runs (the `runs` fixture: three real `drills run`s) are one together."""
+    the evidence runs (the `runs` fixture: three real `drills run`s) are one together.
+
+    The longest groups go first (the evidence runs, the slow modules, then the drills), so
+    that no worker is left with one of them while the other has finished."""
     order: dict[pytest.Item, int] = {}
     for item in items:
         feature = feature_path(item)
@@ -56,9 +72,7 @@ def _group_for_xdist(items: list[pytest.Item]) -> None:
             group, order[item] = "evidence-runs", 0
         else:
             path = feature if feature is not None else item.path
-            group, order[item] = str(path.relative_to(item.config.rootpath)), 1 + (
-                feature is None)
+            group = str(path.relative_to(item.config.rootpath))
+            order[item] = 1 if group in SLOW_MODULES else 2 if feature is not None else 3
         item.add_marker(pytest.mark.xdist_group(group))
-    # The longest groups first (the evidence runs, then the drills), so that no worker is
-    # left with one of them while the other has finished.
     items.sort(key=order.__getitem__)

@@ -57,10 +57,25 @@ def healthy_twin(twin: Twin) -> Twin:
 
 
 def wait_serving(twin: Twin) -> None:
-    """Wait until as many workers answer their health subject as the ASG desires."""
-    desired, _ = twin.in_service()
-    wait_for(lambda: len(_serving(twin)) >= desired, 90, "the twin to serve at capacity",
-             step=0.25)
+    """Wait until the group has settled (no instance refresh under way, exactly the desired
+    number of instances, all InService and Healthy) and as many workers answer their health
+    subject as it desires: a test that starts while an earlier one's replacement is still
+    launching races the controller."""
+    autoscaling = twin.clients("autoscaling")
+
+    def settled() -> bool:
+        group = autoscaling.describe_auto_scaling_groups(
+            AutoScalingGroupNames=[twin.names.asg])["AutoScalingGroups"][0]
+        refreshing = any(r["Status"] in ("Pending", "InProgress", "Cancelling")
+                         for r in autoscaling.describe_instance_refreshes(
+                             AutoScalingGroupName=twin.names.asg)["InstanceRefreshes"])
+        members = group["Instances"]
+        return (not refreshing and len(members) == group["DesiredCapacity"]
+                and all(i["LifecycleState"] == "InService" and i["HealthStatus"] == "Healthy"
+                        for i in members)
+                and len(_serving(twin)) >= group["DesiredCapacity"])
+
+    wait_for(settled, 90, "the twin to settle and serve at capacity", step=0.25)
 
 
 @pytest.fixture(scope="module")

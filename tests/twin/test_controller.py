@@ -128,6 +128,8 @@ def test_no_worker_boots_on_an_instance_whose_ami_does_not_exist(healthy_twin: T
                               InstanceType="m5.xlarge")["Instances"][0]["InstanceId"]
     autoscaling.attach_instances(InstanceIds=[stray], AutoScalingGroupName=twin.names.asg)
     try:
+        assert stray in twin.in_service()[1], "the attached instance starts InService"
+
         def gone() -> bool:
             assert stray not in twin.worker_pids(), "a worker booted without its AMI"
             return stray not in twin.in_service()[1]
