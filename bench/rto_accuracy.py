@@ -12,9 +12,12 @@ either path:
 Kinds of outage, and where their truth comes from (never from the figures being checked):
 
 - `full`: every enclave worker SIGSTOPped for T seconds, then SIGCONTed. Truth: the
-  monotonic clock read immediately around each `os.kill` (bench/truth.py), nothing in between.
+  monotonic clock read immediately around each `os.kill` (bench/truth.py), nothing in
+  between; then the workers' own logs: a request a thawed worker refused as busy while the
+  work sent during the freeze held its queue is an outage after the SIGCONT, and the truth
+  moves to the last such refusal.
 - `partial`: one of the two workers frozen the same way (its requests time out, the other
-  serves). Truth: the same marks.
+  serves). Truth: the same.
 - `capacity`: desired capacity 0 through the AWS API, wait until the group is empty and
   its workers gone, then back to 2 (the drill's `SetDesiredCapacity` fault and its revert).
   Truth: the workers' own logs of executed requests ($DRILLS_EXEC_LOG_DIR): the first
@@ -26,7 +29,8 @@ The instants compared, all on CLOCK_MONOTONIC:
 - measured recovery `injected_at + rto`: completion of the first success of the last run
   of K; the bracket is [injected_at + rto_lower, injected_at + rto];
 - true recovery: freezes, just after the last `os.kill(SIGCONT)` returned (the truth
-  window runs from just before the first); capacity, the first execution by a new worker.
+  window runs from just before the first), or the last refusal owed to the freeze's
+  backlog; capacity, the first execution by a new worker.
 error = measured RTO - true RTO = (injected_at + rto) - true recovery. A run is covered
 when the whole truth window lies inside the bracket.
 
@@ -63,7 +67,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -80,6 +84,7 @@ from truth import (
     replacement_truth,
     summary,
     thaw_truth,
+    twin_in,
 )
 
 from drills.api_client import ApiClient, Cohort, Population
@@ -90,7 +95,7 @@ from drills.journal import Journal
 from drills.loop import LoopThread
 from drills.measure import Recovery, Verdict, compute_recovery
 from drills.measure.probes import ProbeRunner
-from drills.measure.timeline import Outcome, ProbeResult
+from drills.measure.timeline import ProbeResult
 from drills.target import TwinTarget
 from drills.twin import manager
 from drills.twin.timing import profile
@@ -132,7 +137,7 @@ class Injected:
 
     at: float
     span: float
-    truth: Callable[[], Truth]
+    truth: Callable[[float], Truth]  # given the timeout of whoever sent the enclaves' work
     frozen: tuple[str, ...] = ()
 
 
@@ -172,13 +177,13 @@ class Bench:
             rec = self._recovered(probes, fault.at, fault.span)
         finally:
             probes.stop()
-        try:
-            truth = fault.truth()
-        except TruthError as exc:
-            raise BenchError(str(exc)) from None
         # Who sent the requests the enclaves saw, and how long it waited: the probe itself
         # (NATS path) or the API's Lambda (its own timeout, whatever the app's).
         caller_timeout = self.timeout if path == "nats" else self.lambda_timeout
+        try:
+            truth = fault.truth(caller_timeout)
+        except TruthError as exc:
+            raise BenchError(str(exc)) from None
         late = (backlog(self.log_dir, fault.frozen, truth.latest, caller_timeout)
                 if fault.frozen else None)
         return Run(kind, path, duration, fault.at, truth, rec,
@@ -193,7 +198,10 @@ class Bench:
             time.sleep(max(0.0, fault.stops[0].before + duration - time.monotonic()))
         finally:
             self.injector.revert(active)
-        return Injected(active.injected_at, active.inject_span, lambda: thaw_truth(fault),
+        return Injected(active.injected_at, active.inject_span,
+                        lambda timeout: thaw_truth(fault.stops, fault.conts,
+                                                   fault.params["workers"], self.log_dir,
+                                                   timeout),
                         tuple(fault.params["workers"]))
 
     def _capacity_outage(self) -> Injected:
@@ -207,7 +215,7 @@ class Bench:
         finally:
             self.injector.revert(active)  # desired capacity back to what it was (2)
         return Injected(active.injected_at, active.inject_span,
-                        lambda: replacement_truth(self.log_dir, old, active.injected_at))
+                        lambda _: replacement_truth(self.log_dir, old, active.injected_at))
 
     def _instances(self) -> list[dict[str, Any]]:
         group = self.target.clients("autoscaling", self.region).describe_auto_scaling_groups(
@@ -259,9 +267,9 @@ def _failures_before(results: list[ProbeResult], rec: Recovery,
 
 def _lower_probe(failed: list[ProbeResult]) -> ProbeResult | None:
     """The failed probe whose evidence set the bracket's lower end, as timeline.py takes it:
-    an error reply at its arrival, a timeout at its sending."""
-    return max(failed, key=lambda r: r.done if r.outcome is Outcome.ERROR else r.sent,
-               default=None)
+    the last one sent (an error reply or a timeout proves the service down when it was sent,
+    not when it came back)."""
+    return max(failed, key=lambda r: r.sent, default=None)
 
 
 # -- reporting ----------------------------------------------------------------------------
@@ -300,22 +308,6 @@ def print_run(run: Run) -> None:
 
 
 # -- the bench ----------------------------------------------------------------------------
-@contextlib.contextmanager
-def twin_in(state_dir: Path, **env: str) -> Iterator[Any]:
-    """A twin started in `state_dir` (with `env` inherited by its processes), always down."""
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        yield manager.up(state_dir, vaults=24)
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        manager.down(state_dir)
-
-
 def measure_startups(work: Path, count: int) -> str:
     """`count` twins started and stopped one after the other: their start-up times."""
     times, failures = [], []

@@ -11,25 +11,30 @@ Two sources, neither of them the harness's probes nor its fault journal:
   one line per executed request, `mono` read by the worker just before it executes it).
   CLOCK_MONOTONIC is one clock for every process of the machine, so those instants compare
   with the harness's directly. An outage driven through the AWS API ends at the first
-  request a new worker executed.
+  request a new worker executed. The same logs hold each request a worker refused as busy,
+  with the deadlines of the work that filled its queue: a freeze ends for callers at the
+  last refusal owed to the work sent while the workers were frozen, if that comes after
+  the SIGCONT.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import os
 import signal
 import statistics
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from drills.faults import FaultContext, FreezeWorkers
 from drills.measure import Recovery
-from drills.measure.timeline import Outcome, ProbeResult
+from drills.measure.timeline import ProbeResult
+from drills.twin import manager
 
 KINDS = ("full", "partial", "capacity")
 PATHS = ("nats", "api")
@@ -98,14 +103,60 @@ class TruthError(Exception):
     """The ground truth of a run could not be established (no marks, no served request)."""
 
 
-def thaw_truth(fault: MarkedFreeze) -> Truth:
-    """The truth of a freeze: its kills' own marks."""
-    if not fault.stops or len(fault.conts) != len(fault.stops):
-        raise TruthError(f"{len(fault.stops)} SIGSTOP and {len(fault.conts)} SIGCONT marks: "
-                         "a frozen worker was replaced before the thaw, the freeze has no "
-                         "single end")
-    return Truth(min(m.before for m in fault.conts), max(m.after for m in fault.conts),
-                 fault.stops[0].before, "SIGCONT")
+def thaw_truth(stops: Sequence[Mark], conts: Sequence[Mark], instance_ids: Iterable[str],
+               log_dir: Path | None = None, caller_timeout: float = 0.0) -> Truth:
+    """The truth of a freeze: its kills' own marks, then what the thawed workers logged.
+
+    A SIGCONT says when the workers could run again, not when callers were served again.
+    A thawed worker first takes the requests sent to it while it was frozen (those whose
+    callers still wait: sent less than `caller_timeout` before); a request it refused as
+    busy while they held its queue is an outage its caller saw after the SIGCONT. The
+    service is back once the last such refusal was made (one instant: the next request
+    finds room). Without refusals, or without `log_dir`, the truth is the SIGCONT window.
+    """
+    if not stops or len(conts) != len(stops):
+        raise TruthError(f"{len(stops)} SIGSTOP and {len(conts)} SIGCONT marks: a frozen "
+                         "worker was replaced before the thaw, the freeze has no single end")
+    first, last = min(m.before for m in conts), max(m.after for m in conts)
+    down_at = stops[0].before
+    if log_dir is not None:
+        owed = [r.mono for r in refusals(log_dir, instance_ids)
+                if r.mono > first and any(d - caller_timeout < last for d in r.held)]
+        if owed and max(owed) > last:
+            return Truth(max(owed), max(owed), down_at,
+                         "SIGCONT, then the last refusal owed to the freeze's backlog")
+    return Truth(first, last, down_at, "SIGCONT")
+
+
+def exec_log_dir(pids: Iterable[int]) -> Path | None:
+    """Where the workers `pids` log what they execute and refuse ($DRILLS_EXEC_LOG_DIR in
+    their environment), or None if they do not."""
+    for pid in pids:
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        for entry in environ:
+            if entry.startswith(b"DRILLS_EXEC_LOG_DIR="):
+                return Path(entry.split(b"=", 1)[1].decode())
+    return None
+
+
+@contextlib.contextmanager
+def twin_in(state_dir: Path, vaults: int = 24, **env: str) -> Iterator[Any]:
+    """A twin started in `state_dir` (with `env` inherited by its processes, e.g.
+    DRILLS_EXEC_LOG_DIR), always stopped after."""
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield manager.up(state_dir, vaults=vaults)
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        manager.down(state_dir)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,9 +170,19 @@ class Served:
     deadline: float
 
 
-def served(log_dir: Path, instance_ids: Iterable[str] | None = None) -> list[Served]:
-    """Every request executed by the workers of `instance_ids` (default: all), in order."""
-    out = []
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """One request a worker refused as busy, from its own log: when (monotonic), and the
+    deadlines (monotonic) of the work that filled its queue then."""
+
+    instance_id: str
+    mono: float
+    held: tuple[float, ...]
+
+
+def _logged(log_dir: Path, instance_ids: Iterable[str] | None) -> Iterator[
+        tuple[str, dict[str, Any], float]]:
+    """(instance id, entry, wall-to-monotonic offset) for every whole line of the logs."""
     paths = (sorted(log_dir.glob("*.jsonl")) if instance_ids is None
              else [log_dir / f"{iid}.jsonl" for iid in instance_ids])
     for path in paths:
@@ -133,11 +194,24 @@ def served(log_dir: Path, instance_ids: Iterable[str] | None = None) -> list[Ser
             except json.JSONDecodeError:
                 continue  # a line being written right now
             # `started` (wall) and `mono` were read together: the offset moves the
-            # request's wall-clock deadline onto the monotonic clock.
-            offset = float(entry["mono"]) - float(entry["started"])
-            out.append(Served(path.stem, float(entry["mono"]), str(entry["op"]),
-                              float(entry["deadline"]) + offset))
+            # requests' wall-clock deadlines onto the monotonic clock.
+            yield path.stem, entry, float(entry["mono"]) - float(entry["started"])
+
+
+def served(log_dir: Path, instance_ids: Iterable[str] | None = None) -> list[Served]:
+    """Every request executed by the workers of `instance_ids` (default: all), in order."""
+    out = [Served(iid, float(entry["mono"]), str(entry["op"]),
+                  float(entry["deadline"]) + offset)
+           for iid, entry, offset in _logged(log_dir, instance_ids)
+           if not entry.get("refused")]
     return sorted(out, key=lambda s: s.mono)
+
+
+def refusals(log_dir: Path, instance_ids: Iterable[str] | None = None) -> list[Refused]:
+    """Every request refused as busy by the workers of `instance_ids`, in order."""
+    out = [Refused(iid, float(entry["mono"]), tuple(float(d) + offset for d in entry["held"]))
+           for iid, entry, offset in _logged(log_dir, instance_ids) if entry.get("refused")]
+    return sorted(out, key=lambda r: r.mono)
 
 
 def replacement_truth(log_dir: Path, old: Iterable[str], since: float) -> Truth:
@@ -223,12 +297,9 @@ class Run:
             return "no recovery measured"
         if self.bracket[1] < self.truth.latest:
             return "upper end before the truth: the recovery run began while a worker was frozen"
-        probe = self.lower_probe
-        if probe.sent >= self.truth.latest:
-            return "a request sent after the truth failed"
-        if probe.outcome is Outcome.ERROR and self.kind == "full":
-            return "an error reply made after the truth (every worker was frozen before it)"
-        return "an error reply sent before the truth, received after it (made when: unknown)"
+        # The lower end is the last failed probe's send time: past the truth's start only
+        # when a request sent after the service was back failed.
+        return "a request sent after the truth failed"
 
 
 def percentile(values: Sequence[float], q: float) -> float:

@@ -119,12 +119,14 @@ class Recovery:
 
 
 def _evidence_of_failure(probe: ProbeResult) -> float:
-    """Latest moment a failed probe proves the service was down.
+    """Latest moment a failed probe proves the service was down: its send time.
 
-    An error reply proves it up to its arrival; a timeout only proves the request sent
-    at `sent` was not served, so the service may have come back any time after that.
+    A timeout only proves the request sent at `sent` was not served. An error reply proves
+    the service down when the reply was made, somewhere between `sent` and `done` (a busy
+    or no-responders answer is made at once, then travels back): the service may have come
+    back while it travelled, so only `sent` is proven.
     """
-    return probe.done if probe.outcome is Outcome.ERROR else probe.sent
+    return probe.sent
 
 
 def compute_recovery(

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import json
 import math
@@ -92,8 +93,10 @@ class Job:
 
 
 class ExecLog:
-    """One JSON line per request actually executed, for tests that count executions against
-    deadlines. Written from the worker threads, so a lock keeps lines whole."""
+    """One JSON line per request actually executed, and one per request refused as busy
+    (`"refused": true`, with the deadlines of the work it found admitted), for tests and
+    benchmarks that count executions against deadlines and tell when the service served
+    again. Written from the worker threads and the event loop, so a lock keeps lines whole."""
 
     __slots__ = ("_file", "_lock")
 
@@ -104,9 +107,18 @@ class ExecLog:
     def __call__(self, job: Job, started: float) -> None:
         # `mono` is CLOCK_MONOTONIC, shared by every process of the machine: a benchmark
         # compares it with its own probes' times (its ground truth of when work was served).
-        line = json.dumps({"op": job.op, "vault_id": job.req.get("vault_id"),
-                           "started": started, "mono": time.monotonic(),
-                           "deadline": job.deadline})
+        self._write({"op": job.op, "vault_id": job.req.get("vault_id"), "started": started,
+                     "mono": time.monotonic(), "deadline": job.deadline})
+
+    def refused(self, job: Job, held: list[float]) -> None:
+        """`job` was refused because the queue was full of the work whose deadlines are
+        `held` (who sent that work, and when, tells what the refusal was owed to)."""
+        self._write({"op": job.op, "vault_id": job.req.get("vault_id"), "started": time.time(),
+                     "mono": time.monotonic(), "deadline": job.deadline, "refused": True,
+                     "held": held})
+
+    def _write(self, entry: dict[str, Any]) -> None:
+        line = json.dumps(entry)
         with self._lock:
             self._file.write(line + "\n")
 
@@ -128,6 +140,7 @@ class WorkQueue:
         # that has not woken yet as waiting (asyncio.Queue's maxsize would refuse early).
         self.jobs: asyncio.Queue[Job] = asyncio.Queue()
         self.admitted = self.running = self.completed = self.shed = self.refused = 0
+        self.held: collections.Counter[float] = collections.Counter()  # admitted deadlines
         self._mark = time.monotonic()  # last completion, or when work arrived at an idle worker
         self._service = 0.05  # moving average of an execution's seconds, for retry_after
 
@@ -145,10 +158,13 @@ class WorkQueue:
         """Admit `job`, or False (counted as refused) when the queue is full."""
         if self.full:
             self.refused += 1
+            if self.log is not None:
+                self.log.refused(job, sorted(self.held.elements()))
             return False
         if self.admitted == 0:
             self._mark = time.monotonic()
         self.admitted += 1
+        self.held[job.deadline] += 1
         self.jobs.put_nowait(job)
         return True
 
@@ -195,6 +211,9 @@ class WorkQueue:
             finally:
                 self.running -= 1
                 self.admitted -= 1
+                self.held[job.deadline] -= 1
+                if self.held[job.deadline] <= 0:
+                    del self.held[job.deadline]
                 self.jobs.task_done()
                 self._mark = time.monotonic()
             if reply is None:

@@ -29,11 +29,21 @@ def test_recovery_measured_from_injection_to_first_success_of_k_run() -> None:
     assert rec.verdict is Verdict.RECOVERED
     # first success after the failures is probe 8, sent at 0.5, answered at 0.51
     assert rec.rto == pytest.approx(0.51)
-    # last error answered at 0.41: recovery lies between 0.41 and 0.51
-    assert rec.rto_lower == pytest.approx(0.41)
-    assert rec.uncertainty == pytest.approx(0.10)
+    # last error sent at 0.40 (answered at 0.41): recovery lies between 0.40 and 0.51
+    assert rec.rto_lower == pytest.approx(0.40)
+    assert rec.uncertainty == pytest.approx(0.11)
     assert rec.time_to_detect == pytest.approx(0.01)
     assert rec.failures == 5
+
+
+def test_an_error_reply_proves_the_service_down_only_at_its_send_time() -> None:
+    """An error reply is made somewhere between its request's send and its arrival (then
+    travels back), so the service may have recovered while it travelled: the bracket's
+    lower end is the last failure's send time, never its arrival."""
+    slow = timeline("xxx...", latency=0.08)  # each error takes 80 ms to come back
+    rec = compute_recovery(slow, injected_at=0.0, consecutive=3, interval=INTERVAL)
+    assert rec.rto_lower == pytest.approx(0.20)  # the last error was sent at 0.2
+    assert rec.rto == pytest.approx(0.38)  # the first success came back at 0.3 + 0.08
 
 
 def test_timeouts_only_prove_the_service_down_at_their_send_time() -> None:

@@ -121,6 +121,13 @@ class Worker:
 
     def executions(self) -> list[dict[str, Any]]:
         """What the worker executed: op, vault_id, started and deadline (UTC epoch s)."""
+        return [e for e in self._logged() if not e.get("refused")]
+
+    def refusals(self) -> list[dict[str, Any]]:
+        """What the worker refused as busy, each with the deadlines of the work it held."""
+        return [e for e in self._logged() if e.get("refused")]
+
+    def _logged(self) -> list[dict[str, Any]]:
         if not self.exec_log.exists():
             return []
         return [json.loads(line) for line in self.exec_log.read_text().splitlines()]
@@ -300,6 +307,12 @@ def test_a_full_queue_answers_busy_at_once(
     assert str(refused.value).startswith("busy: ")
     assert refused.value.retry_after is not None
     assert [h.result(timeout=30) for h in held] == [b"seed" * 64] * 3
+    # The worker's log names the refusal and the three requests that held the queue (the
+    # ground truth a benchmark reads to tell when a backlog stopped costing callers).
+    (logged,) = worker.refusals()
+    assert logged["op"] == "get" and len(logged["held"]) == 3
+    assert all(d > logged["started"] + 20 for d in logged["held"])  # the holders' 30 s
+    assert logged["deadline"] < logged["started"] + 10.5  # the refused caller's own 10 s
 
 
 def _full(reply: VaultReply) -> bool:
