@@ -112,13 +112,20 @@ def referenced_faults(func: Callable[..., Any]) -> list[type[Fault]]:
     """The fault classes a step function's code names (a step that injects a fault)."""
     from drills.faults.base import Fault
 
+    return [value for value in referenced(func)
+            if isinstance(value, type) and issubclass(value, Fault)]
+
+
+def referenced(func: Callable[..., Any]) -> list[Any]:
+    """The module-level values a function's code names, directly or in a nested function,
+    each once, in the order the code names them."""
     scope: dict[str, Any] = getattr(func, "__globals__", {})
-    found: list[type[Fault]] = []
+    found: list[Any] = []
 
     def walk(code: types.CodeType) -> None:
         for name in code.co_names:
             value = scope.get(name)
-            if isinstance(value, type) and issubclass(value, Fault) and value not in found:
+            if value is not None and not any(value is seen for seen in found):
                 found.append(value)
         for const in code.co_consts:
             if isinstance(const, types.CodeType):

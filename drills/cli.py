@@ -40,6 +40,9 @@ EXIT_CODES = """exit codes:
   3    the target is unreachable or misconfigured (credentials, endpoint, missing
        resources), or the service was not in its steady state: nothing was drilled
   130  interrupted (Ctrl-C or SIGTERM): every fault was reverted on the way out
+--dry-run: 0 every drill planned with 0 mutating calls; 1 a mutating call was refused, or
+  the run would fail at a fault (allow-list, a resource missing, prepare); 2 bad input;
+  3 no twin is running or the target is unreachable
 """
 
 
@@ -164,6 +167,8 @@ def _pytest_args(args: argparse.Namespace, run_id: str, exercise: str) -> list[s
         out.append(f"--drills-api-url={args.api_url}")
     for participant in args.participant or []:
         out.append(f"--drills-participant={participant}")
+    if args.dry_run:
+        out.append("--drills-dry-run")
     out += _load_args(args)
     paths = [sel for sel in args.selection if sel.endswith(".feature") or Path(sel).is_dir()]
     tags = [sel for sel in args.selection if sel not in paths]
@@ -256,6 +261,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.selection[0] in CADENCES and len(args.selection) == 1
         else "ad-hoc"
     )
+    if args.dry_run and args.load is not None:
+        raise ConfigError("--dry-run plans without load (simulated apps would write to the "
+                          "service); leave out --load")
     run_id = args.run_id or new_run_id(exercise)
     pytest_args = _pytest_args(args, run_id, exercise)  # checks the selection first
     if args.list:
@@ -263,10 +271,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     report_dir = Path(args.reports) / run_id
     report_dir.mkdir(parents=True, exist_ok=True)  # junit/cucumber need it
     watch = _RunWatch()
-    evidence = [f"--junitxml={report_dir / 'junit.xml'}",
-                f"--cucumberjson={report_dir / 'cucumber.json'}"]
+    evidence = [] if args.dry_run else [f"--junitxml={report_dir / 'junit.xml'}",
+                                        f"--cucumberjson={report_dir / 'cucumber.json'}"]
     code = int(pytest.main([*pytest_args, *evidence], plugins=[watch]))
-    report = report_dir / "report.json"
+    report = report_dir / ("plan.json" if args.dry_run else "report.json")
     if code == pytest.ExitCode.NO_TESTS_COLLECTED:
         shutil.rmtree(report_dir, ignore_errors=True)
         raise _no_match(args)
@@ -478,6 +486,15 @@ def build_parser() -> argparse.ArgumentParser:
                      "to run or skipped with the reason (@twin_only, or a capability the "
                      "target lacks); starts no twin, calls no AWS API, injects nothing, "
                      "writes no file; exit 0")
+    run.add_argument("--dry-run", action="store_true",
+                     help="plan every selected drill without acting: per drill, the faults "
+                     "its steps would inject (the AWS calls and what they act on, read from "
+                     "the target) and the runbook procedures it would run; written to "
+                     "reports/<run-id>/plan.json and plan.txt. Only read calls are made: "
+                     "every boto3 call is counted and any other is refused before it is sent "
+                     "and fails the run. Starts no twin (one must be running), journals, "
+                     "injects, probes and writes nothing to the target; exit 0 when every "
+                     "drill is planned with 0 mutating calls")
     run.add_argument("--preflight", action="store_true",
                      help="also run the @preflight backup verification (runbook 2.1-2.4)")
     run.add_argument("--reports", default="reports", help="report root (default reports/)")

@@ -13,6 +13,7 @@
     ├── ProbeError                   the probe runner cannot run (not: a failed probe, that is data)
     ├── RecoveryError                a runbook recovery procedure did not complete
     ├── MeasurementError             a measurement disagrees with its independent ground truth
+    ├── DryRunViolation              a dry run was about to make a mutating call (refused)
     ├── ReportError                  a report is invalid or cannot be read           exit 2
     └── ObjectiveBreached            a measured figure is worse than its objective
 
@@ -85,6 +86,11 @@ class RecoveryError(DrillError):
 class MeasurementError(DrillError):
     """A measurement disagrees with the ground truth it is checked against (e.g. the RPO
     detector with the canary's own record): its figure cannot be trusted."""
+
+
+class DryRunViolation(DrillError):
+    """A dry run (`drills run --dry-run`) was about to make a call that is not a read; it was
+    refused before it was sent."""
 
 
 class ReportError(DrillError):

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pytest_bdd.parser import ScenarioTemplate
+from pytest_bdd.parser import ScenarioTemplate, Step
 from pytest_bdd.scenario import scenario_wrapper_template_registry
-from pytest_bdd.steps import step_function_context_registry
+from pytest_bdd.steps import StepFunctionContext, step_function_context_registry
 
 from drills.boundary import is_aws_error
 from drills.capabilities import Capability, skip_reason, step_needs, tag_needs
@@ -87,6 +87,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="only run scenarios of this .feature file or folder (repeatable)")
     group.addoption("--drills-timing", choices=["fast", "realistic"], default="fast",
                     help="twin timing profile when the plugin starts a twin")
+    group.addoption("--drills-dry-run", action="store_true", default=False,
+                    help="plan every drill (faults, their calls and targets, procedures) "
+                         "without acting: reads only, any mutating AWS call fails the run")
     _add_load_options(group)
 
 
@@ -133,18 +136,25 @@ def feature_path(item: pytest.Item) -> Path | None:
 def drill_needs(item: pytest.Item) -> frozenset[Capability]:
     """What a scenario needs of its target beyond the AWS APIs: what its tags need
     (`@twin_only`), and what the step definitions of its steps need (`drills.capabilities`)."""
+    needed = tag_needs(marker.name for marker in item.iter_markers())
+    for _step, definitions in scenario_steps(item):
+        for definition in definitions:
+            needed |= step_needs(definition.step_func)
+    return needed
+
+
+def scenario_steps(item: pytest.Item) -> list[tuple[Step, list[StepFunctionContext]]]:
+    """A scenario item's steps (its example's values filled in), each with the step
+    definitions that match it (empty for a test that is no drill)."""
     template = _template(item)
     if template is None:
-        return frozenset()
+        return []
     callspec = getattr(item, "callspec", None)
     example = callspec.params.get("_pytest_bdd_example", {}) if callspec is not None else {}
-    needed = tag_needs(marker.name for marker in item.iter_markers())
     definitions = list(step_function_context_registry.values())
-    for step in template.render(example).steps:
-        for definition in definitions:
-            if definition.type in (None, step.type) and definition.parser.is_matching(step.name):
-                needed |= step_needs(definition.step_func)
-    return needed
+    return [(step, [d for d in definitions if d.type in (None, step.type)
+                    and d.parser.is_matching(step.name)])
+            for step in template.render(example).steps]
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,12 +202,14 @@ class Lister:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Keep only scenarios of the features named with --drills-feature (files or folders);
-    an @expected_breach scenario passes only by breaching (strict xfail on the breach); a
+    an @expected_breach scenario passes only by breaching (strict xfail on the breach; not
+    in a dry run, where nothing breaches); a
     scenario that needs what the target cannot do (`@twin_only`, or a capability its steps
     need) is skipped, with the reason, before anything runs."""
     target = TARGETS[config.getoption("drills_target")]
+    dry_run = config.getoption("drills_dry_run")
     for item in items:
-        if item.get_closest_marker("expected_breach") is not None:
+        if item.get_closest_marker("expected_breach") is not None and not dry_run:
             item.add_marker(pytest.mark.xfail(
                 raises=ObjectiveBreached, strict=True,
                 reason="the runbook procedure this drill follows is known to breach"))
@@ -243,6 +255,8 @@ def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config
     """Under `drills run`, no progress dot for a drill: its own lines say how it went, and
     the dot would land at the start of the next drill's first line."""
     run = config.stash.get(RUN_KEY, None)
+    if run is not None and run.dry_run and run.via_cli and report.when == "call":
+        return report.outcome, "", ""  # the plan's own lines say it all
     if report.when != "call" or run is None or not run.via_cli or not any(
             d.drill_id == report.nodeid for d in run.record.drills):
         return None
@@ -302,13 +316,28 @@ def pytest_bdd_step_error(request: pytest.FixtureRequest, exception: Exception,
     _end_step(request, status, text)
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
+    """In a dry run, a drill is planned instead of run (`drills.dryrun`)."""
+    run = pyfuncitem.config.stash.get(RUN_KEY, None)
+    planned = Planned.of(pyfuncitem)
+    if run is None or not run.dry_run or planned is None:
+        return None
+    run.plan_drill(pyfuncitem, planned.feature, planned.scenario, [
+        (step, definitions[0] if definitions else None)
+        for step, definitions in scenario_steps(pyfuncitem)])
+    return True
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     report = yield
     record = item.stash.get(DRILL_KEY, None)
-    if record is None:
+    run = item.config.stash.get(RUN_KEY, None)
+    if record is None or run is None:
+        if run is not None and run.dry_run:
+            _dry_run_report(item, call, report, run)
         return report
-    run = item.config.stash[RUN_KEY]
     if call.when == "call":
         run.completed.add(item.nodeid)
         exc = call.excinfo.value if call.excinfo else None
@@ -348,6 +377,18 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     return report
 
 
+def _dry_run_report(item: pytest.Item, call: pytest.CallInfo[None], report: pytest.TestReport,
+                    run: DrillsRun) -> None:
+    """A drill a dry run skips goes into the plan with the reason; one it could not plan
+    says why without a traceback (our messages say it all)."""
+    skipped = Planned.of(item)
+    if report.skipped and skipped is not None:
+        run.plan_skipped(item.nodeid, skipped)
+    exc = call.excinfo.value if call.excinfo else None
+    if report.failed and isinstance(exc, DrillError):
+        report.longrepr = f"{type(exc).__name__}: {exc}"
+
+
 # trylast: after pytest's own teardown has reverted what was left, and after junitxml and
 # cucumberjson wrote their files, so MANIFEST.sha256 seals those too.
 @pytest.hookimpl(trylast=True)
@@ -356,6 +397,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if run is None:
         return
     try:
+        if run.dry_run:
+            run.finish_plan()
         if run.record.drills:
             for drill in run.record.drills:
                 if drill.drill_id not in run.completed:  # interrupted (SIGTERM, Ctrl-C)

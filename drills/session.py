@@ -18,20 +18,27 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from pytest_bdd.parser import Step
+from pytest_bdd.steps import StepFunctionContext
 
 from drills import __version__
 from drills.api_client import ApiClient
 from drills.boundary import is_aws_error, translate
+from drills.clients import Clients
 from drills.config import LoadSettings, Settings, load_settings
+from drills.dryrun import CallGuard, PlanningDrill, plan_drill
 from drills.errors import (
     EXIT_FAILED,
     EXIT_OK,
     EXIT_TARGET,
     ConfigError,
     DrillError,
+    DryRunViolation,
+    FaultError,
     NotSteady,
     ObjectiveBreached,
     TargetError,
+    TwinError,
 )
 from drills.evidence import default_writers
 from drills.evidence.model import RunRecord, Status
@@ -39,6 +46,7 @@ from drills.evidence.observer import Observers
 from drills.faults import rollback
 from drills.journal import Journal, utc_now
 from drills.loop import LoopThread
+from drills.plan import DrillPlan, RunPlan
 from drills.target import AccountTarget, Target, TwinTarget
 from drills.twin.nats.spec import port_range
 from drills.vault import VaultApi, VaultClient
@@ -147,6 +155,11 @@ class DrillsRun:
         self.via_cli = bool(opt("drills_run_id"))  # `drills run` names every run it starts
         self.load_settings = _load_settings(self.settings, opt)
         self.load: LoadRun | None = None  # while simulated apps load the API (--load)
+        self.dry_run = bool(opt("drills_dry_run"))
+        if self.dry_run:  # apps on the API would write: a dry run plans without load
+            self.load_settings = replace(self.load_settings, users=0)
+        self.guard = CallGuard()  # counts the calls; refuses non-reads only in a dry run
+        self.plan = RunPlan(self.run_id, self.record.target)
 
     @property
     def report_dir(self) -> Path:
@@ -161,6 +174,14 @@ class DrillsRun:
             self.record.target = self.target.describe()
         except Exception as exc:
             raise translate(exc, "opening the target") from exc
+        if self.dry_run:
+            self.guard.watch(self.target.clients)
+            self.plan.target = self.record.target
+            pending = self.journal.pending()
+            if pending:  # reverting them would act: say so, leave them
+                self.say(f"drills: {len(pending)} fault(s) left pending in {self.journal.path} "
+                         "by an earlier run; a dry run does not revert them: `drills rollback`")
+            return self.target
         for result in rollback(self.journal, self.target.fault_context(), self.target.env_id):
             note = (f"reverted fault {result.entry.fault_id} ({result.entry.kind} on "
                     f"{result.entry.target}) left pending by run {result.entry.run_id}")
@@ -185,13 +206,22 @@ class DrillsRun:
             api = self.settings.api
             if opt("drills_api_url"):
                 api = replace(api, url=opt("drills_api_url"))
+            clients = None
+            if self.dry_run:  # counted from the first call (the account id)
+                clients = Clients(endpoint_url=None, default_region=opt("drills_region")
+                                  or self.settings.names.primary_region)
+                self.guard.watch(clients)
             return AccountTarget(region=opt("drills_region"), api=api,
-                                 names=self.settings.names)
+                                 names=self.settings.names, clients=clients)
         from drills.twin import manager
 
         state_dir = _per_worker(Path(opt("drills_state_dir")) if opt("drills_state_dir")
                                 else manager.default_state_dir())
         twin = manager.running_twin(state_dir)
+        if twin is None and self.dry_run:
+            raise TwinError(f"no twin is running in {state_dir}, and a dry run starts none "
+                            "(that would provision it); start one with `drills twin up` and "
+                            "run again")
         if twin is None:
             twin = manager.up(state_dir, timing=opt("drills_timing"),
                               backend=opt("drills_nats"), progress=self.say)
@@ -220,6 +250,50 @@ class DrillsRun:
                 raise ConfigError("probes.path is nats but the target has no NATS URL")
             self.paths = Paths(loop, app, nats, self.settings.probes.path)
         return self.paths
+
+    def plan_drill(self, item: pytest.Item, feature: str, scenario: str,
+                   steps: list[tuple[Step, StepFunctionContext | None]]) -> None:
+        """Dry run: plan one drill, show and keep its plan; DryRunViolation if planning made
+        a mutating call, FaultError when the real run would fail at one of its faults."""
+        try:
+            self._plan_drill(item, feature, scenario, steps)
+        except Exception as exc:
+            self.exits.append(error_exit(exc))
+            raise
+
+    def _plan_drill(self, item: pytest.Item, feature: str, scenario: str,
+                    steps: list[tuple[Step, StepFunctionContext | None]]) -> None:
+        target = self.ensure_target()
+        before = self.guard.mutating_calls
+        drill = PlanningDrill(target, self.settings,
+                              target.allow_list(dict(self.settings.allow)))
+        try:
+            plan = plan_drill(item, steps, drill, feature, scenario)
+        finally:
+            self.plan.reads, self.plan.mutating = self.guard.reads, self.guard.mutating
+        self.plan.drills.append(plan)
+        for line in plan.lines():
+            self.say(line)
+        if self.guard.mutating_calls > before:
+            raise DryRunViolation(f"planning {feature} :: {scenario} made "
+                                  f"{self.guard.mutating_calls - before} mutating call(s)")
+        if plan.problems:
+            raise FaultError(f"{feature} :: {scenario} would fail when run, at "
+                             + "; ".join(plan.problems) + "; fix that before drilling it")
+
+    def plan_skipped(self, drill_id: str, planned: Any) -> None:
+        """Dry run: a drill the run would skip (`drills.plugin.Planned`), with the reason."""
+        plan = DrillPlan(drill_id, planned.feature, planned.scenario,
+                         skipped=planned.skipped or "skipped")
+        self.plan.drills.append(plan)
+        self.say(next(plan.lines()))
+
+    def finish_plan(self) -> None:
+        """Dry run: write plan.json and plan.txt into the report folder, say what it took."""
+        self.plan.reads, self.plan.mutating = self.guard.reads, self.guard.mutating
+        if self.plan.drills:
+            self.plan.write(self.report_dir)
+        self.say(self.plan.summary())
 
     def drill_ended(self, status: Status, exit_code: int) -> None:
         """Note what a finished drill means for the run's exit code."""

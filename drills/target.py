@@ -331,10 +331,12 @@ class AccountTarget(Target):
     kind = "account"
 
     def __init__(self, region: str | None = None, account_id: str | None = None,
-                 api: ApiSettings | None = None, names: Names | None = None) -> None:
+                 api: ApiSettings | None = None, names: Names | None = None,
+                 clients: Clients | None = None) -> None:
         names = names or Names()
         region = region or names.primary_region
-        clients = Clients(endpoint_url=None, default_region=region)
+        # Given: a dry run's, guarded before the first call (the account id's).
+        clients = clients or Clients(endpoint_url=None, default_region=region)
         if account_id is None:
             account_id = clients("sts").get_caller_identity()["Account"]
         super().__init__(clients, replace(names, account_id=account_id), region)

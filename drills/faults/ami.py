@@ -34,6 +34,9 @@ class DeregisterCurrentAmi(Fault):
     """Release a new enclave AMI as current, then deregister it: launches fail."""
 
     kind = "enclave.deregister-current-ami"
+    calls = ("ec2:RegisterImage", "ssm:PutParameter", "ec2:DeregisterImage")
+    revert_calls = ("ssm:PutParameter", "ec2:DeregisterImage",
+                    "autoscaling:StartInstanceRefresh")
     target_kind = "asg"
 
     @property

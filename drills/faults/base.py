@@ -6,6 +6,10 @@ target lacks (before `prepare()`), then checks the target against the
 allow-list, writes `params` to the journal with fsync, and only then calls `inject()`.
 Any process can rebuild a fault from its journal entry (`from_params`) and revert it, which
 is how `drills rollback` and the next run finish what a killed run left behind.
+
+Each kind also names the calls its `inject()` and `revert()` make (`calls`,
+`revert_calls`), so that `plan()` says what a drill would do without doing it
+(`drills run --dry-run`).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from drills.capabilities import Capability, missing_reason
 from drills.clients import Clients
 from drills.errors import CapabilityMissing, FaultError, TargetNotAllowed
 from drills.journal import FaultEntry, FaultState, Journal, utc_now
+from drills.plan import FaultPlan
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +54,14 @@ class Fault(ABC):
     #: drills whose steps inject it are skipped there (`drills.capabilities`).
     requires: ClassVar[frozenset[Capability]] = frozenset()
     registry: ClassVar[dict[str, type[Fault]]] = {}
+    #: The calls `inject()` makes, in order: "service:Operation" for AWS (as botocore names
+    #: it), "process:..." for the twin's processes, "twin:..." for its control routes.
+    calls: ClassVar[tuple[str, ...]] = ()
+    #: The calls `revert()` may make (reads left out), named as `calls`.
+    revert_calls: ClassVar[tuple[str, ...]] = ()
+    #: Whether `prepare()` only reads, so a dry run may call it to name the exact resources
+    #: (the instances, the nodes) the fault would act on; a dry run fails on any write.
+    prepare_reads_only: ClassVar[bool] = True
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -73,6 +86,13 @@ class Fault(ABC):
     @abstractmethod
     def describe(self) -> str:
         """One line for humans: what this fault does."""
+
+    def plan(self) -> FaultPlan:
+        """What this fault would do, on what, with which calls, without doing it (after
+        `prepare()`, the resources it chose are in `describe()`)."""
+        return FaultPlan(self.kind, self.target_kind, self.target, self.region,
+                         self.describe(), self.calls, self.revert_calls,
+                         tuple(sorted(self.requires)))
 
     def prepare(self) -> None:  # noqa: B027 - optional hook
         """Read into `params` what `revert()` will need; runs before journaling."""

@@ -35,6 +35,7 @@ class _ItemsFault(Fault):
     """Damages the items of `params["keys"]` (partition key values) in `params["table"]`."""
 
     target_kind = "table"
+    prepare_reads_only = False  # it takes an on-demand backup
 
     @property
     def target(self) -> str:
@@ -98,6 +99,8 @@ class DeleteItems(_ItemsFault):
     """Delete the named items, as a faulty cleanup job or a mistaken script would."""
 
     kind = "dynamodb.delete-items"
+    calls = ("dynamodb:CreateBackup", "dynamodb:DeleteItem")
+    revert_calls = ("dynamodb:PutItem",)
 
     def describe(self) -> str:
         return (f"delete {len(self.params.get('keys') or [])} item(s) from {self.target} "
@@ -120,6 +123,8 @@ class CorruptItems(_ItemsFault):
     """
 
     kind = "dynamodb.corrupt-items"
+    calls = ("dynamodb:CreateBackup", "dynamodb:PutItem")
+    revert_calls = ("dynamodb:PutItem",)
 
     def describe(self) -> str:
         return (f"corrupt {len(self.params.get('keys') or [])} item(s) of {self.target} "

@@ -44,6 +44,8 @@ class TerminateInstances(_AsgFault):
     """Terminate N InService instances of the group, as runbook 3.1's manual command does."""
 
     kind = "enclave.terminate-instances"
+    calls = ("autoscaling:TerminateInstanceInAutoScalingGroup",)
+    revert_calls = ("autoscaling:SetDesiredCapacity",)
 
     def describe(self) -> str:
         return f"terminate {self.params['count']} instance(s) of Auto Scaling group {self.target}"
@@ -73,6 +75,8 @@ class SetDesiredCapacity(_AsgFault):
     """Set the group's desired capacity (0 takes every enclave down, runbook 3.2/4.1)."""
 
     kind = "enclave.set-desired-capacity"
+    calls = ("autoscaling:SetDesiredCapacity",)
+    revert_calls = ("autoscaling:SetDesiredCapacity",)
 
     def describe(self) -> str:
         return f"set desired capacity of {self.target} to {self.params['to']}"
@@ -116,6 +120,8 @@ class KillWorker(_WorkerFault):
     """SIGKILL the enclave process of N instances; the ASG health check must replace them."""
 
     kind = "enclave.kill-worker"
+    calls = ("process:SIGKILL enclave worker",)
+    revert_calls = ("autoscaling:SetDesiredCapacity",)
     signal = signal.SIGKILL
 
     def describe(self) -> str:
@@ -129,6 +135,8 @@ class FreezeWorkers(_WorkerFault):
     """SIGSTOP the enclave process of N instances (hung enclave); revert thaws them."""
 
     kind = "enclave.freeze-workers"
+    calls = ("process:SIGSTOP enclave worker",)
+    revert_calls = ("process:SIGCONT enclave worker",)
     signal = signal.SIGSTOP
 
     def describe(self) -> str:

@@ -21,6 +21,8 @@ class SetHealthCheckType(Fault):
     revert restores the type it had."""
 
     kind = "enclave.health-check-type"
+    calls = ("autoscaling:UpdateAutoScalingGroup",)
+    revert_calls = ("autoscaling:UpdateAutoScalingGroup",)
     target_kind = "asg"
 
     @property

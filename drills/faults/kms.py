@@ -73,6 +73,8 @@ class DisableKey(_KeyFault):
     """DisableKey on the sealing key (runbook 3.4); revert: EnableKey."""
 
     kind = "kms.disable-key"
+    calls = ("kms:DisableKey",)
+    revert_calls = ("kms:EnableKey",)
 
     def describe(self) -> str:
         return f"disable KMS key {self.target}"
@@ -93,6 +95,8 @@ class ScheduleKeyDeletion(_KeyFault):
     """ScheduleKeyDeletion of the sealing key; revert: CancelKeyDeletion, then EnableKey."""
 
     kind = "kms.schedule-key-deletion"
+    calls = ("kms:ScheduleKeyDeletion",)
+    revert_calls = ("kms:CancelKeyDeletion", "kms:EnableKey")
 
     def describe(self) -> str:
         return (f"schedule deletion of KMS key {self.target} in "
@@ -127,6 +131,9 @@ class ScratchKeyDeleted(Fault):
     """
 
     kind = "kms.scratch-key-deleted"
+    calls = ("kms:CreateKey", "kms:CreateAlias", "s3:PutObject", "kms:ScheduleKeyDeletion",
+             "twin:kms/expire-deletion")
+    revert_calls = ("s3:DeleteObject", "kms:ScheduleKeyDeletion", "twin:kms/expire-deletion")
     target_kind = "bucket"
     requires = frozenset({Capability.CONTROL})
 

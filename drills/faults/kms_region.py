@@ -23,6 +23,8 @@ class KeyRegionUnreachable(Fault):
     them through again (held requests are then answered, and retried by their callers)."""
 
     kind = "kms.key-region-unreachable"
+    calls = ("twin:regions/isolate",)
+    revert_calls = ("twin:regions/isolate",)
     target_kind = "key"
     requires = frozenset({Capability.CONTROL})
 

@@ -72,6 +72,8 @@ class KillNodes(_NatsFault):
     """SIGKILL (docker kill) N nodes, as a crash of nats-server would; revert restarts them."""
 
     kind = "nats.kill-nodes"
+    calls = ("process:SIGKILL nats-server (docker kill)",)
+    revert_calls = ("process:start nats-server",)
     action = "kill"
 
     def inject(self) -> None:
@@ -86,6 +88,8 @@ class FreezeNodes(_NatsFault):
     """SIGSTOP (docker pause) N nodes: sockets stay open, nothing answers; revert thaws."""
 
     kind = "nats.freeze-nodes"
+    calls = ("process:SIGSTOP nats-server (docker pause)",)
+    revert_calls = ("process:SIGCONT nats-server (docker unpause)",)
     action = "freeze"
 
     def inject(self) -> None:
@@ -101,6 +105,8 @@ class PartitionNodes(_NatsFault):
     """Cut N nodes off the network (peers and clients), sockets left open; revert heals."""
 
     kind = "nats.partition-nodes"
+    calls = ("process:cut nats-server off its peers and clients",)
+    revert_calls = ("process:heal nats-server's network", "process:start nats-server")
     action = "partition"
 
     def inject(self) -> None:

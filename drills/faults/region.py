@@ -73,6 +73,12 @@ class IsolateRegion(_TwinFault):
     and replication out of and into it stops; revert brings it all back."""
 
     kind = "region.isolate"
+    calls = ("twin:regions/isolate", "twin:s3/pause-replication",
+             "twin:dynamodb/pause-replication", "process:SIGSTOP vault API",
+             "process:SIGSTOP enclave worker", "process:SIGSTOP nats-server")
+    revert_calls = ("process:SIGCONT nats-server", "process:SIGCONT enclave worker",
+                    "process:SIGCONT vault API", "twin:regions/isolate",
+                    "twin:s3/resume-replication", "twin:dynamodb/resume-replication")
     target_kind = "region"
     requires = frozenset({Capability.PROCESSES, Capability.CONTROL})
 
@@ -144,6 +150,8 @@ class PauseBucketReplication(_PauseReplication):
     """`aws:s3:bucket-pause-replication`: the bucket's replication stops (objects PENDING)."""
 
     kind = "s3.pause-replication"
+    calls = ("twin:s3/pause-replication",)
+    revert_calls = ("twin:s3/resume-replication",)
     target_kind = "bucket"
     service, fis_action = "s3", "aws:s3:bucket-pause-replication"
 
@@ -160,6 +168,8 @@ class PauseTableReplication(_PauseReplication):
     region stops; its items reach the replicas once reverted."""
 
     kind = "dynamodb.pause-replication"
+    calls = ("twin:dynamodb/pause-replication",)
+    revert_calls = ("twin:dynamodb/resume-replication",)
     target_kind = "table"
     service, fis_action = "dynamodb", "aws:dynamodb:global-table-pause-replication"
 
@@ -176,6 +186,8 @@ class ApiDown(_TwinFault):
     health check fails while the data stores and enclaves are untouched."""
 
     kind = "api.down"
+    calls = ("process:SIGSTOP vault API",)
+    revert_calls = ("process:SIGCONT vault API",)
     target_kind = "region"
     requires = frozenset({Capability.PROCESSES})
 
@@ -204,6 +216,9 @@ class Failover(Fault):
     (`self.dns`), not raised: the health-checked failover records still move clients."""
 
     kind = "region.failover"
+    calls = ("autoscaling:SetDesiredCapacity", "route53:ChangeResourceRecordSets")
+    revert_calls = ("autoscaling:SetDesiredCapacity", "s3:CopyObject",
+                    "route53:ChangeResourceRecordSets")
     target_kind = "region"
 
     def __init__(self, ctx: FaultContext, params: Mapping[str, Any]) -> None:

@@ -28,6 +28,9 @@ class ReleaseEnclaveBuild(Fault):
     """Register enclave build `version` as a new AMI (runbook 6.2 step 1); reverted whole."""
 
     kind = "enclave.release-build"
+    calls = ("ec2:RegisterImage", "ec2:CreateTags")
+    revert_calls = ("ssm:PutParameter", "autoscaling:CancelInstanceRefresh",
+                    "autoscaling:StartInstanceRefresh", "ec2:DeregisterImage")
     target_kind = "asg"
 
     @property

@@ -58,6 +58,8 @@ class DeleteVaultObject(_VaultObjectFault):
     """DeleteObject without a version id: a delete marker hides the vault's data."""
 
     kind = "s3.delete-vault-object"
+    calls = ("s3:DeleteObject",)
+    revert_calls = ("s3:DeleteObject",)
 
     def describe(self) -> str:
         return f"delete {self.key} in bucket {self.target} (delete marker, no version id)"
@@ -87,6 +89,8 @@ class CorruptVaultObject(_VaultObjectFault):
     """PutObject of garbage over a vault's data, `count` times; revert restores the good version."""
 
     kind = "s3.corrupt-vault-object"
+    calls = ("s3:PutObject",)
+    revert_calls = ("s3:CopyObject",)
 
     def describe(self) -> str:
         return (f"overwrite {self.key} in bucket {self.target} with corrupt data "

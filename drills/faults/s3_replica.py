@@ -34,6 +34,8 @@ class PurgeVaultObject(_VaultObjectFault):
     writes the versions back from the copy kept in the journal, if the key is still empty."""
 
     kind = "s3.purge-vault-object"
+    calls = ("s3:DeleteObject",)
+    revert_calls = ("s3:PutObject",)
 
     def describe(self) -> str:
         return (f"delete every version of {self.key} in bucket {self.target} (by version ID, "

@@ -67,6 +67,8 @@ class DeleteParameter(_ParameterFault):
     """`aws ssm delete-parameter`: the parameter and its history are gone."""
 
     kind = "ssm.delete-parameter"
+    calls = ("ssm:DeleteParameter",)
+    revert_calls = ("ssm:PutParameter",)
 
     def describe(self) -> str:
         return f"delete SSM parameter {self.target} (backup {self.backup})"
@@ -85,6 +87,8 @@ class CorruptParameter(_ParameterFault):
     """
 
     kind = "ssm.corrupt-parameter"
+    calls = ("ssm:PutParameter",)
+    revert_calls = ("ssm:PutParameter",)
 
     def describe(self) -> str:
         return f"corrupt the value of SSM parameter {self.target} (backup {self.backup})"
