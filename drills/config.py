@@ -152,6 +152,25 @@ class LoadSettings:
         return self.spawn_rate if self.spawn_rate is not None else float(min(self.users, 10))
 
 
+COMMS_CHANNELS = ("sns", "slack")
+
+
+@dataclass(frozen=True, slots=True)
+class CommsSettings:
+    """How the communication procedures reach people (`[comms]`): an SNS topic (on the twin
+    one of its own when `topic_arn` is unset; on an account the team's topic) or a Slack
+    incoming webhook whose URL is read from the environment variable `webhook_env` (the URL
+    is a credential: it is never written to a file or the evidence). `update_every` is the
+    update cadence promised to users (seconds; None: none promised: the runbook appendix
+    states none); `impact` the impact text (None: measured from the drill's probes)."""
+
+    channel: str = "sns"
+    topic_arn: str | None = None
+    webhook_env: str = "DRILLS_SLACK_WEBHOOK"
+    update_every: float | None = None
+    impact: str | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """Everything a drill run is configured with."""
@@ -165,6 +184,7 @@ class Settings:
     load: LoadSettings = LoadSettings()
     #: The names of the system under drill (`[environment]`; default: the runbook's).
     names: Names = field(default_factory=Names)
+    comms: CommsSettings = CommsSettings()
 
 
 def runbook_objectives() -> Objectives:
@@ -177,6 +197,12 @@ def runbook_objectives() -> Objectives:
     components |= {name: Objective(name, lag, 0)  # no priority: section 1 does not rank them
                    for name, lag in RUNBOOK_REPLICATION_LAG.items()}
     return Objectives(components=components)
+
+
+def parse_duration(value: Any, where: str) -> float:
+    """Seconds from a number or a string like '90s', '5m', '1h' (for steps and commands);
+    ConfigError naming `where` when it is not one."""
+    return _duration(value, where)
 
 
 def _duration(value: Any, where: str) -> float:
@@ -223,7 +249,7 @@ def load_settings(path: Path | None) -> Settings:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{where}: not valid TOML ({exc})") from None
     _reject_unknown(data, {"service", "components", "probes", "allow", "api", "load",
-                           "environment"}, where)
+                           "environment", "comms"}, where)
     objectives = base.objectives
     service = _table(data, "service", where)
     _reject_unknown(service, {"rto", "rpo_writes", "mttr"}, f"{where} [service]")
@@ -285,7 +311,32 @@ def load_settings(path: Path | None) -> Settings:
         allow[kind] = tuple(names)
     return Settings(objectives, probe_settings, api_settings, allow, source=where,
                     load=_load_settings(_table(data, "load", where), where),
-                    names=_environment(_table(data, "environment", where), where))
+                    names=_environment(_table(data, "environment", where), where),
+                    comms=_comms_settings(_table(data, "comms", where), where))
+
+
+def _comms_settings(table: Mapping[str, Any], where: str) -> CommsSettings:
+    """The [comms] table: the channel notifications go through, and the promised cadence."""
+    at = f"{where} [comms]"
+    _reject_unknown(table, {"channel", "topic_arn", "webhook_env", "update_every", "impact"},
+                    at)
+    for key in ("channel", "topic_arn", "webhook_env", "impact"):
+        if key in table and (not isinstance(table[key], str) or not table[key].strip()):
+            raise ConfigError(f"{at} {key} must be a non-empty string")
+    channel = table.get("channel", "sns")
+    if channel not in COMMS_CHANNELS:
+        raise ConfigError(f"{at} channel: {channel!r} is not one of "
+                          f"{', '.join(COMMS_CHANNELS)}")
+    topic = table.get("topic_arn")
+    if topic is not None and (not topic.startswith("arn:") or ":sns:" not in topic):
+        raise ConfigError(f"{at} topic_arn: {topic!r} is not an SNS topic ARN "
+                          "(arn:aws:sns:REGION:ACCOUNT:NAME)")
+    return CommsSettings(
+        channel=channel, topic_arn=topic,
+        webhook_env=table.get("webhook_env", CommsSettings().webhook_env),
+        update_every=(_duration(table["update_every"], f"{at} update_every")
+                      if "update_every" in table else None),
+        impact=table.get("impact"))
 
 
 def _environment(table: Mapping[str, Any], where: str) -> Names:

@@ -14,6 +14,7 @@
     ├── RecoveryError                a runbook recovery procedure did not complete
     ├── MeasurementError             a measurement disagrees with its independent ground truth
     ├── DryRunViolation              a dry run was about to make a mutating call (refused)
+    ├── CommsError                   a notification could not be sent or did not arrive
     ├── ReportError                  a report is invalid or cannot be read           exit 2
     └── ObjectiveBreached            a measured figure is worse than its objective
 
@@ -91,6 +92,11 @@ class MeasurementError(DrillError):
 class DryRunViolation(DrillError):
     """A dry run (`drills run --dry-run`) was about to make a call that is not a read; it was
     refused before it was sent."""
+
+
+class CommsError(DrillError):
+    """A notification of the communication procedures (runbook appendix) could not be sent,
+    or did not arrive on its channel as sent."""
 
 
 class ReportError(DrillError):

@@ -10,6 +10,7 @@ from drills.evidence.model import (
     DrillRecord,
     FaultRecord,
     Measurement,
+    NotificationRecord,
     RpoMeasurement,
     RunRecord,
     Status,
@@ -86,6 +87,10 @@ class ProgressObserver(RunObserver):
                    f"writes lost (window {m.loss_window:.2f}s, {m.unacknowledged} never "
                    f"acknowledged, {m.unverified} unverifiable): "
                    f"{'met' if m.met else 'EXPECTED LOSS' if m.expected_loss else 'BREACHED'}")
+
+    def notified(self, drill: DrillRecord, n: NotificationRecord) -> None:
+        self.write(f"           notification sent: {n.kind} #{n.sequence} \"{n.subject}\" "
+                   f"({n.after_declaration:.2f}s after the declaration)")
 
     def waiting(self, drill: DrillRecord, message: str) -> None:
         self.write(f"           ... {message}")

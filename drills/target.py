@@ -186,6 +186,11 @@ class Target:
         """Make sure the runbook's alarms, their topic and pager exist: the twin provisions
         them (idempotent); an account must already have them."""
 
+    def communications_topic(self) -> str | None:
+        """The SNS topic user notifications go to when `[comms]` names none: the twin makes
+        one of its own; an account has the team's, which the team must name (None)."""
+        return None
+
     def ledger(self) -> LedgerReader:
         """Reads the credentials ledger (DynamoDB): each vault's last acknowledged content."""
         return ledger_reader(self.clients("dynamodb", self.region),
@@ -196,6 +201,10 @@ class Target:
 
     def allow_list(self, configured: dict[str, tuple[str, ...]]) -> AllowList:
         return AllowList(dict(configured))
+
+
+#: The twin's topic for user notifications (the team's own on an account: `[comms]`).
+COMMS_TOPIC = "VettID-DR-Communications"
 
 
 class TwinTarget(Target):
@@ -288,6 +297,11 @@ class TwinTarget(Target):
         from drills.twin import monitor
 
         monitor.provision(self.clients, self.names, self.region, self.twin.state.profile)
+
+    def communications_topic(self) -> str | None:
+        # create_topic returns the existing topic's ARN when it already exists
+        return str(self.clients("sns", self.region).create_topic(
+            Name=COMMS_TOPIC)["TopicArn"])
 
     def known_vaults(self) -> list[KnownVault]:
         return list(self.twin.population())

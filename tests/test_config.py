@@ -209,3 +209,38 @@ def test_names_round_trip_through_the_journal_and_ignore_unknown_fields() -> Non
     assert Names.from_dict(names.to_dict()) == names
     old = {"asg": "Acme-ASG", "tables": ["a", "b", "c"]}
     assert Names.from_dict(old) == Names(asg="Acme-ASG")
+
+
+def test_comms_defaults_to_an_sns_topic_without_a_promised_cadence() -> None:
+    """Without [comms]: SNS (the twin's own topic), the webhook URL read from
+    $DRILLS_SLACK_WEBHOOK if asked for, no cadence promised (the appendix states none)."""
+    comms = load_settings(None).comms
+    assert (comms.channel, comms.topic_arn, comms.webhook_env, comms.update_every,
+            comms.impact) == ("sns", None, "DRILLS_SLACK_WEBHOOK", None, None)
+
+
+def test_comms_reads_channel_topic_cadence_and_impact(tmp_path: Path) -> None:
+    """Every [comms] key is read, durations as elsewhere in the file."""
+    path = write(tmp_path, '[comms]\nchannel = "slack"\nwebhook_env = "TEAM_HOOK"\n'
+                 'update_every = "30m"\nimpact = "enrolment is slow"\n'
+                 'topic_arn = "arn:aws:sns:us-east-1:123456789012:team"\n')
+    comms = load_settings(path).comms
+    assert (comms.channel, comms.webhook_env, comms.update_every, comms.impact,
+            comms.topic_arn) == ("slack", "TEAM_HOOK", 1800.0, "enrolment is slow",
+                                 "arn:aws:sns:us-east-1:123456789012:team")
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ('[comms]\nchannel = "pager"', r"\[comms\] channel: 'pager' is not one of sns, slack"),
+    ('[comms]\ntopic_arn = "VettID-Team"', r"topic_arn: 'VettID-Team' is not an SNS topic ARN"),
+    ('[comms]\nupdate_every = "often"', r"\[comms\] update_every: cannot read duration"),
+    ('[comms]\nimpact = ""', r"\[comms\] impact must be a non-empty string"),
+    ('[comms]\nwebhook_url = "https://hooks.slack.com/x"', r"unknown key\(s\) webhook_url"),
+])
+def test_bad_comms_settings_say_where_and_what(tmp_path: Path, text: str, message: str) -> None:
+    """A wrong [comms] names the file, the key and what is allowed; the webhook URL itself is
+    not a key (it is a credential: read from the environment)."""
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError, match=message) as info:
+        load_settings(path)
+    assert str(path) in str(info.value)

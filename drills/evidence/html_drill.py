@@ -133,6 +133,7 @@ def drill_section(number: int, drill: DrillRecord) -> str:
                  esc(_hms(p.utc)), esc(p.detail)] for p in drill.phases]
         body += "<h4>Phase timeline</h4>" + table(
             ["Phase", "t vs fault", "UTC", "What was observed"], rows, {1})
+    body += comms_section(drill)
     if drill.runbook_findings:
         body += "<h4>Findings against the runbook</h4><ul>" + "".join(
             f"<li><b>{esc(f.section)}</b> ({esc(f.severity)}): {esc(f.title)}. "
@@ -220,3 +221,48 @@ def load_section(drill: DrillRecord) -> str:
         out += (f'<p class="small muted">Raw data: every request in <code>'
                 f'{esc(load.requests_file)}</code>.</p>')
     return out
+
+
+def comms_section(drill: DrillRecord) -> str:
+    """The incident's communications: the figures, then each notification as sent and as it
+    arrived ("" when the drill sent none)."""
+    comms = drill.comms
+    if comms is None:
+        return ""
+    limit = comms.first_notification_limit
+    first = ("did not arrive" if comms.first_notification is None
+             else secs(comms.first_notification))
+    cadence = ("no cadence promised ([comms] update_every)" if comms.promised_cadence is None
+               else f"promised {secs(comms.promised_cadence)}: "
+                    + ("met" if comms.cadence_met else "NOT MET" if comms.cadence_met is False
+                       else "fewer than two notifications"))
+    out = (f"<h4>Communications: incident {esc(comms.incident_id)}</h4>"
+           f'<p class="small">Channel: {esc(comms.channel)}. Started {esc(comms.started_utc)}, '
+           f"declared {esc(comms.declared_utc)}, ETA {esc(comms.eta_utc)}. Impact at "
+           f"declaration: {esc(comms.impact)}.</p>"
+           f'<p class="small">Declaration to the first notification\'s arrival: '
+           f"<b>{esc(first)}</b>{esc(f' (limit {secs(limit)})' if limit is not None else '')}; "
+           f"updates sent every {esc(secs(comms.update_every))}; longest interval between "
+           f"notifications {esc(secs(comms.longest_interval))} ({esc(cadence)}).</p>")
+    rows = [[esc(f"{n.sequence}. {n.kind}"), esc(n.template),
+             f"{esc(_hms(n.sent_utc))}<div class='small muted'>+{esc(secs(n.after_declaration))}"
+             "</div>",
+             (f"{esc(_hms(n.delivered_utc))}<div class='small muted'>"
+              f"+{esc(secs(n.delivered_after))}</div>" if n.delivered_utc
+              else badge("NOT SEEN", "fail")),
+             f"<pre class='small'>{esc(n.text)}</pre>",
+             _received(n.received_text, n.text) + f"<div class='small muted'>{esc(n.receipt)}"
+             "</div>"]
+            for n in comms.notifications]
+    return out + table(["#", "Template (runbook appendix)", "Sent (UTC, vs declaration)",
+                        "Arrived", "As sent", "As received"], rows)
+
+
+def _received(received: str | None, sent: str) -> str:
+    """The "as received" cell: a badge, and the text when it differs from what was sent
+    (allowing for the entity escaping a Slack webhook asks for)."""
+    if received is None:
+        return badge("NOT SEEN", "fail")
+    if received in (sent, sent.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")):
+        return badge("AS SENT", "pass")
+    return badge("DIFFERENT", "fail") + f"<pre class='small'>{esc(received)}</pre>"

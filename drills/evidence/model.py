@@ -18,7 +18,7 @@ from drills.measure.timeline import Verdict
 
 #: Version of report.json's schema (`drills/schemas/report.schema.json`); bump the minor
 #: version for added optional fields, the major version for anything a reader must change for.
-SCHEMA_VERSION = "2.0"
+SCHEMA_VERSION = "2.1"
 
 T = TypeVar("T")
 
@@ -221,6 +221,47 @@ class RunbookFinding:
 
 
 @dataclass(slots=True)
+class NotificationRecord:
+    """One notification of the communication procedures, as sent and as it arrived."""
+
+    kind: str  # initial | update | resolution
+    sequence: int
+    template: str  # the runbook appendix template whose text it carries
+    subject: str
+    text: str  # as sent
+    sent_utc: str
+    after_declaration: float  # seconds from the declaration to the hand-over returning
+    message_id: str = ""
+    delivered_utc: str = ""  # when it arrived ("" until it did)
+    delivered_after: float | None = None  # seconds from the declaration to its arrival
+    received_text: str | None = None  # as it arrived (None: not seen to arrive)
+    receipt: str = ""  # how arrival was seen: the read-back queue, the webhook's answer
+
+
+@dataclass(slots=True)
+class CommsRecord:
+    """An incident's communications (runbook appendix, 7.3 item 4): the values notifications
+    carried, each notification, and the figures: declaration to the first notification, and
+    the intervals between notifications against the promised cadence."""
+
+    channel: str
+    incident_id: str
+    declared_utc: str
+    started_utc: str
+    impact: str
+    eta_utc: str
+    notifications: list[NotificationRecord] = field(default_factory=list)
+    first_notification: float | None = None  # seconds, declaration to the first arrival
+    first_notification_limit: float | None = None  # what the drill asked of it
+    update_every: float | None = None  # the cadence the drill sent updates at
+    promised_cadence: float | None = None  # [comms] update_every (the appendix has none)
+    intervals: list[float] = field(default_factory=list)  # between consecutive notifications
+    longest_interval: float | None = None
+    cadence_met: bool | None = None  # None: no cadence promised
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
 class LoadWindow:
     """The load users' requests in one window of a drill (times: seconds after its first
     fault; None when the window does not exist, e.g. no recovery was measured)."""
@@ -308,6 +349,7 @@ class DrillRecord:
     load: LoadRecord | None = None  # simulated apps' requests during the drill (--load)
     phases: list[PhaseRecord] = field(default_factory=list)  # an exercise's timeline
     runbook_findings: list[RunbookFinding] = field(default_factory=list)
+    comms: CommsRecord | None = None  # the communication procedures' notifications
 
     @property
     def key(self) -> str:

@@ -8,6 +8,7 @@ from drills.evidence.model import (
     DrillRecord,
     FaultRecord,
     Measurement,
+    NotificationRecord,
     RpoMeasurement,
     RunRecord,
     StepRecord,
@@ -37,6 +38,9 @@ class RunObserver:
 
     def rpo_measured(self, drill: DrillRecord, measurement: RpoMeasurement) -> None:
         """Data loss was measured."""
+
+    def notified(self, drill: DrillRecord, notification: NotificationRecord) -> None:
+        """A notification of the communication procedures was sent."""
 
     def waiting(self, drill: DrillRecord, message: str) -> None:
         """A step is waiting on a condition; `message` says on what and how far it got."""
@@ -84,6 +88,10 @@ class Observers(RunObserver):
     def rpo_measured(self, drill: DrillRecord, measurement: RpoMeasurement) -> None:
         for o in self.observers:
             o.rpo_measured(drill, measurement)
+
+    def notified(self, drill: DrillRecord, notification: NotificationRecord) -> None:
+        for o in self.observers:
+            o.notified(drill, notification)
 
     def waiting(self, drill: DrillRecord, message: str) -> None:
         for o in self.observers:

@@ -60,6 +60,10 @@ def scrub_run(run: RunRecord) -> None:
         for m in drill.measurements:
             for outage in m.outages:
                 outage.first_error = scrub(outage.first_error)
+        if drill.comms is not None:  # scanned before sending; what came back is foreign
+            for n in drill.comms.notifications:
+                n.received_text = _opt(n.received_text)
+                n.receipt = scrub(n.receipt)
         for rpo in drill.rpo:
             for lost in rpo.lost_writes:
                 lost.reason, lost.detail = scrub(lost.reason), scrub(lost.detail)

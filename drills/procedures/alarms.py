@@ -17,7 +17,6 @@ The escalation levels are the runbook appendix's:
 from __future__ import annotations
 
 import json
-import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from typing import Any
 
 from drills.clients import Clients
 from drills.errors import ConfigError
+from drills.procedures.topic_queue import TopicQueue
 
 Progress = Callable[[str], None]
 
@@ -117,43 +117,24 @@ class PagerWatch:
         if not topics:
             raise ConfigError("the alarm has no SNS AlarmActions: nobody would be paged; add "
                               "the on-call topic to its AlarmActions")
-        self.clients, self.region, self.topics = clients, region, topics
-        self.queue_url: str | None = None
-        self.subscriptions: list[str] = []
+        self.queue = TopicQueue(clients, region, topics, "drills-pager-watch")
         self.pages: list[Page] = []
 
     def open(self) -> PagerWatch:
         """Create the queue, allow the topics to send to it, subscribe it."""
-        sqs, sns = self.clients("sqs", self.region), self.clients("sns", self.region)
-        self.queue_url = sqs.create_queue(
-            QueueName=f"drills-pager-watch-{secrets.token_hex(4)}")["QueueUrl"]
-        arn = sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=["QueueArn"])[
-            "Attributes"]["QueueArn"]
-        sqs.set_queue_attributes(QueueUrl=self.queue_url, Attributes={"Policy": json.dumps({
-            "Version": "2012-10-17", "Statement": [{
-                "Effect": "Allow", "Principal": {"Service": "sns.amazonaws.com"},
-                "Action": "sqs:SendMessage", "Resource": arn,
-                "Condition": {"ArnEquals": {"aws:SourceArn": self.topics}}}]})})
-        for topic in self.topics:
-            self.subscriptions.append(sns.subscribe(
-                TopicArn=topic, Protocol="sqs", Endpoint=arn,
-                ReturnSubscriptionArn=True)["SubscriptionArn"])
+        self.queue.open()
         return self
 
     def _receive(self) -> None:
-        sqs = self.clients("sqs", self.region)
-        got = sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10,
-                                  WaitTimeSeconds=1, AttributeNames=["SentTimestamp"])
-        for message in got.get("Messages", []):
-            sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
+        for delivery in self.queue.receive():
             try:
-                envelope = json.loads(message["Body"])
-                body = json.loads(envelope["Message"])
-            except (KeyError, ValueError):
+                body = json.loads(delivery.message)
+            except ValueError:
                 continue  # not an alarm notification (e.g. a test publish)
-            sent = datetime.fromtimestamp(int(message["Attributes"]["SentTimestamp"]) / 1000, UTC)
+            if not isinstance(body, dict):
+                continue
             self.pages.append(Page(body.get("AlarmName", ""), body.get("NewStateValue", ""),
-                                   sent, envelope.get("Subject", ""),
+                                   delivery.delivered, delivery.envelope.get("Subject", ""),
                                    body.get("NewStateReason", "")))
 
     def wait_for_page(self, alarm: str, state: str, since: datetime, timeout: float,
@@ -172,13 +153,7 @@ class PagerWatch:
 
     def close(self) -> None:
         """Unsubscribe and delete the queue (idempotent)."""
-        sns, sqs = self.clients("sns", self.region), self.clients("sqs", self.region)
-        for arn in self.subscriptions:
-            sns.unsubscribe(SubscriptionArn=arn)
-        self.subscriptions.clear()
-        if self.queue_url is not None:
-            sqs.delete_queue(QueueUrl=self.queue_url)
-            self.queue_url = None
+        self.queue.close()
 
 
 # ------------------------------------------------------------------ escalation

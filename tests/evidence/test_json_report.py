@@ -29,6 +29,7 @@ DEFS = {
     model.Finding: "finding", model.Remediation: "remediation",
     model.ProgrammeItem: "programme_item", model.ObjectiveReview: "objective_review",
     model.SignOff: "sign_off", model.Amendment: "amendment",
+    model.CommsRecord: "comms", model.NotificationRecord: "notification",
 }
 
 

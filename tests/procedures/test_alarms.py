@@ -150,7 +150,7 @@ def test_pager_watch_cleans_up_its_queue_and_subscription(clients: Clients,
                                                           topic: str) -> None:
     """close() unsubscribes and deletes the drill's queue; calling it again is harmless."""
     watch = alarms.PagerWatch(clients, REGION, [topic]).open()
-    queue = watch.queue_url
+    queue = watch.queue.queue_url
     watch.close()
     watch.close()
     subscriptions: list[dict[str, Any]] = clients("sns").list_subscriptions_by_topic(
