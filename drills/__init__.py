@@ -6,6 +6,7 @@ from drills.capabilities import Capability
 from drills.config import Objective, Objectives, ProbeSettings, Settings, load_settings
 from drills.errors import (
     CapabilityMissing,
+    CommsError,
     ConfigError,
     DrillError,
     FaultError,
@@ -33,6 +34,7 @@ __all__ = [
     "CanaryWriter",
     "Capability",
     "CapabilityMissing",
+    "CommsError",
     "ConfigError",
     "DrillError",
     "FaultError",

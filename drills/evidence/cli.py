@@ -1,4 +1,5 @@
-"""`drills report ...`: verify, show, trend, compliance, findings, render, index.
+"""`drills report ...`: verify, show, trend, compliance, findings, render, index,
+objectives-review.
 
 Exit codes: 0 all well; 1 the report changed (verify) or a cadence item is overdue
 (`compliance --fail-on-overdue`); 2 bad input (raised as DrillError, printed by `drills`).
@@ -150,6 +151,46 @@ def cmd_index(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_objectives_review(args: argparse.Namespace) -> int:
+    """Propose objectives from the indexed runs' figures; print the review and the TOML diff
+    against the current objectives (and write them where asked)."""
+    from drills.config import load_settings
+    from drills.evidence import index as index_mod
+    from drills.evidence import objectives_review as review_mod
+    from drills.evidence import objectives_toml
+    from drills.evidence.fmt import parse_utc
+
+    margin = review_mod.parse_margin(args.margin)
+    as_of = parse_utc(args.as_of) if args.as_of else datetime.now(UTC)
+    objectives_path = Path(args.objectives) if args.objectives else None
+    settings = load_settings(objectives_path)
+    root = Path(args.reports)
+    if not root.is_dir():
+        raise ConfigError(f"{root} is not a directory; give the reports root that holds "
+                          "index.jsonl (--reports)")
+    review = review_mod.build(index_mod.read(root), settings.objectives, as_of=as_of,
+                              margin=margin, include_twin=args.include_twin)
+    print(review_mod.text_table(review), end="")
+    if objectives_path is not None:
+        current, name = objectives_path.read_text(encoding="utf-8"), str(objectives_path)
+    else:
+        current = objectives_toml.render_defaults(settings.objectives)
+        name = "runbook-defaults.toml"
+    proposed = objectives_toml.propose(current, review)
+    diff = objectives_toml.unified(current, proposed, name)
+    print(diff or "no change proposed: the current objectives stand\n", end="")
+    if args.diff:
+        Path(args.diff).write_text(diff, encoding="utf-8")
+        print(f"diff: {Path(args.diff).resolve()}", file=sys.stderr)
+    if args.proposed:
+        Path(args.proposed).write_text(proposed, encoding="utf-8")
+        print(f"proposed objectives: {Path(args.proposed).resolve()}", file=sys.stderr)
+    if args.html:
+        Path(args.html).write_text(review_mod.review_section(review, diff), encoding="utf-8")
+        print(f"HTML section: {Path(args.html).resolve()}", file=sys.stderr)
+    return 0
+
+
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
     """Add the `report` command group to the `drills` parser."""
     report = sub.add_parser("report", parents=[common], help="work with run reports")
@@ -194,6 +235,30 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("dir", help="reports/<run-id>")
     p.add_argument("--remediation", help=REMEDIATION_HELP)
     p.set_defaults(func=cmd_render)
+
+    p = rsub.add_parser(
+        "objectives-review", help="runbook 7.3: propose objectives from the measured figures "
+        "(RTO: p95 plus a margin; RPO: the worst loss) as a TOML diff against the current ones",
+        description="Reads the run index (account runs; twin rehearsals only with "
+        "--include-twin, kept apart and labelled) and proposes, per component, an RTO of the "
+        "p95 of its measured figures plus a margin and an RPO of the worst loss measured, with "
+        "the runs each figure came from; an objective no figure ever met is a finding. Prints "
+        "the review, then a unified diff of the current objectives file against the proposal. "
+        "Exit 0, or 2 on bad input (margin, objectives file, unreadable index).")
+    p.add_argument("--reports", default="reports", help=ROOT_HELP)
+    p.add_argument("--objectives", help="the current objectives file (default: the runbook's "
+                   "objectives); the proposal edits a copy of it")
+    p.add_argument("--margin", default="25%", help="added to the p95 of the RTO figures, as a "
+                   "percentage or a fraction (default 25%%)")
+    p.add_argument("--include-twin", action="store_true", help="also review twin rehearsals "
+                   "(kept apart; a proposal from rehearsals alone is labelled REHEARSAL ONLY)")
+    p.add_argument("--as-of", help="review the year up to this UTC date/time instead of now")
+    p.add_argument("--diff", metavar="FILE", help="also write the TOML diff to FILE")
+    p.add_argument("--proposed", metavar="FILE",
+                   help="also write the whole proposed objectives file to FILE")
+    p.add_argument("--html", metavar="FILE", help="also write the review as an HTML section "
+                   "(what the annual report includes)")
+    p.set_defaults(func=cmd_objectives_review)
 
     p = rsub.add_parser("index", help="list the run index; --rebuild recreates it from the "
                         "report directories")

@@ -34,6 +34,7 @@ class Figure:
     objective: float
     met: bool
     verdict: str
+    expected_loss: bool = False  # an RPO figure of a drill that loses data on purpose
 
 
 @dataclass(slots=True)
@@ -76,7 +77,7 @@ def entry_for(run: RunRecord, report_dir: Path, manifest_sha256: str | None = No
         for r in d.rpo:
             figures.append(Figure(d.key, d.name, "rpo", r.component, float(r.lost), None,
                                   float(r.objective_writes), r.met,
-                                  "lost" if r.lost else "no-loss"))
+                                  "lost" if r.lost else "no-loss", r.expected_loss))
     return IndexEntry(
         run_id=run.run_id, exercise=run.exercise, started_utc=run.started_utc,
         ended_utc=run.ended_utc or run.started_utc, status=run.status.value,

@@ -26,19 +26,24 @@ def _declare(clients: Clients, name: str, promised: float | None, impact: str = 
         notify=(seen if seen is not None else []).append)
 
 
+def _play(comms: Communications, every: float, updates: int, rto: float) -> None:
+    """Initial, `updates` updates `every` seconds apart, resolution, arrival confirmed."""
+    try:
+        comms.send_initial()
+        comms.start_updates(every, lambda: "2 of 20 vault operations failed")
+        comms.wait_for_updates(updates, timeout=10.0)
+        comms.resolve(rto, "measured: service of Vault Service")
+        assert comms.confirm(timeout=10.0) == []
+    finally:
+        comms.close()
+
+
 def test_an_incident_from_declaration_to_resolution(clients: Clients) -> None:
     """Initial, two updates at 0.3 s, resolution: four notifications in sequence, each read
     back as sent; the figures come from the arrival times; observers heard of each."""
     seen: list[NotificationRecord] = []
     comms = _declare(clients, "drills-test-incident", promised=30.0, seen=seen)
-    try:
-        comms.send_initial()
-        comms.start_updates(0.3, lambda: "2 of 20 vault operations failed")
-        comms.wait_for_updates(2, timeout=10.0)
-        comms.resolve(12.5, "measured: service of Vault Service")
-        assert comms.confirm(timeout=10.0) == []
-    finally:
-        comms.close()
+    _play(comms, 0.3, 2, 12.5)
     record = comms.record
     kinds = [(n.kind, n.sequence) for n in record.notifications]
     assert kinds[0] == ("initial", 1)
@@ -66,14 +71,7 @@ def test_an_incident_from_declaration_to_resolution(clients: Clients) -> None:
 def test_a_promise_shorter_than_the_updates_is_not_met(clients: Clients) -> None:
     """Updates every 0.5 s against a promise of 0.1 s: the cadence is not met."""
     comms = _declare(clients, "drills-test-cadence", promised=0.1)
-    try:
-        comms.send_initial()
-        comms.start_updates(0.5, lambda: "unchanged")
-        comms.wait_for_updates(1, timeout=10.0)
-        comms.resolve(1.0, "measured")
-        assert comms.confirm(timeout=10.0) == []
-    finally:
-        comms.close()
+    _play(comms, 0.5, 1, 1.0)
     assert comms.record.longest_interval is not None
     assert comms.record.longest_interval > 0.1
     assert comms.record.cadence_met is False

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from drills.cli import main
+from drills.config import load_settings
 from drills.evidence import index as index_mod
 from drills.evidence.json_report import load_report
 from tests.conftest import Runs
@@ -109,3 +110,30 @@ def test_index_rebuild_matches_the_appended_index(runs: Runs, tmp_path: Path) ->
     (root / index_mod.INDEX_NAME).unlink()
     assert main(["report", "index", "--reports", str(root), "--rebuild"]) == 0
     assert index_mod.read(root) == appended
+
+
+def test_objectives_review_proposes_from_the_real_runs_as_rehearsal_only(
+        runs: Runs, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The three runs are twin rehearsals: without --include-twin nothing is proposed; with
+    it, the Nitro Enclave ASG's RTO is proposed from their figures (the runs named), labelled
+    REHEARSAL ONLY, and the proposed file loads as an objectives file."""
+    assert main(["report", "objectives-review", "--reports", str(runs.root)]) == 0
+    out = capsys.readouterr().out
+    assert "0 account run(s), 3 twin rehearsal(s)" in out
+    assert "no figure to propose from" in out
+    assert "no change proposed" in out
+    proposed = tmp_path / "proposed.toml"
+    assert main(["report", "objectives-review", "--reports", str(runs.root), "--include-twin",
+                 "--proposed", str(proposed)]) == 0
+    out = capsys.readouterr().out
+    assert "REHEARSAL ONLY" in out
+    (line,) = [x for x in out.splitlines()
+               if x.startswith("  twin rehearsals") and "Nitro Enclave ASG" in x
+               and " rto " in x]
+    assert "current 5 min 00 s" in line
+    runs_line = out.splitlines()[out.splitlines().index(line) + 1]
+    for name in ("breach", "monthly"):
+        assert runs.dirs[name].name in runs_line
+    settings = load_settings(proposed)
+    assert settings.objectives.for_component("Nitro Enclave ASG").rto < 300
+    assert "# REHEARSAL ONLY (twin runs, not evidence)" in proposed.read_text()
