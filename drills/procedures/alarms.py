@@ -117,6 +117,7 @@ class PagerWatch:
         if not topics:
             raise ConfigError("the alarm has no SNS AlarmActions: nobody would be paged; add "
                               "the on-call topic to its AlarmActions")
+        self.topics = topics
         self.queue = TopicQueue(clients, region, topics, "drills-pager-watch")
         self.pages: list[Page] = []
 
