@@ -310,7 +310,8 @@ def test_a_full_queue_answers_busy_at_once(
     # The worker's log names the refusal and the three requests that held the queue (the
     # ground truth a benchmark reads to tell when a backlog stopped costing callers).
     (logged,) = worker.refusals()
-    assert logged["op"] == "get" and len(logged["held"]) == 3
+    assert logged["op"] == "get"
+    assert len(logged["held"]) == 3
     assert all(d > logged["started"] + 20 for d in logged["held"])  # the holders' 30 s
     assert logged["deadline"] < logged["started"] + 10.5  # the refused caller's own 10 s
 
