@@ -39,7 +39,8 @@ EXIT_CODES = """exit codes:
   2    bad input (unknown tag, missing file, bad objectives file): nothing was injected
   3    the target is unreachable or misconfigured (credentials, endpoint, missing
        resources), or the service was not in its steady state: nothing was drilled
-  130  interrupted (Ctrl-C or SIGTERM): every fault was reverted on the way out
+  130  interrupted (Ctrl-C or SIGTERM): every fault was reverted on the way out; the
+       report says `interrupted`
 --dry-run: 0 every drill planned with 0 mutating calls; 1 a mutating call was refused, or
   the run would fail at a fault (allow-list, a resource missing, prepare); 2 bad input;
   3 no twin is running or the target is unreachable

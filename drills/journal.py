@@ -3,7 +3,8 @@
 Each line is a JSON event (`injecting`, `injected`, `reverted`, `revert-failed`) about one
 fault id; the file is fsync'd after every line, so a fault that was about to act is on disk
 even if the harness is killed the next instant. Whatever has an `injecting`/`injected` event
-and no `reverted` is *pending*: the next run, or `drills rollback`, reverts it.
+and no `reverted` is *pending*: the next run, or `drills rollback`, reverts it. A line torn by
+a kill mid-write is ended by the next write and skipped when read: its writer never went on.
 """
 
 from __future__ import annotations
@@ -73,13 +74,17 @@ class Journal:
         self.path = Path(path)
 
     def _append(self, event: Mapping[str, Any]) -> None:
-        line = json.dumps(event, sort_keys=True, default=str) + "\n"
+        data = (json.dumps(event, sort_keys=True, default=str) + "\n").encode()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             # O_APPEND keeps lines from concurrent writers whole; fsync makes them durable.
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
             try:
-                os.write(fd, line.encode())
+                size = os.fstat(fd).st_size
+                if size and os.pread(fd, 1, size - 1) != b"\n":
+                    data = b"\n" + data  # end a line torn by a kill, or ours would join it
+                while data:  # a short write must fail here, before the fault acts
+                    data = data[os.write(fd, data):]
                 os.fsync(fd)
             finally:
                 os.close(fd)
@@ -113,9 +118,10 @@ class Journal:
             try:
                 yield json.loads(line)
             except json.JSONDecodeError:
-                # A torn last line from a kill mid-write is expected; anything else is not.
-                if number == len(lines):
-                    return
+                # A line torn by a kill mid-write (the last one, or one a later write ended)
+                # is expected: its writer never went on. Anything else is not.
+                if number == len(lines) or _torn(line):
+                    continue
                 raise JournalError(f"{self.path}:{number}: corrupt journal line; "
                                    "inspect it, then move the file aside") from None
 
@@ -145,3 +151,8 @@ class Journal:
     def pending(self) -> list[FaultEntry]:
         """Faults that are not known to be reverted, newest first (revert in reverse)."""
         return [e for e in reversed(self.entries()) if e.pending]
+
+
+def _torn(line: str) -> bool:
+    """A journal line cut short: it opens as every event does and never closes."""
+    return line.startswith("{") and not line.rstrip().endswith("}")

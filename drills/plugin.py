@@ -396,18 +396,22 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     run = session.config.stash.get(RUN_KEY, None)
     if run is None:
         return
+    # SIGINT and SIGTERM alike (`interruptible`): pytest ends the session as interrupted,
+    # after its teardown reverted the faults.
+    interrupted = exitstatus == pytest.ExitCode.INTERRUPTED
     try:
         if run.dry_run:
             run.finish_plan()
         if run.record.drills:
             for drill in run.record.drills:
-                if drill.drill_id not in run.completed:  # interrupted (SIGTERM, Ctrl-C)
-                    drill.status = Status.ERROR
+                if drill.drill_id not in run.completed:  # stopped half-way
+                    drill.status = Status.INTERRUPTED if interrupted else Status.ERROR
                     drill.error = drill.error or "the run was interrupted during this drill"
                     drill.ended_utc = drill.ended_utc or utc_now()
             run.record.ended_utc = utc_now()
             statuses = {d.status for d in run.record.drills}
-            run.record.status = (Status.ERROR if Status.ERROR in statuses else Status.FAILED
+            run.record.status = (Status.INTERRUPTED if interrupted else Status.ERROR
+                                 if Status.ERROR in statuses else Status.FAILED
                                  if Status.FAILED in statuses else Status.NOT_STEADY
                                  if Status.NOT_STEADY in statuses else Status.PASSED)
             run.report_dir.mkdir(parents=True, exist_ok=True)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from drills.errors import EXIT_INTERRUPTED
 from drills.journal import FaultState, Journal
 from drills.twin.manager import Twin
 from tests.conftest import ROOT, Runs, drills_cli, wait_for
@@ -127,11 +128,14 @@ def _run_until_injected(twin: Twin, tmp_path: Path) -> subprocess.Popen[str]:
                DRILLS_STATE_DIR=twin.state.state_dir)
     # Output to a file: a pipe nobody reads would block the run once its buffer fills.
     log = (tmp_path / "run.log").open("w")
+    # SIGINT at its default, as from a terminal: a background pytest ignores it, and the run
+    # would inherit that.
     proc = subprocess.Popen(
         [sys.executable, "-m", "drills.cli", "run",
          "features/scenarios/complete_enclave_failure.feature", "--reports",
          str(tmp_path / "reports"), "--", "-k", "forced"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     log.close()
     journal = Journal(tmp_path / "journal.jsonl")
 
@@ -148,18 +152,24 @@ def _desired(twin: Twin) -> int:
     return twin.in_service()[0]
 
 
-def test_sigterm_reverts_faults_on_the_way_out(healthy_twin: Twin, tmp_path: Path) -> None:
-    """SIGTERM mid-drill reverts the injected fault before the process exits."""
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_reverts_faults_on_the_way_out(healthy_twin: Twin, tmp_path: Path,
+                                                signum: signal.Signals) -> None:
+    """SIGTERM or SIGINT (Ctrl-C) mid-drill, alike: the injected fault is reverted before
+    the process exits 130, and the report says `interrupted` (the run and the drill)."""
     proc = _run_until_injected(healthy_twin, tmp_path)
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signum)
     proc.wait(timeout=120)
-    assert proc.returncode != 0
+    output = (tmp_path / "run.log").read_text()
+    assert proc.returncode == EXIT_INTERRUPTED, output
     (entry,) = Journal(tmp_path / "journal.jsonl").entries()
     assert entry.state is FaultState.REVERTED
     assert _desired(healthy_twin) == 2
     (report_path,) = (tmp_path / "reports").glob("*/report.json")
-    (drill,) = json.loads(report_path.read_text())["drills"]
-    assert drill["status"] == "error"
+    report = json.loads(report_path.read_text())
+    assert report["status"] == "interrupted"
+    (drill,) = report["drills"]
+    assert drill["status"] == "interrupted"
     assert "interrupted" in drill["error"]
     assert drill["faults"][0]["reverted_utc"], "the report shows the revert"
 

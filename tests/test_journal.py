@@ -45,6 +45,20 @@ def test_torn_last_line_is_ignored(tmp_path: Path) -> None:
     assert [e.fault_id for e in journal.pending()] == [fid]
 
 
+def test_a_torn_line_is_ended_by_the_next_write(tmp_path: Path) -> None:
+    """A write after a torn line (the next run's, or `drills rollback`'s) starts a line of its
+    own: it is not lost in the fragment, and the fragment, no longer last, is still skipped
+    rather than called corruption."""
+    path = tmp_path / "j.jsonl"
+    journal = Journal(path)
+    fid = journal.record_injecting("k", "t", {}, "r", "e")
+    with path.open("a") as handle:
+        handle.write('{"at": "2026-01-01T00:00:00.000Z", "event": "rever')
+    journal.record(fid, FaultState.REVERTED)
+    assert journal.pending() == []
+    assert [e.state for e in journal.entries()] == [FaultState.REVERTED]
+
+
 def test_corruption_in_the_middle_is_an_error(tmp_path: Path) -> None:
     """A corrupt line that is not the last one is reported with its line number."""
     path = tmp_path / "j.jsonl"

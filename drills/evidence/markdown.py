@@ -19,7 +19,8 @@ from drills.evidence.programme import NOT_ON_SCHEDULE, history_text, status_labe
 
 SUMMARY_NAME = "summary.md"
 ICON = {Status.PASSED: "✅", Status.FAILED: "❌", Status.ERROR: "⛔", Status.SKIPPED: "⏭️",
-        Status.NOT_STEADY: "⚠️", Status.EXPECTED_BREACH: "🔶"}
+        Status.NOT_STEADY: "⚠️", Status.EXPECTED_BREACH: "🔶",
+        Status.INTERRUPTED: "⏹️"}
 
 
 def cell(value: object) -> str:

@@ -35,6 +35,9 @@ class Status(StrEnum):
     #: A drill of a runbook procedure's known flaw (@expected_breach) showed the breach it
     #: exists to show; reported as a finding against the procedure, not a failed drill.
     EXPECTED_BREACH = "expected-breach"
+    #: A signal (SIGINT or SIGTERM) stopped the run during the drill; its faults were
+    #: reverted on the way out.
+    INTERRUPTED = "interrupted"
 
     @property
     def ok(self) -> bool:

@@ -10,6 +10,7 @@ period at once.
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any
 
@@ -34,6 +35,8 @@ from drills.twin.control import request as control_request
 #: ScheduleKeyDeletion's PendingWindowInDays must lie in 7..30 (KMS API Reference).
 MIN_WINDOW_DAYS, MAX_WINDOW_DAYS = 7, 30
 MAX_SCRATCH_VAULTS = 50
+#: Seconds a revert waits for the scratch vaults' replication to the DR bucket to finish.
+REPLICATION_WAIT = 60.0
 
 
 def _window(days: Any) -> int:
@@ -178,7 +181,14 @@ class ScratchKeyDeleted(Fault):
         self._delete_now(self.key_arn)
 
     def revert(self) -> None:
+        replicas = self._replicas()
+        if replicas:
+            self._wait_replicated()
         remove_objects(self.ctx.clients, self.region, self.target, self.params["prefix"])
+        # Replication copied the scratch vaults to the DR bucket: left there, runbook 5.3's
+        # reverse sync would bring them back, sealed under a key that no longer exists.
+        for bucket, region in replicas:
+            remove_objects(self.ctx.clients, region, bucket, self.params["prefix"])
         try:  # a scratch key still there (inject stopped half-way): it is ours to delete
             meta = self.ctx.clients("kms", self.region).describe_key(
                 KeyId=self.params["alias"])["KeyMetadata"]
@@ -187,6 +197,44 @@ class ScratchKeyDeleted(Fault):
                 return
             raise
         self._delete_now(meta["Arn"], scheduled=meta["KeyState"] == PENDING_DELETION)
+
+    def _replicas(self) -> list[tuple[str, str]]:
+        """(bucket, region) of each bucket the scratch bucket replicates to."""
+        s3 = self.ctx.clients("s3", self.region)
+        try:
+            rules = s3.get_bucket_replication(Bucket=self.target)["ReplicationConfiguration"][
+                "Rules"]
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code")
+            if code == "ReplicationConfigurationNotFoundError":
+                return []
+            raise
+        out = []
+        for bucket in sorted({r["Destination"]["Bucket"].rsplit(":", 1)[-1] for r in rules
+                              if r.get("Status") == "Enabled"}):
+            location = s3.get_bucket_location(Bucket=bucket).get("LocationConstraint")
+            out.append((bucket, location or "us-east-1"))
+        return out
+
+    def _wait_replicated(self) -> None:
+        """Wait (up to REPLICATION_WAIT seconds) until no scratch version is still PENDING
+        replication: a replica landing after the revert would be left behind."""
+        s3 = self.ctx.clients("s3", self.region)
+        deadline = time.monotonic() + REPLICATION_WAIT
+        while time.monotonic() < deadline:
+            listing = s3.list_object_versions(Bucket=self.target, Prefix=self.params["prefix"])
+            if not any(self._status(s3, v) == "PENDING" for v in listing.get("Versions", [])):
+                return
+            time.sleep(0.5)
+
+    def _status(self, s3: Any, version: dict[str, Any]) -> str:
+        """A scratch version's replication status ("" when S3 answers none, or no HEAD)."""
+        try:
+            head = s3.head_object(Bucket=self.target, Key=version["Key"],
+                                  VersionId=version["VersionId"])
+        except ClientError:
+            return ""  # gone meanwhile, or unreadable: nothing to wait for
+        return str(head.get("ReplicationStatus", ""))
 
     def _delete_now(self, key_arn: str, scheduled: bool = False) -> None:
         if not scheduled:

@@ -18,7 +18,7 @@ from typing import Any
 from drills.errors import FaultError
 from drills.faults.base import Fault
 from drills.procedures.enclave import image_exists, instance_images, start_instance_refresh
-from drills.twin.images import build_enclave
+from drills.twin.images import build_enclave, image_name
 
 #: How long the revert waits for the refresh that brings every instance back.
 REVERT_REFRESH_TIMEOUT = 600.0
@@ -53,6 +53,27 @@ class ReleaseEnclaveBuild(Fault):
             Name=self.params["current_param"])["Parameter"]["Value"]
         self.params["latest_before"] = ssm.get_parameter(
             Name=self.params["latest_param"])["Parameter"]["Value"]
+        # The revert finds the build by its name (a kill between registering it and
+        # journaling its id leaves nothing else): the name must be the drill's alone.
+        if registered := self._named_builds():
+            raise FaultError(f"enclave build {self.params['version']} is already registered "
+                             f"({', '.join(registered)}); a drill registers a build of its "
+                             "own: run `drills rollback` if a killed drill left it, or drill "
+                             "another version")
+
+    def _named_builds(self) -> list[str]:
+        """Registered AMIs with the build's name."""
+        found = self.ctx.clients("ec2", self.region).describe_images(
+            Owners=["self"], Filters=[{"Name": "name",
+                                       "Values": [image_name(self.params["version"])]}])
+        return sorted(i["ImageId"] for i in found["Images"])
+
+    def _builds(self) -> set[str]:
+        """The drill's build: the AMI inject() registered, and any image of its name; never
+        an AMI the parameters named before the drill."""
+        ids = {self.params["ami"]} if self.params.get("ami") else set()
+        return (ids | set(self._named_builds())) - {self.params["current_before"],
+                                                    self.params["latest_before"]}
 
     def inject(self) -> None:
         build = build_enclave(self.ctx.clients("ec2", self.region), self.params["version"],
@@ -62,17 +83,17 @@ class ReleaseEnclaveBuild(Fault):
         self.params["pcrs"] = {str(i): v for i, v in build.pcrs.items()}
 
     def revert(self) -> None:
-        ssm = self._ssm()
-        ami = self.params.get("ami")
+        ssm, builds = self._ssm(), self._builds()
         for param, before in ((self.params["current_param"], self.params["current_before"]),
                               (self.params["latest_param"], self.params["latest_before"])):
             now = ssm.get_parameter(Name=param)["Parameter"]["Value"]
-            if now != before and (now == ami or not image_exists(self.ctx.clients,
-                                                                 self.region, now)):
+            if now != before and (now in builds or not image_exists(self.ctx.clients,
+                                                                    self.region, now)):
                 ssm.put_parameter(Name=param, Value=before, Type="String", Overwrite=True)
         self._bring_instances_back()
-        if ami and image_exists(self.ctx.clients, self.region, ami):
-            self.ctx.clients("ec2", self.region).deregister_image(ImageId=ami)
+        for ami in sorted(builds):
+            if image_exists(self.ctx.clients, self.region, ami):
+                self.ctx.clients("ec2", self.region).deregister_image(ImageId=ami)
 
     def _bring_instances_back(self) -> None:
         """Refresh until no instance runs another image than the one current-ami named, and

@@ -11,11 +11,13 @@ import pytest
 
 from drills.capabilities import ALL
 from drills.clients import Clients
+from drills.environment import DR_REGION
 from drills.errors import CapabilityMissing, ConfigError, FaultError, TargetNotAllowed
 from drills.faults import AllowList, FaultContext, FaultInjector, rollback
 from drills.faults.kms import DisableKey, ScheduleKeyDeletion, ScratchKeyDeleted
 from drills.journal import Journal
 from drills.procedures.kms import check_recoverable, diagnose
+from tests.procedures.conftest import fresh_names, replicating_buckets
 
 REGION = "us-east-1"
 
@@ -141,6 +143,27 @@ def test_scratch_key_deletion_loses_the_scratch_data_and_revert_removes_it(
     assert state(clients, other) == "Enabled"
     fault.revert()
     assert "Versions" not in clients("s3").list_object_versions(Bucket=bucket)
+
+
+def test_scratch_key_rollback_removes_the_replicas_in_the_dr_bucket(
+        clients: Clients, journal: Journal) -> None:
+    """The scratch vaults replicate to the DR bucket; a rollback (the fault rebuilt from the
+    journal, as after a kill) removes them there too: left behind, runbook 5.3's reverse
+    sync would copy vaults sealed under a deleted key back into the vault bucket."""
+    names = replicating_buckets(clients, fresh_names())
+    injector_for(journal, bucket=(names.bucket,)).inject(
+        ScratchKeyDeleted(FaultContext(clients, TwinStandIn(), ALL),
+                          {"bucket": names.bucket, "count": 2}))
+    (entry,) = journal.pending()
+    replica = f"{entry.params['prefix']}replica-of-a-scratch-vault"
+    dr = clients("s3", DR_REGION)
+    dr.put_object(Bucket=names.dr_bucket, Key=replica, Body=b"sealed")
+    (result,) = rollback(journal, FaultContext(clients, TwinStandIn(), ALL), "env-a")
+    assert result.reverted, result.error
+    for client, bucket in ((clients("s3"), names.bucket), (dr, names.dr_bucket)):
+        listing = client.list_object_versions(Bucket=bucket, Prefix="drills-scratch/")
+        assert not listing.get("Versions"), bucket
+        assert not listing.get("DeleteMarkers"), bucket
 
 
 @pytest.mark.parametrize("params", [{"count": 0}, {"count": 51}, {"count": 2, "days": 6}])
