@@ -112,28 +112,16 @@ class StoppingJournal(Journal):
         super().record(fault_id, state, error)
 
 
-class TripwireClients(Clients):
+def tripwire_clients(endpoint_url: str, kill: KillPoint) -> Clients:
     """The twin's clients; every AWS write that succeeds tells the kill point."""
-
-    __slots__ = ("kill", "seen")
-
-    def __init__(self, endpoint_url: str, kill: KillPoint) -> None:
-        twin = Clients.for_twin(endpoint_url)
-        super().__init__(twin.endpoint_url, twin.default_region, twin.credentials)
-        self.kill = kill
-        self.seen: set[int] = set()
-
-    def __call__(self, service: str, region: str | None = None) -> Any:
-        client = super().__call__(service, region)
-        if id(client) not in self.seen:
-            self.seen.add(id(client))
-            client.meta.events.register("after-call", self._after_call)
-        return client
-
-    def _after_call(self, model: Any, http_response: Any = None, **_: Any) -> None:
+    def after_call(model: Any, http_response: Any = None, **_: Any) -> None:
         ok = http_response is None or http_response.status_code < 300
         if ok and not model.name.startswith(READS):
-            self.kill.acted(f"{model.service_model.service_name}:{model.name}")
+            kill.acted(f"{model.service_model.service_name}:{model.name}")
+
+    clients = Clients.for_twin(endpoint_url)
+    clients.on("after-call", after_call)
+    return clients
 
 
 class TripwireCluster:
@@ -215,7 +203,7 @@ def main(request_path: str) -> int:
         print(f"no twin is running in {request['state_dir']}", file=sys.stderr)
         return 2
     target = TwinTarget(twin)
-    ctx = FaultContext(TripwireClients(twin.state.aws_url, kill), TripwireTwin(twin, kill),
+    ctx = FaultContext(tripwire_clients(twin.state.aws_url, kill), TripwireTwin(twin, kill),
                        target.capabilities, target.named)
     _tripwire_everything(kill)
     injector = FaultInjector(StoppingJournal(Path(request["journal"]), kill),

@@ -12,8 +12,8 @@ CLI as a user types it is tested in tests/test_cli.py), and the steady state mus
 capacity serving in both regions, health-check type, SSM parameters, AMIs and current-ami,
 the sealing key and no scratch key, no scratch objects (nor their replicas), the API's DNS
 records, a whole NATS cluster, no frozen enclave or API, no paused replication, an empty
-journal, and every acknowledged write read back through the service. Each kill point is one test: the figure
-"N of N kill points recovered" is the number that pass.
+journal, and every acknowledged write read back through the service. Each kill point is one
+test: the figure "N of N kill points recovered" is the number that pass.
 
 The sweep runs on a twin of its own (fast profile); `CRASH_SWEEP_TWIN=<dir>` reuses one
 already running there instead (for working on the sweep), and leaves it up.
