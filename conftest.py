@@ -20,7 +20,7 @@ pytest_plugins = sorted(
 # Test modules of a minute or more each, scheduled right after the drills: left to the end,
 # one of them keeps a worker busy while the other idles.
 SLOW_MODULES = ("tests/twin/test_realistic.py", "tests/faults/test_nats.py",
-                "tests/test_examples_aws.py")
+                "tests/test_examples_aws.py", "tests/test_annual_exercise.py")
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -12,6 +12,7 @@
     ├── JournalError                 the fault journal is unreadable or cannot be written
     ├── ProbeError                   the probe runner cannot run (not: a failed probe, that is data)
     ├── RecoveryError                a runbook recovery procedure did not complete
+    │   └── HumanDeclined            a person refused a human step, or it never took effect
     ├── MeasurementError             a measurement disagrees with its independent ground truth
     ├── ReportError                  a report is invalid or cannot be read           exit 2
     └── ObjectiveBreached            a measured figure is worse than its objective
@@ -80,6 +81,11 @@ class ProbeError(DrillError):
 
 class RecoveryError(DrillError):
     """A runbook recovery procedure did not complete."""
+
+
+class HumanDeclined(RecoveryError):
+    """A human step of an exercise was refused at the terminal ('abort'), its terminal
+    closed, or the command a person was asked to run showed no effect in time."""
 
 
 class MeasurementError(DrillError):

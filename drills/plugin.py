@@ -26,6 +26,7 @@ from drills.drill import Drill
 from drills.errors import EXIT_FAILED, ConfigError, DrillError, ObjectiveBreached
 from drills.evidence.model import DrillRecord, Status, StepRecord
 from drills.faults import FaultInjector
+from drills.human import Crew
 from drills.journal import utc_now
 from drills.progress import ProgressObserver
 from drills.session import DrillsRun, classify, interruptible
@@ -88,6 +89,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--drills-timing", choices=["fast", "realistic"], default="fast",
                     help="twin timing profile when the plugin starts a twin")
     _add_load_options(group)
+    _add_exercise_options(group)
+
+
+def _add_exercise_options(group: pytest.OptionGroup) -> None:
+    """The annual exercise (runbook 7.3): the people at the terminal and the soak in DR."""
+    group.addoption("--drills-operator", action="append", metavar="NAME:ROLE",
+                    help="a person answering human steps at the terminal (repeatable; roles: "
+                         "executor, scribe, incident-commander, on-call-l1 to on-call-l4)")
+    group.addoption("--drills-interactive", action="store_true", default=False,
+                    help="prompt the operators on the controlling terminal (/dev/tty); "
+                         "without it human steps are acknowledged automatically")
+    group.addoption("--drills-soak", default=None, metavar="DURATION",
+                    help="how long to operate in the DR region after failover (e.g. 4h, "
+                         "2m, 90s; default: none, the soak step is skipped)")
 
 
 def _add_load_options(group: pytest.OptionGroup) -> None:
@@ -385,6 +400,12 @@ def drills_run(pytestconfig: pytest.Config) -> DrillsRun:
 def drills_target(drills_run: DrillsRun) -> Any:
     """The system under drill, started or attached once per session."""
     return drills_run.ensure_target()
+
+
+@pytest.fixture(scope="session")
+def crew(drills_run: DrillsRun) -> Crew:
+    """The people answering human steps (`drills.human`): at the terminal, or automated."""
+    return drills_run.ensure_crew()
 
 
 @pytest.fixture
