@@ -203,13 +203,20 @@ class ApiClient:
                     **kwargs: Any) -> dict[str, Any]:
         try:
             # httpx's timeout bounds each phase (pool, connect, write, read); the caller's
-            # bounds the whole request, as an app's does.
+            # bounds the whole request, as an app's does. The request itself is shielded
+            # from the caller's timeout and ends by httpx's own: httpcore (1.0.9) leaks the
+            # pool slot of a request cancelled while its connection is being made
+            # (encode/httpcore#1093), and after a burst of timeouts every later request
+            # waited for a slot that never came back.
             async with asyncio.timeout(timeout):
                 url: str | httpx.URL = path
                 if self.resolver is not None:
                     kwargs.update(await self._resolved(path))
                     url = kwargs.pop("url")
-                response = await self.http.request(method, url, timeout=timeout, **kwargs)
+                request = asyncio.ensure_future(
+                    self.http.request(method, url, timeout=timeout, **kwargs))
+                request.add_done_callback(_settled)
+                response = await asyncio.shield(request)
         except ResolveError as exc:
             raise VaultUnavailable("error", f"{method} {path}: {exc}") from None
         except (httpx.TimeoutException, TimeoutError):
@@ -251,6 +258,13 @@ class ApiClient:
         return {"url": self.url.copy_with(host=address, raw_path=prefix + path.encode()),
                 "headers": {"Host": self.url.netloc.decode("ascii")},
                 "extensions": {"sni_hostname": name}}
+
+
+def _settled(request: asyncio.Future[httpx.Response]) -> None:
+    """Retrieve the outcome of a request its caller may have stopped waiting for (asyncio
+    would log an exception nobody retrieved)."""
+    if not request.cancelled():
+        request.exception()
 
 
 def tls_context(ca_bundle: Path | None) -> ssl.SSLContext:

@@ -28,6 +28,8 @@ EPILOG = """examples:
   drills run monthly             run the monthly drills, write reports/<run-id>/
   drills run monthly --target aws --list
                                  which drills would run on an account, which are skipped
+  drills run annual --soak 4h --operator Dana:incident-commander --operator Lee:executor
+                                 the annual exercise, people prompted at this terminal
   drills rollback                revert any fault a killed run left behind
   drills ci init github          scheduled drills and twin rehearsals in CI (also: gitlab)
 """
@@ -171,6 +173,7 @@ def _pytest_args(args: argparse.Namespace, run_id: str, exercise: str) -> list[s
     if args.dry_run:
         out.append("--drills-dry-run")
     out += _load_args(args)
+    out += _exercise_args(args)
     paths = [sel for sel in args.selection if sel.endswith(".feature") or Path(sel).is_dir()]
     tags = [sel for sel in args.selection if sel not in paths]
     for expression in tags:
@@ -206,6 +209,43 @@ def _load_args(args: argparse.Namespace) -> list[str]:
         if value is not None:
             out.append(f"--drills-{option}={value}")
     return out
+
+
+def _exercise_args(args: argparse.Namespace) -> list[str]:
+    """`--operator` and `--soak` as the plugin's options (checked here first: exit 2). The
+    run is interactive when an operator is named and stdin is a terminal: decided here,
+    before pytest captures stdin."""
+    from drills.config import duration
+    from drills.human import Operator
+
+    out = []
+    for value in args.operator or []:
+        Operator.parse(value)
+        out.append(f"--drills-operator={value}")
+    if args.operator and sys.stdin is not None and sys.stdin.isatty():
+        out.append("--drills-interactive")
+    if args.soak is not None:
+        duration(args.soak, "--soak")
+        out.append(f"--drills-soak={args.soak}")
+    return out
+
+
+def _add_exercise_arguments(run: argparse.ArgumentParser) -> None:
+    """The annual exercise (runbook 7.3): people at the terminal, the soak in DR."""
+    group = run.add_argument_group(
+        "exercise", "the annual exercise (runbook 7.3): human steps and the soak in DR")
+    group.add_argument(
+        "--operator", action="append", metavar="NAME:ROLE",
+        help="a person at this terminal who answers human steps (repeatable; ROLE: executor, "
+        "scribe, incident-commander, on-call-l1 .. on-call-l4); with a terminal on stdin the "
+        "run prompts them (runbook text, command to run) and records who acknowledged and "
+        "when; without one (CI) human steps are acknowledged automatically and marked "
+        "automated. In an interactive run operators are recorded as participants")
+    group.add_argument(
+        "--soak", metavar="DURATION",
+        help="operate in the DR region this long after failover (e.g. 4h, 2m, 90s) with "
+        "probes, the canary, --load and replication watched; runbook 7.3 requires 4h, a "
+        "shorter soak is reported as a rehearsal; without --soak the soak step is skipped")
 
 
 def _add_load_arguments(run: argparse.ArgumentParser) -> None:
@@ -528,11 +568,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--participant",
         action="append",
         metavar="NAME:ROLE",
-        help="record a participant in the report (repeatable)",
+        help="record a participant in the report (repeatable; for the annual exercise's "
+        "roles: executor, scribe, incident-commander, on-call-l1 .. on-call-l4)",
     )
     run.add_argument("--project", default=".", help="folder holding features/ and steps/; "
                      "arguments after -- go to pytest (e.g. -- -k crash)")
     _add_load_arguments(run)
+    _add_exercise_arguments(run)
     run.set_defaults(func=cmd_run)
 
     rb = sub.add_parser(

@@ -199,13 +199,7 @@ def runbook_objectives() -> Objectives:
     return Objectives(components=components)
 
 
-def parse_duration(value: Any, where: str) -> float:
-    """Seconds from a number or a string like '90s', '5m', '1h' (for steps and commands);
-    ConfigError naming `where` when it is not one."""
-    return _duration(value, where)
-
-
-def _duration(value: Any, where: str) -> float:
+def duration(value: Any, where: str) -> float:
     """Seconds from a number or a string like '90s', '5m', '1h'."""
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise ConfigError(f"{where}: expected a duration like 300, '90s', '5m' or '1h', "
@@ -254,9 +248,9 @@ def load_settings(path: Path | None) -> Settings:
     service = _table(data, "service", where)
     _reject_unknown(service, {"rto", "rpo_writes", "mttr"}, f"{where} [service]")
     if "rto" in service:
-        objectives = replace(objectives, rto=_duration(service["rto"], f"{where} service.rto"))
+        objectives = replace(objectives, rto=duration(service["rto"], f"{where} service.rto"))
     if "mttr" in service:
-        objectives = replace(objectives, mttr=_duration(service["mttr"], f"{where} service.mttr"))
+        objectives = replace(objectives, mttr=duration(service["mttr"], f"{where} service.mttr"))
     if "rpo_writes" in service:
         objectives = replace(objectives, rpo_writes=_count(service["rpo_writes"],
                                                            f"{where} service.rpo_writes"))
@@ -274,7 +268,7 @@ def load_settings(path: Path | None) -> Settings:
             raise ConfigError(f"{at}: a new component needs an rto")
         components[name] = Objective(
             component=name,
-            rto=_duration(spec["rto"], f"{at}.rto") if "rto" in spec else old.rto,  # type: ignore[union-attr]
+            rto=duration(spec["rto"], f"{at}.rto") if "rto" in spec else old.rto,  # type: ignore[union-attr]
             rpo_writes=_count(spec.get("rpo_writes", old.rpo_writes if old else 0),
                               f"{at}.rpo_writes"),
             priority=str(spec.get("priority", old.priority if old else "")),
@@ -288,12 +282,12 @@ def load_settings(path: Path | None) -> Settings:
         raise ConfigError(f"{where} probes.path: {path!r} is not one of "
                           f"{', '.join(PROBE_PATHS)}")
     probe_settings = ProbeSettings(
-        interval=_duration(probes.get("interval", base.probes.interval),
+        interval=duration(probes.get("interval", base.probes.interval),
                            f"{where} probes.interval"),
-        timeout=_duration(probes.get("timeout", base.probes.timeout), f"{where} probes.timeout"),
+        timeout=duration(probes.get("timeout", base.probes.timeout), f"{where} probes.timeout"),
         consecutive=_count(probes.get("consecutive", base.probes.consecutive),
                            f"{where} probes.consecutive", minimum=1),
-        settle=(_duration(probes["settle"], f"{where} probes.settle")
+        settle=(duration(probes["settle"], f"{where} probes.settle")
                 if "settle" in probes else None),
         path=path,
     )
@@ -334,7 +328,7 @@ def _comms_settings(table: Mapping[str, Any], where: str) -> CommsSettings:
     return CommsSettings(
         channel=channel, topic_arn=topic,
         webhook_env=table.get("webhook_env", CommsSettings().webhook_env),
-        update_every=(_duration(table["update_every"], f"{at} update_every")
+        update_every=(duration(table["update_every"], f"{at} update_every")
                       if "update_every" in table else None),
         impact=table.get("impact"))
 
@@ -380,7 +374,7 @@ def _load_settings(table: Mapping[str, Any], where: str) -> LoadSettings:
         master_host=host, master_port=port, think_time=(low, high),
         request_timeout=_positive(_latency(table.get("request_timeout", base.request_timeout),
                                            f"{at} request_timeout"), f"{at} request_timeout"),
-        max_duration=_duration(table.get("max_duration", base.max_duration),
+        max_duration=duration(table.get("max_duration", base.max_duration),
                                f"{at} max_duration"),
         max_error_rate_during_fault=(
             _fraction(table["max_error_rate_during_fault"],
@@ -404,7 +398,7 @@ def _latency(value: Any, where: str) -> float:
         return seconds
     if value == 0 and not isinstance(value, bool):
         return 0.0
-    return _duration(value, where)
+    return duration(value, where)
 
 
 def _positive(value: Any, where: str) -> float:

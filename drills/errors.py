@@ -12,6 +12,7 @@
     ├── JournalError                 the fault journal is unreadable or cannot be written
     ├── ProbeError                   the probe runner cannot run (not: a failed probe, that is data)
     ├── RecoveryError                a runbook recovery procedure did not complete
+    │   └── HumanDeclined            a person refused a human step, or it never took effect
     ├── MeasurementError             a measurement disagrees with its independent ground truth
     ├── DryRunViolation              a dry run was about to make a mutating call (refused)
     ├── CommsError                   a notification could not be sent or did not arrive
@@ -82,6 +83,11 @@ class ProbeError(DrillError):
 
 class RecoveryError(DrillError):
     """A runbook recovery procedure did not complete."""
+
+
+class HumanDeclined(RecoveryError):
+    """A human step of an exercise was refused at the terminal ('abort'), its terminal
+    closed, or the command a person was asked to run showed no effect in time."""
 
 
 class MeasurementError(DrillError):

@@ -26,6 +26,7 @@ from drills.drill import Drill
 from drills.errors import EXIT_FAILED, ConfigError, DrillError, ObjectiveBreached
 from drills.evidence.model import DrillRecord, Status, StepRecord
 from drills.faults import FaultInjector
+from drills.human import Crew
 from drills.journal import utc_now
 from drills.progress import ProgressObserver
 from drills.session import DrillsRun, classify, interruptible
@@ -91,6 +92,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="plan every drill (faults, their calls and targets, procedures) "
                          "without acting: reads only, any mutating AWS call fails the run")
     _add_load_options(group)
+    _add_exercise_options(group)
+
+
+def _add_exercise_options(group: pytest.OptionGroup) -> None:
+    """The annual exercise (runbook 7.3): the people at the terminal and the soak in DR."""
+    group.addoption("--drills-operator", action="append", metavar="NAME:ROLE",
+                    help="a person answering human steps at the terminal (repeatable; roles: "
+                         "executor, scribe, incident-commander, on-call-l1 to on-call-l4)")
+    group.addoption("--drills-interactive", action="store_true", default=False,
+                    help="prompt the operators on the controlling terminal (/dev/tty); "
+                         "without it human steps are acknowledged automatically")
+    group.addoption("--drills-soak", default=None, metavar="DURATION",
+                    help="how long to operate in the DR region after failover (e.g. 4h, "
+                         "2m, 90s; default: none, the soak step is skipped)")
 
 
 def _add_load_options(group: pytest.OptionGroup) -> None:
@@ -432,6 +447,12 @@ def drills_run(pytestconfig: pytest.Config) -> DrillsRun:
 def drills_target(drills_run: DrillsRun) -> Any:
     """The system under drill, started or attached once per session."""
     return drills_run.ensure_target()
+
+
+@pytest.fixture(scope="session")
+def crew(drills_run: DrillsRun) -> Crew:
+    """The people answering human steps (`drills.human`): at the terminal, or automated."""
+    return drills_run.ensure_crew()
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ from drills import __version__
 from drills.api_client import ApiClient
 from drills.boundary import is_aws_error, translate
 from drills.clients import Clients
-from drills.config import LoadSettings, Settings, load_settings
+from drills.config import LoadSettings, Settings, duration, load_settings
 from drills.dryrun import CallGuard, PlanningDrill, plan_drill
 from drills.errors import (
     EXIT_FAILED,
@@ -44,6 +44,7 @@ from drills.evidence import default_writers
 from drills.evidence.model import RunRecord, Status
 from drills.evidence.observer import Observers
 from drills.faults import rollback
+from drills.human import Crew, Operator, crew
 from drills.journal import Journal, utc_now
 from drills.loop import LoopThread
 from drills.plan import DrillPlan, RunPlan
@@ -147,6 +148,15 @@ class DrillsRun:
             git_revision=_git_revision(config.rootpath), started_utc=utc_now(),
             objectives=_objectives_dict(self.settings),
             participants=_participants(opt("drills_participant")))
+        self.operators = [Operator.parse(v) for v in opt("drills_operator") or []]
+        self.interactive = bool(opt("drills_interactive"))
+        if self.interactive:  # without a terminal nobody answered: no participation shown
+            self.record.participants += [
+                {"name": o.name, "role": o.role.value} for o in self.operators
+                if {"name": o.name, "role": o.role.value} not in self.record.participants]
+        self.crew: Crew | None = None  # opened by the first human step (`ensure_crew`)
+        soak = opt("drills_soak")
+        self.soak: float | None = duration(soak, "--soak") if soak else None
         self.target: Target | None = None
         self.paths: Paths | None = None
         self._started_twin: Path | None = None
@@ -294,6 +304,15 @@ class DrillsRun:
         if self.plan.drills:
             self.plan.write(self.report_dir)
         self.say(self.plan.summary())
+    def ensure_crew(self) -> Crew:
+        """The people answering human steps: at the terminal in an interactive run (the
+        terminal opened once), else automated (`drills.human.crew`)."""
+        if self.crew is None:
+            self.crew = crew(self.operators, self.interactive)
+            if self.crew.why_automated:
+                self.say(f"drills: human steps are acknowledged automatically and marked "
+                         f"automated: {self.crew.why_automated}")
+        return self.crew
 
     def drill_ended(self, status: Status, exit_code: int) -> None:
         """Note what a finished drill means for the run's exit code."""
@@ -326,6 +345,8 @@ class DrillsRun:
 
     def close(self) -> None:
         self.stop_load()
+        if self.crew is not None:
+            self.crew.close()
         if self.paths is not None:
             self.paths.close()
         if self._started_twin is not None:

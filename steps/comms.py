@@ -16,7 +16,7 @@ from pytest_bdd import parsers, then, when
 from drills.comms.channels import open_channel
 from drills.comms.incident import Communications
 from drills.comms.templates import APPENDIX
-from drills.config import SERVICE_COMPONENT, parse_duration
+from drills.config import SERVICE_COMPONENT, duration
 from drills.drill import Drill
 from drills.errors import CommsError, ConfigError, ObjectiveBreached
 from drills.evidence.fmt import secs
@@ -74,7 +74,7 @@ def updates(drill: Drill, comms: Communications, interval: str) -> None:
     """Send an update every `interval` (e.g. "30m", "5s") until the resolution; each states
     the impact measured then. The appendix has no update template and no cadence: that is
     recorded as a finding against it."""
-    every = parse_duration(interval, f"the update step's interval {interval!r}")
+    every = duration(interval, f"the update step's interval {interval!r}")
     comms.start_updates(every, lambda: _impact(drill))
     promised = drill.settings.comms.update_every
     drill.runbook_finding(
@@ -130,7 +130,7 @@ def arrived(comms: Communications) -> None:
 @then(parsers.parse("the first notification went out within {limit} of the declaration"))
 def first_within(comms: Communications, limit: str) -> None:
     """Declaration to the first notification's arrival on the channel, against `limit`."""
-    seconds = parse_duration(limit, f"the first-notification limit {limit!r}")
+    seconds = duration(limit, f"the first-notification limit {limit!r}")
     comms.record.first_notification_limit = seconds
     if comms.record.first_notification is None:
         comms.confirm(ARRIVAL_TIMEOUT)

@@ -92,6 +92,10 @@ def test_breached_objective_fails_the_run(runs: Runs) -> None:
     (["run", "monthly and"], "ends without a tag"),
     (["run", "monthly and expected_breach"], "no drill matches"),
     (["run", "monthly", "--objectives", "/nonexistent.toml"], "does not exist"),
+    (["run", "annual", "--operator", "Dana"], "write NAME:ROLE"),
+    (["run", "annual", "--operator", "Dana:captain"], "unknown role 'captain'; roles:"),
+    (["run", "annual", "--soak", "four hours"], "--soak: cannot read duration"),
+    (["run", "annual", "--soak", "0"], "--soak: duration must be positive"),
 ])
 def test_bad_input_exits_2_and_injects_nothing(args: list[str], message: str,
                                                tmp_path: Path) -> None:
@@ -254,6 +258,27 @@ def test_run_passes_the_accounts_region_and_api_url_to_the_plugin() -> None:
     plain.pytest_args = []
     default = _pytest_args(plain, "r2", "monthly")
     assert not [a for a in default if a.startswith(("--drills-region", "--drills-api-url"))]
+
+
+def test_run_is_interactive_only_with_an_operator_and_a_terminal_on_stdin(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--operator` and `--soak` reach the plugin; the run prompts its operators only when
+    stdin is a terminal (decided before pytest captures stdin), never without an operator."""
+    from drills.cli import _pytest_args, build_parser
+
+    def plugin_args(*argv: str, tty: bool) -> list[str]:
+        monkeypatch.setattr(sys.stdin, "isatty", lambda: tty)
+        args = build_parser().parse_args(["run", *argv, "annual"])
+        args.pytest_args = []
+        return _pytest_args(args, "r1", "annual")
+
+    named = ("--operator", "Dana:incident-commander", "--soak", "2m")
+    at_terminal = plugin_args(*named, tty=True)
+    assert "--drills-operator=Dana:incident-commander" in at_terminal
+    assert "--drills-soak=2m" in at_terminal
+    assert "--drills-interactive" in at_terminal
+    assert "--drills-interactive" not in plugin_args(*named, tty=False)
+    assert "--drills-interactive" not in plugin_args("--soak", "2m", tty=True)
 
 
 def test_list_on_an_account_says_what_runs_and_what_is_skipped_and_touches_nothing(

@@ -62,6 +62,13 @@ def observed(run: RunRecord, drill: DrillRecord) -> list[Finding]:
             f"Runbook procedure breaches its objective: {drill.name}",
             f"{drill.error or 'breach shown'}. Fix: {fix}")
         return out
+    soak = drill.soak
+    if soak is not None and soak.outages:  # runbook 7.3: operation in DR must not break
+        add("soak", soak.region, "high", f"Outage during the soak in {soak.region}",
+            f"{len(soak.outages)} outage(s) in {secs(soak.ran)} of operation in "
+            f"{soak.region}: " + "; ".join(
+                f"{secs(o.start)} to {secs(o.end)} after the incident, {o.failures} failed "
+                f"probes ({o.first_error[:80]})" for o in soak.outages[:5]))
     for m in drill.measurements:
         if not m.met:
             detail = (f"not recovered within the {secs(m.objective_rto)} objective "

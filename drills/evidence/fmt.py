@@ -91,4 +91,6 @@ def measure_label(name: str) -> str:
     """'Service RTO', 'Capacity RTO', or the figure's own name ('Time to alarm')."""
     if name in ("service", "capacity"):
         return f"{name.capitalize()} RTO"
+    if name == "mttr":
+        return "MTTR (incident to recovery)"
     return name.replace("-", " ").replace("_", " ").capitalize()

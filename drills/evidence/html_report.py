@@ -1,8 +1,9 @@
 """`report.html`: one self-contained page; the executive summary first, then every drill.
 
 Order: verdict and key figures (read in ten seconds), objectives vs actuals, findings,
-exercise programme, one section per drill (printed on its own page), for annual exercises the
-objective review (runbook 7.3) and remediation sign-off, then scope, method and files.
+exercise programme, one section per drill (printed on its own page), for annual exercises
+the participants, MTTR, human steps and soak (`html_annual`), the objective review (runbook
+7.3) and remediation sign-off, then scope, method and files.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from drills.evidence.fmt import (
     rehearsal_note,
     secs,
 )
+from drills.evidence.html_annual import exercise_sections, exercised
 from drills.evidence.html_drill import drill_section
 from drills.evidence.model import Finding, Measurement, ProgrammeItem, RunRecord, Status
 from drills.evidence.observer import RunObserver
@@ -278,12 +280,16 @@ def appendix(run: RunRecord) -> str:
     return out + "</section>"
 
 
-def render(run: RunRecord) -> str:
-    """The complete report.html."""
+def render(run: RunRecord, report_dir: Path | None = None) -> str:
+    """The complete report.html (`report_dir`: where it goes, beside the run index the
+    annual exercise's objectives review reads)."""
     title = f"{EXERCISE.get(run.exercise, run.exercise)}: {run.run_id}"
     toc = ['<a href="#summary">Summary</a>', '<a href="#findings">Findings</a>',
            '<a href="#programme">Programme</a>'] + [
         f'<a href="#drill-{n}">Drill {n}</a>' for n in range(1, len(run.drills) + 1)]
+    if run.exercise == "annual" or exercised(run):
+        toc += ['<a href="#participants">Participants</a>', '<a href="#exercise">MTTR, '
+                'soak</a>']
     if run.exercise == "annual":
         toc += ['<a href="#review">RTO/RPO review</a>', '<a href="#remediation">Sign-off</a>']
     toc.append('<a href="#appendix">Method</a>')
@@ -298,6 +304,8 @@ def render(run: RunRecord) -> str:
             + summary(run) + facts(run) + findings_section(run) + programme_section(run)
             + '<h2 id="drills">Drills</h2>'
             + "".join(drill_section(n, d) for n, d in enumerate(run.drills, 1))
+            + (exercise_sections(run, report_dir) if run.exercise == "annual"
+               or exercised(run) else "")
             + (annual_sections(run) if run.exercise == "annual" else "") + appendix(run))
     return page(title, body, run.ended_utc or run.started_utc)
 
@@ -306,4 +314,4 @@ class HtmlReportWriter(RunObserver):
     """Writes report.html."""
 
     def run_finished(self, run: RunRecord, report_dir: Path) -> None:
-        (report_dir / HTML_NAME).write_text(render(run), encoding="utf-8")
+        (report_dir / HTML_NAME).write_text(render(run, report_dir), encoding="utf-8")

@@ -212,6 +212,75 @@ class PhaseRecord:
 
 
 @dataclass(slots=True)
+class HumanStepRecord:
+    """A human step of an exercise as it was done (`drills.human`): asked and answered (UTC,
+    and seconds after the exercise's first fault: None before it), by whom, and whether a
+    person did it (`interactive`) or the harness acknowledged it without a terminal
+    (`automated`)."""
+
+    key: str  # e.g. "approve-failover", "ack-L1"
+    action: str
+    role: str  # the role the step asks for
+    runbook: str  # section
+    command: str  # what the person was asked to run ("" for a decision)
+    mode: str  # interactive | automated
+    by: str
+    by_role: str
+    asked_utc: str
+    answered_utc: str
+    asked_at: float | None
+    answered_at: float | None
+    took: float  # prompt to acknowledgement (or to the effect of the command)
+    effect: str = ""  # a watched command: what showed it ran
+
+
+@dataclass(slots=True)
+class MttrPhaseRecord:
+    """One phase of the time to recovery as people experience it (seconds after the
+    incident began; None: a bound of the phase never came)."""
+
+    name: str  # detection | response | diagnosis-and-decision | recovery
+    start: float | None
+    end: float | None
+    duration: float | None
+    marks: str  # what marks its start and end
+
+
+@dataclass(slots=True)
+class MttrRecord:
+    """Runbook section 1 "MTTR < 30 minutes, including diagnosis": the incident's phases and
+    their total against the objective."""
+
+    objective: float
+    total: float | None  # incident start to the service's recovery (None: not recovered)
+    met: bool
+    phases: list[MttrPhaseRecord] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class SoakRecord:
+    """Runbook 7.3 "4-hour operation in DR region": the soak as run, against the 4 hours
+    the runbook requires (shorter is a rehearsal); every outage in it is a finding."""
+
+    region: str
+    required: float  # seconds the runbook requires (4 h)
+    planned: float  # --soak
+    ran: float  # seconds actually soaked
+    rehearsal: bool  # ran < required
+    start_utc: str
+    end_utc: str
+    start_at: float | None  # seconds after the exercise's first fault
+    probes: int
+    probe_failures: int
+    canary_acknowledged: int  # canary writes acknowledged during the soak
+    canary_failed: int
+    replication_samples: int  # backlog reads (0: not observable on this target)
+    replication_backlog_max: int | None
+    outages: list[OutageRecord] = field(default_factory=list)  # t: seconds after the fault
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
 class RunbookFinding:
     """What a drill found wrong or missing in the runbook itself while the drill passed (a
     command that cannot work in that situation, a step in the wrong order): a finding for
@@ -353,6 +422,9 @@ class DrillRecord:
     phases: list[PhaseRecord] = field(default_factory=list)  # an exercise's timeline
     runbook_findings: list[RunbookFinding] = field(default_factory=list)
     comms: CommsRecord | None = None  # the communication procedures' notifications
+    human_steps: list[HumanStepRecord] = field(default_factory=list)  # runbook 7.3: people
+    mttr: MttrRecord | None = None  # runbook 1: MTTR phases of an exercise's incident
+    soak: SoakRecord | None = None  # runbook 7.3: operation in the DR region
 
     @property
     def key(self) -> str:

@@ -188,6 +188,12 @@ def _recovery_run(seen: Sequence[ProbeResult], k: int) -> int | None:
     return last_fail + 1
 
 
+def outages(seen: Sequence[ProbeResult], origin: float, k: int) -> tuple[Outage, ...]:
+    """The outages among `seen` (sorted by answer time), in seconds after `origin`: failed
+    probes not separated by K consecutive successes."""
+    return _outages(sorted(seen, key=lambda p: p.done), origin, k)
+
+
 def _outages(seen: Sequence[ProbeResult], origin: float, k: int) -> tuple[Outage, ...]:
     """Failures grouped into outages: a run of K successes (a recovery) ends an outage."""
     runs: list[Outage] = []

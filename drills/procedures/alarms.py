@@ -171,6 +171,9 @@ class Level(StrEnum):
 
 CONTACTS = {Level.L1: "On-call engineer", Level.L2: "Team lead",
             Level.L3: "Platform architect", Level.L4: "Executive"}
+#: The appendix's "When" column.
+WHEN = {Level.L1: "First response", Level.L2: "> 30 min or P1", Level.L3: "Data loss risk",
+        Level.L4: "User-facing outage > 1 hour"}
 L2_AFTER = 30 * 60.0  # "> 30 min"
 L4_AFTER = 60 * 60.0  # "User-facing outage > 1 hour"
 
