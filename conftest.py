@@ -19,8 +19,8 @@ pytest_plugins = sorted(
 
 # Test modules of a minute or more each, scheduled right after the drills: left to the end,
 # one of them keeps a worker busy while the other idles.
-SLOW_MODULES = ("tests/twin/test_realistic.py", "tests/faults/test_nats.py",
-                "tests/test_examples_aws.py")
+SLOW_MODULES = ("tests/test_examples_aws_run.py", "tests/twin/test_realistic.py",
+                "tests/faults/test_nats.py", "tests/test_examples_aws.py")
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -37,6 +37,7 @@ from drills.evidence import default_writers
 from drills.evidence.model import RunRecord, Status
 from drills.evidence.observer import Observers
 from drills.faults import rollback
+from drills.hygiene import drill_vault_prefix
 from drills.journal import Journal, utc_now
 from drills.loop import LoopThread
 from drills.target import AccountTarget, Target, TwinTarget
@@ -147,6 +148,7 @@ class DrillsRun:
         self.via_cli = bool(opt("drills_run_id"))  # `drills run` names every run it starts
         self.load_settings = _load_settings(self.settings, opt)
         self.load: LoadRun | None = None  # while simulated apps load the API (--load)
+        self._tidied = False  # tidy_target ran
 
     @property
     def report_dir(self) -> Path:
@@ -241,7 +243,7 @@ class DrillsRun:
         from drills.load.run import LoadRun
 
         load = LoadRun(self.load_settings, self.ensure_target(), self.report_dir, self.say,
-                       prefix=f"load-{self.run_id[-4:]}")
+                       prefix=f"{drill_vault_prefix('load')}-{self.run_id[-4:]}")
         load.start()
         self.load = load
 
@@ -254,10 +256,30 @@ class DrillsRun:
         self.stop_load()
         if self.paths is not None:
             self.paths.close()
+        self.tidy_target()
         if self._started_twin is not None:
             from drills.twin import manager
 
             manager.down(self._started_twin, progress=self.say)
+
+
+    def tidy_target(self) -> None:
+        """Once (before the report is sealed): delete the vaults the drills made on the
+        target (probe hygiene), and note in the report how the target was read. A failed
+        deletion is said and noted, with what to do; the run's result stands."""
+        if self.target is None or self._tidied:
+            return
+        self._tidied = True
+        try:
+            swept = self.target.sweep_drill_vaults()
+        except Exception as exc:  # the run's result stands; the operator finishes the job
+            note = (f"{translate(exc, 'deleting the drills own vaults')}; run `drills "
+                    "rollback --target aws` to delete them")
+        else:
+            note = None if swept is None else f"deleted {swept} (probe hygiene)"
+        for line in [*self.target.notes, *([note] if note else [])]:
+            self.say(f"drills: {line}")
+            self.record.notes.append(line)
 
 
 def _load_settings(settings: Settings, opt: Callable[[str], Any]) -> LoadSettings:
