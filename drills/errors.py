@@ -14,6 +14,7 @@
     ├── RecoveryError                a runbook recovery procedure did not complete
     ├── MeasurementError             a measurement disagrees with its independent ground truth
     ├── ReportError                  a report is invalid or cannot be read           exit 2
+    ├── SweepError                   the drills' own vaults could not all be deleted
     └── ObjectiveBreached            a measured figure is worse than its objective
 
 `exit_code` is what `drills` exits with when the error ends a command: 2 means bad input and
@@ -100,3 +101,7 @@ class ObjectiveBreached(DrillError):
 
 class DrillsWarning(UserWarning):
     """Warnings of our own; the test suite turns them into errors."""
+
+
+class SweepError(DrillError):
+    """The target refused to delete some of the vaults the drills made (probe hygiene)."""

@@ -19,6 +19,7 @@ from botocore.exceptions import ClientError
 
 from drills.clients import Clients
 from drills.environment import Names
+from drills.errors import SweepError
 
 #: What every vault id the drills make starts with.
 VAULT_PREFIX = "drills-"
@@ -62,35 +63,43 @@ def _absent(exc: ClientError) -> bool:
 
 
 def _sweep_bucket(s3: Any, bucket: str) -> Swept:
-    deleted = 0
+    """Every version is listed before any is deleted: a listing's next page starts at a
+    version a deletion would have removed (moto then ends the listing early)."""
     try:
-        for page in s3.get_paginator("list_object_versions").paginate(
-                Bucket=bucket, Prefix=f"vaults/{VAULT_PREFIX}"):
-            doomed = [{"Key": v["Key"], "VersionId": v["VersionId"]}
-                      for v in [*page.get("Versions", []), *page.get("DeleteMarkers", [])]]
-            for start in range(0, len(doomed), 1000):  # DeleteObjects takes 1000 at most
-                s3.delete_objects(Bucket=bucket, Delete={
-                    "Objects": doomed[start:start + 1000], "Quiet": True})
-            deleted += len(doomed)
+        doomed = [{"Key": v["Key"], "VersionId": v["VersionId"]}
+                  for page in s3.get_paginator("list_object_versions").paginate(
+                      Bucket=bucket, Prefix=f"vaults/{VAULT_PREFIX}")
+                  for v in [*page.get("Versions", []), *page.get("DeleteMarkers", [])]]
+        for start in range(0, len(doomed), 1000):  # DeleteObjects takes 1000 at most
+            failed = s3.delete_objects(Bucket=bucket, Delete={
+                "Objects": doomed[start:start + 1000], "Quiet": True}).get("Errors", [])
+            if failed:
+                raise SweepError(f"S3 refused to delete {len(failed)} object version(s) in "
+                                 f"{bucket}, e.g. {failed[0].get('Key')}: "
+                                 f"{failed[0].get('Code')} {failed[0].get('Message')}; "
+                                 "grant s3:DeleteObjectVersion and run `drills rollback "
+                                 "--target aws`")
     except ClientError as exc:
         if not _absent(exc):
             raise
-    return Swept(objects=deleted)
+        doomed = []
+    return Swept(objects=len(doomed))
 
 
 def _sweep_table(ddb: Any, table: str) -> Swept:
-    """Items whose vault_id (every table of runbook 2.2 carries it) starts with the prefix."""
-    deleted = 0
+    """Items whose vault_id (every table of runbook 2.2 carries it) starts with the prefix,
+    all found before any is deleted (as the bucket's versions)."""
     try:
         keys = [k["AttributeName"] for k in
                 ddb.describe_table(TableName=table)["Table"]["KeySchema"]]
-        for item in _scan(ddb, table, keys):
+        doomed = list(_scan(ddb, table, keys))
+        for item in doomed:
             ddb.delete_item(TableName=table, Key={k: item[k] for k in keys})
-            deleted += 1
     except ClientError as exc:
         if not _absent(exc):
             raise
-    return Swept(items=deleted)
+        doomed = []
+    return Swept(items=len(doomed))
 
 
 def _scan(ddb: Any, table: str, keys: list[str]) -> Iterator[dict[str, Any]]:
