@@ -19,9 +19,10 @@ pytest_plugins = sorted(
 
 # Test modules of a minute or more each, scheduled right after the drills: left to the end,
 # one of them keeps a worker busy while the other idles.
-SLOW_MODULES = ("tests/faults/test_crash_sweep.py", "tests/test_annual_exercise.py",
-                "tests/twin/test_realistic.py", "tests/faults/test_nats.py",
-                "tests/test_dryrun.py", "tests/test_examples_aws.py")
+SLOW_MODULES = ("tests/faults/test_crash_sweep.py", "tests/test_examples_aws_run.py",
+                "tests/test_annual_exercise.py", "tests/twin/test_realistic.py",
+                "tests/faults/test_nats.py", "tests/test_dryrun.py",
+                "tests/test_examples_aws.py")
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -199,23 +199,25 @@ class ApiClient:
                 raise VaultUnavailable("attestation", f"{cohort.name}: {exc}") from None
         return VaultReply(str(reply.get("instance_id", "")), reply)
 
+    async def _request(self, method: str, path: str, timeout: float,
+                       **kwargs: Any) -> httpx.Response:
+        url: str | httpx.URL = path
+        if self.resolver is not None:
+            kwargs.update(await self._resolved(path))
+            url = kwargs.pop("url")
+        return await self.http.request(method, url, timeout=timeout, **kwargs)
+
     async def _send(self, method: str, path: str, timeout: float,
                     **kwargs: Any) -> dict[str, Any]:
+        # httpx's timeout bounds each phase (pool, connect, write, read); the caller's bounds
+        # the whole request, as an app's does. The request itself is never cancelled (it is
+        # shielded, and ends by httpx's own timeouts): httpcore 1.0.9 leaks a pool slot for
+        # each request cancelled under contention (encode/httpcore#1093), and once all 32
+        # leaked, every probe timed out against a healthy service.
+        request = asyncio.ensure_future(self._request(method, path, timeout, **kwargs))
+        request.add_done_callback(_retrieved)
         try:
-            # httpx's timeout bounds each phase (pool, connect, write, read); the caller's
-            # bounds the whole request, as an app's does. The request itself is shielded
-            # from the caller's timeout and ends by httpx's own: httpcore (1.0.9) leaks the
-            # pool slot of a request cancelled while its connection is being made
-            # (encode/httpcore#1093), and after a burst of timeouts every later request
-            # waited for a slot that never came back.
             async with asyncio.timeout(timeout):
-                url: str | httpx.URL = path
-                if self.resolver is not None:
-                    kwargs.update(await self._resolved(path))
-                    url = kwargs.pop("url")
-                request = asyncio.ensure_future(
-                    self.http.request(method, url, timeout=timeout, **kwargs))
-                request.add_done_callback(_settled)
                 response = await asyncio.shield(request)
         except ResolveError as exc:
             raise VaultUnavailable("error", f"{method} {path}: {exc}") from None
@@ -260,11 +262,10 @@ class ApiClient:
                 "extensions": {"sni_hostname": name}}
 
 
-def _settled(request: asyncio.Future[httpx.Response]) -> None:
-    """Retrieve the outcome of a request its caller may have stopped waiting for (asyncio
-    would log an exception nobody retrieved)."""
-    if not request.cancelled():
-        request.exception()
+def _retrieved(task: asyncio.Future[Any]) -> None:
+    """Mark a request's outcome as seen (its caller may have stopped waiting for it)."""
+    if not task.cancelled():
+        task.exception()
 
 
 def tls_context(ca_bundle: Path | None) -> ssl.SSLContext:

@@ -65,7 +65,8 @@ AUTH_SETTINGS = (
 TARGET_SETTINGS = (
     Setting("DRILLS_API_URL", "vault API the probes and the canary call"),
     Setting("DRILLS_NATS_URL", "vault service's NATS URLs, comma-separated"),
-    Setting("DRILLS_PROBE_VAULTS", "vault_id:sha256 pairs the probes may read, comma-separated"),
+    Setting("DRILLS_PROBE_VAULTS", "optional vault_id:sha256 pairs the probes read (unset: the "
+            "run enrols drills-probe-* vaults and deletes them)"),
 )
 
 INSTALL = "python3 -m pip install -e '.[load]'"  # the README's install command

@@ -31,6 +31,7 @@ EPILOG = """examples:
   drills run annual --soak 4h --operator Dana:incident-commander --operator Lee:executor
                                  the annual exercise, people prompted at this terminal
   drills rollback                revert any fault a killed run left behind
+  drills rollback --target aws   ... and delete the drills' own vaults (drills-*) it left
   drills ci init github          scheduled drills and twin rehearsals in CI (also: gitlab)
 """
 
@@ -390,6 +391,7 @@ def _tags_in_use(project: Path) -> set[str]:
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
+    from drills.config import load_settings
     from drills.faults import rollback
     from drills.journal import Journal
     from drills.target import target_for_rollback
@@ -398,13 +400,15 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     pending = journal.pending()
     if not pending:
         _say(f"nothing to roll back: no pending fault in {journal.path}")
-        return 0
-    target = target_for_rollback(args.target, args.region, args.state_dir)
+        if args.target != "aws":  # an account may still hold the vaults of a killed run
+            return 0
+    names = load_settings(Path(args.objectives) if args.objectives else None).names
+    target = target_for_rollback(args.target, args.region, args.state_dir, names)
     if target is None:
         _say("no twin is running: faults on twins that are gone will be marked abandoned")
     ctx, env = (target.fault_context(), target.env_id) if target else (None, "")
     failed = 0
-    for result in rollback(journal, ctx, env):
+    for result in rollback(journal, ctx, env) if pending else ():
         entry = result.entry
         if result.reverted:
             _say(f"reverted {entry.fault_id}: {entry.kind} on {entry.target} (run {entry.run_id})")
@@ -415,6 +419,15 @@ def cmd_rollback(args: argparse.Namespace) -> int:
             _say(
                 f"FAILED to revert {entry.fault_id}: {entry.kind} on {entry.target}: {result.error}"
             )
+    if target is not None:
+        try:
+            swept = target.sweep_drill_vaults()
+        except Exception as exc:
+            failed += 1
+            _say(f"FAILED: {translate(exc, 'deleting the drills own vaults')}")
+        else:
+            if swept is not None:
+                _say(f"deleted {swept} (probe hygiene)")
     return 1 if failed else 0
 
 
@@ -587,8 +600,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get("DRILLS_JOURNAL", ".drills/journal.jsonl"),
         help="fault journal (default .drills/journal.jsonl)",
     )
-    rb.add_argument("--target", choices=["twin", "aws"], default="twin")
+    rb.add_argument("--target", choices=["twin", "aws"], default="twin",
+                    help="aws: also delete every vault the drills made (ids drills-*) from "
+                         "both regions' vault buckets and tables")
     rb.add_argument("--region", default="us-east-1")
+    rb.add_argument("--objectives", help="TOML file whose [environment] names the account's "
+                    "resources (default: the runbook's names)")
     rb.set_defaults(func=cmd_rollback)
 
     steps = sub.add_parser("steps", help="list every step of the step library with its "

@@ -87,6 +87,14 @@ class Names:
         """Runbook 3.2's and 3.3's alarms: no enclave instance, no healthy NATS node."""
         return (self.enclave_alarm, self.nats_alarm)
 
+    def named(self, spelled: str) -> str:
+        """The configured name of a resource a feature spells as the runbook does
+        ("VettID-Ledger-Credentials" -> `credentials_table`); any other text as it is."""
+        for f in _SPELLED:
+            if getattr(_RUNBOOK, f) == spelled:
+                return str(getattr(self, f))
+        return spelled
+
     def is_dr(self, region: str) -> bool:
         return region == self.dr_region
 
@@ -103,6 +111,10 @@ class Names:
         return self.dr_stack if self.is_dr(region) else self.stack
 
 
+_RUNBOOK = Names()
+#: The names a feature may spell (the regions and the account are never spelled for a name).
+_SPELLED = tuple(f.name for f in fields(Names)
+                 if f.name not in ("account_id", "primary_region", "dr_region"))
 #: What `[environment]` may set: every name but the account's, the credentials' own.
 CONFIGURABLE = {f.name for f in fields(Names)} - {"account_id"}
 _PARAMETERS = ("param_path", "param_current_ami", "param_latest_ami", "param_sealing_key",

@@ -17,6 +17,7 @@
     ├── DryRunViolation              a dry run was about to make a mutating call (refused)
     ├── CommsError                   a notification could not be sent or did not arrive
     ├── ReportError                  a report is invalid or cannot be read           exit 2
+    ├── SweepError                   the drills' own vaults could not all be deleted
     └── ObjectiveBreached            a measured figure is worse than its objective
 
 `exit_code` is what `drills` exits with when the error ends a command: 2 means bad input and
@@ -118,3 +119,7 @@ class ObjectiveBreached(DrillError):
 
 class DrillsWarning(UserWarning):
     """Warnings of our own; the test suite turns them into errors."""
+
+
+class SweepError(DrillError):
+    """The target refused to delete some of the vaults the drills made (probe hygiene)."""

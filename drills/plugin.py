@@ -431,6 +431,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
                                  if Status.NOT_STEADY in statuses else Status.PASSED)
             run.report_dir.mkdir(parents=True, exist_ok=True)
             run.stop_load()  # its files are evidence: complete before the report is sealed
+            run.tidy_target()  # the drills' vaults deleted, as the report says
             run.observers.run_finished(run.record, run.report_dir)
     finally:
         run.close()

@@ -45,6 +45,7 @@ from drills.evidence.model import RunRecord, Status
 from drills.evidence.observer import Observers
 from drills.faults import rollback
 from drills.human import Crew, Operator, crew
+from drills.hygiene import drill_vault_prefix
 from drills.journal import Journal, utc_now
 from drills.loop import LoopThread
 from drills.plan import DrillPlan, RunPlan
@@ -170,6 +171,7 @@ class DrillsRun:
             self.load_settings = replace(self.load_settings, users=0)
         self.guard = CallGuard()  # counts the calls; refuses non-reads only in a dry run
         self.plan = RunPlan(self.run_id, self.record.target)
+        self._tidied = False  # tidy_target ran
 
     @property
     def report_dir(self) -> Path:
@@ -334,7 +336,7 @@ class DrillsRun:
         from drills.load.run import LoadRun
 
         load = LoadRun(self.load_settings, self.ensure_target(), self.report_dir, self.say,
-                       prefix=f"load-{self.run_id[-4:]}")
+                       prefix=f"{drill_vault_prefix('load')}-{self.run_id[-4:]}")
         load.start()
         self.load = load
 
@@ -349,10 +351,30 @@ class DrillsRun:
             self.crew.close()
         if self.paths is not None:
             self.paths.close()
+        self.tidy_target()
         if self._started_twin is not None:
             from drills.twin import manager
 
             manager.down(self._started_twin, progress=self.say)
+
+    def tidy_target(self) -> None:
+        """Once (before the report is sealed): delete the vaults the drills made on the
+        target (probe hygiene), and note in the report how the target was read. A failed
+        deletion is said and noted, with what to do; the run's result stands."""
+        if self.target is None or self._tidied:
+            return
+        self._tidied = True
+        note: str | None
+        try:
+            swept = self.target.sweep_drill_vaults()
+        except Exception as exc:  # the run's result stands; the operator finishes the job
+            note = (f"{translate(exc, 'deleting the drills own vaults')}; run `drills "
+                    "rollback --target aws` to delete them")
+        else:
+            note = None if swept is None else f"deleted {swept} (probe hygiene)"
+        for line in [*self.target.notes, *([note] if note else [])]:
+            self.say(f"drills: {line}")
+            self.record.notes.append(line)
 
 
 def _load_settings(settings: Settings, opt: Callable[[str], Any]) -> LoadSettings:

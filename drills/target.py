@@ -10,8 +10,11 @@ CapabilityMissing, never an AttributeError.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import os
+import uuid
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar
@@ -21,13 +24,18 @@ from drills.capabilities import ALL, Capability, missing_reason
 from drills.clients import Clients
 from drills.config import ApiSettings
 from drills.environment import PRIMARY_REGION, Names
-from drills.errors import CapabilityMissing, ConfigError
+from drills.errors import CapabilityMissing, ConfigError, TargetError
 from drills.faults import AllowList, FaultContext
+from drills.hygiene import Swept, drill_vault_prefix, sweep
 from drills.loop import LoopThread
 from drills.measure.probes import KnownVault
 from drills.measure.rpo import LedgerReader, ledger_reader
 from drills.resolve import Resolver
-from drills.vault import VaultClient, VaultUnavailable, connect
+from drills.vault import VaultClient, VaultUnavailable, connect, digest
+
+log = logging.getLogger(__name__)
+#: Vaults of its own a run against an account enrols for the probes (no DRILLS_PROBE_VAULTS).
+PROBE_VAULTS = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,10 +69,12 @@ class Target:
 
     def __init__(self, clients: Clients, names: Names, region: str = PRIMARY_REGION) -> None:
         self.clients, self.names, self.region = clients, names, region
+        self.notes: list[str] = []  # how the target was read, for the report
 
     def asg_name(self, region: str | None = None) -> str:
         """The enclave ASG of `region`, from its stack's output EnclaveASGName (runbook 4.1
-        diagnosis)."""
+        diagnosis); the configured name (`[environment] asg`, `dr_asg`) when the stack has
+        no outputs at all (moto's stacks made by change set), said in a warning."""
         region = region or self.region
         stack = self.names.stack_in(region)
         stacks = self.clients("cloudformation", region).describe_stacks(
@@ -72,9 +82,20 @@ class Target:
         for output in stacks[0].get("Outputs", []):
             if output["OutputKey"] == self.names.asg_output_key:
                 return str(output["OutputValue"])
-        raise ConfigError(f"stack {stack} in {region} has no output "
-                          f"{self.names.asg_output_key}; check stack, dr_stack and "
-                          "asg_output_key under [environment] in the objectives file")
+        # A stack made by change set on moto has no outputs at all (moto never fills them):
+        # the configured name is the ASG. A stack with other outputs but not this one is
+        # misconfigured.
+        if stacks[0].get("Outputs"):
+            raise ConfigError(f"stack {stack} in {region} has no output "
+                              f"{self.names.asg_output_key}; check stack, dr_stack and "
+                              "asg_output_key under [environment] in the objectives file")
+        asg = self.names.asg_in(region)
+        note = (f"stack {stack} in {region} has no outputs; using the configured ASG name "
+                f"{asg} ([environment] {'dr_asg' if self.names.is_dr(region) else 'asg'})")
+        if note not in self.notes:
+            self.notes.append(note)
+            log.warning(note)
+        return asg
 
     def fault_context(self) -> FaultContext:
         return FaultContext(self.clients, None, self.capabilities, self.named)
@@ -202,6 +223,11 @@ class Target:
     def allow_list(self, configured: dict[str, tuple[str, ...]]) -> AllowList:
         return AllowList(dict(configured))
 
+    def sweep_drill_vaults(self) -> Swept | None:
+        """Delete every vault the drills made (`drills.hygiene`), in both regions; what was
+        deleted (None: this target keeps no data beyond its own life)."""
+        return sweep(self.clients, self.names)
+
 
 #: The twin's topic for user notifications (the team's own on an account: `[comms]`).
 COMMS_TOPIC = "VettID-DR-Communications"
@@ -325,6 +351,10 @@ class TwinTarget(Target):
         return Capacity(group["DesiredCapacity"], len(ids),
                         loop.run(serving(), timeout=5 + len(ids)))
 
+    def sweep_drill_vaults(self) -> Swept | None:
+        """Nothing: the twin's data goes with the twin."""
+        return None
+
     def allow_list(self, configured: dict[str, tuple[str, ...]]) -> AllowList:
         names = self.twin.names
         own = {"asg": (names.asg,), "bucket": (names.bucket,),
@@ -355,6 +385,7 @@ class AccountTarget(Target):
             account_id = clients("sts").get_caller_identity()["Account"]
         super().__init__(clients, replace(names, account_id=account_id), region)
         self.api_settings = api or ApiSettings()
+        self._probe_vaults: list[KnownVault] | None = None  # enrolled by known_vaults()
 
     def api_url(self, region: str | None = None) -> str:
         """The configured URL of the service; for the DR region, its own name
@@ -393,19 +424,51 @@ class AccountTarget(Target):
         return urls.split(",")
 
     def known_vaults(self) -> list[KnownVault]:
+        """The vaults of DRILLS_PROBE_VAULTS (`vault_id:sha256,...`, the operator's); without
+        it, PROBE_VAULTS vaults of the drills' own (`drills-probe-<hex>-<n>`), enrolled
+        through the vault API at first use and deleted at the end of the run (hygiene)."""
         raw = os.environ.get("DRILLS_PROBE_VAULTS", "")
-        if not raw:
-            raise ConfigError("DRILLS_PROBE_VAULTS is not set; on an account, list probe vaults "
-                              "as vault_id:sha256 pairs, comma-separated")
-        pairs = [p.split(":", 1) for p in raw.split(",")]
-        return [KnownVault(v, h) for v, h in pairs]
+        if raw:
+            pairs = [p.split(":", 1) for p in raw.split(",")]
+            if any(len(p) != 2 or not all(p) for p in pairs):
+                raise ConfigError(f"DRILLS_PROBE_VAULTS={raw!r}: expected vault_id:sha256 "
+                                  "pairs, comma-separated; unset it to let the drills enrol "
+                                  "probe vaults of their own")
+            return [KnownVault(v, h) for v, h in pairs]
+        if self._probe_vaults is None:
+            self._probe_vaults = self._enrol_probe_vaults()
+        return list(self._probe_vaults)
+
+    def _enrol_probe_vaults(self) -> list[KnownVault]:
+        prefix = f"{drill_vault_prefix('probe')}-{uuid.uuid4().hex[:6]}"
+        contents = {f"{prefix}-{n:02d}": os.urandom(256) for n in range(PROBE_VAULTS)}
+        loop = LoopThread("drills-probe-enrol")
+        client = self.api()
+
+        async def enrol() -> None:
+            try:
+                await asyncio.gather(*(client.enroll(v, data, timeout=10)
+                                       for v, data in contents.items()))
+            finally:
+                await client.close()
+
+        try:
+            loop.run(enrol(), timeout=60)
+        except VaultUnavailable as exc:
+            raise TargetError(f"enrolling the drills' probe vaults through {self.api_url()} "
+                              f"failed ({exc}); check the vault API, or set "
+                              "DRILLS_PROBE_VAULTS to vaults the probes may read") from None
+        finally:
+            loop.close()
+        return [KnownVault(v, digest(data)) for v, data in contents.items()]
 
 
-def target_for_rollback(target: str, region: str | None,
-                        state_dir: str | None) -> Target | None:
-    """The target `drills rollback` reverts on; None when no twin is running (its faults died)."""
+def target_for_rollback(target: str, region: str | None, state_dir: str | None,
+                        names: Names | None = None) -> Target | None:
+    """The target `drills rollback` reverts on (an account by `names`); None when no twin is
+    running (its faults died)."""
     if target == "aws":
-        return AccountTarget(region=region)
+        return AccountTarget(region=region, names=names)
     from drills.twin import manager
 
     twin = manager.running_twin(Path(state_dir) if state_dir else manager.default_state_dir())

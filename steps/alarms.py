@@ -38,6 +38,7 @@ def alarm_is_ok(drill: Drill, alarm: str) -> Iterator[alarms.PagerWatch]:
     On the twin the runbook's alarms, topic and pager queue are provisioned first
     (idempotent); on an account they must exist.
     """
+    alarm = drill.target.names.named(alarm)  # as configured
     target = drill.target
     target.prepare_alarms()
     period = _period(drill, alarm)
@@ -57,6 +58,7 @@ def alarm_is_ok(drill: Drill, alarm: str) -> Iterator[alarms.PagerWatch]:
 @then(parsers.parse('the "{alarm}" alarm goes to ALARM within the "{component}" objective'))
 def alarm_fires(drill: Drill, alarm: str, component: str) -> None:
     """Time-to-alarm: fault -> the alarm's StateUpdate to ALARM in its history."""
+    alarm = drill.target.names.named(alarm)  # as configured
     fault, target = drill.last_fault, drill.target
     objective = drill.settings.objectives.for_component(component)
     since = alarms.parse_utc(fault.injected_utc)
@@ -74,6 +76,7 @@ def alarm_fires(drill: Drill, alarm: str, component: str) -> None:
                     "objective"))
 def paged(drill: Drill, alarm: str, component: str, pager: alarms.PagerWatch) -> None:
     """Time-to-page: fault -> the ALARM notification delivered to an SQS queue on its topic."""
+    alarm = drill.target.names.named(alarm)  # as configured
     fault = drill.last_fault
     objective = drill.settings.objectives.for_component(component)
     page = pager.wait_for_page(alarm, "ALARM", alarms.parse_utc(fault.injected_utc),
@@ -92,6 +95,7 @@ def paged(drill: Drill, alarm: str, component: str, pager: alarms.PagerWatch) ->
 @then(parsers.parse('the "{alarm}" alarm returns to OK'))
 def alarm_recovers(drill: Drill, alarm: str, pager: alarms.PagerWatch) -> None:
     """After recovery the alarm goes back to OK, and its OK notification reaches the pager."""
+    alarm = drill.target.names.named(alarm)  # as configured
     target = drill.target
     since = alarms.parse_utc(drill.last_fault.injected_utc)
     timeout = SETTLE_PERIODS * _period(drill, alarm)

@@ -33,6 +33,7 @@ class RefreshStarted:
 def template_uses_parameter(drill: Drill, param: str) -> None:
     """Precondition of runbook 4.1 step 2: the template's ImageId is resolve:ssm:<param>
     (the twin is provisioned so); a template pinning an AMI fails with what to change."""
+    param = drill.target.names.named(param)  # as configured
     target = drill.target
     procedure.require_ssm_ami(target.clients, target.asg_name(), target.region, param)
 

@@ -90,6 +90,7 @@ def canary_restorable(drill: Drill, table: str, count: int) -> None:
     """Wait until `table`'s LatestRestorableDateTime (describe-continuous-backups) is past the
     canary's first `count` acknowledged writes, so that a restore to it holds vaults the
     canary goes on updating, whatever the lag of the target (AWS: typically 5 minutes)."""
+    table = drill.target.names.named(table)  # as configured
     drill.wait_for_canary(count, CANARY_TIMEOUT)
     acked = sorted((w for w in _canary(drill).writes() if w.acked), key=lambda w: w.done)
     moment = datetime.fromisoformat(acked[count - 1].done_utc).timestamp() + RESOLUTION
@@ -113,6 +114,7 @@ def canary_restorable(drill: Drill, table: str, count: int) -> None:
                  r'corrupted in) "(?P<table>[^"]+)"'))
 def damage_items(drill: Drill, action: str, table: str) -> Iterator[ActiveFault]:
     """Delete or corrupt the probed vaults' items (on-demand backup first); reverted at teardown."""
+    table = drill.target.names.named(table)  # as configured
     probes = _write_probes(drill)
     kind = DeleteItems if action.startswith("deleted") else CorruptItems
     with probes.quiesced():
@@ -129,6 +131,7 @@ def canary_items_deleted(drill: Drill, count: int, table: str) -> Iterator[Activ
     later updates fail ("not enrolled") and retire their vault. Restore times are whole
     seconds, so the updates acknowledged in the second of the deletion lie after the restore
     time: only a replay keeps them."""
+    table = drill.target.names.named(table)  # as configured
     probes, canary = _write_probes(drill), _canary(drill)
     vaults = [canary.take() for _ in range(count)]
     done = threading.Event()
@@ -171,6 +174,7 @@ def restore_items(drill: Drill, table: str, when: str) -> ItemRecovery:
     the items deleted since and the changed ones of vaults whose writes fail, replay onto
     them what was written since the restore time (credentials ledger: from the vaults' data
     objects); verify; delete the copy."""
+    table = drill.target.names.named(table)  # as configured
     fault = drill.last_fault
     probes = _write_probes(drill)
     target = drill.target
@@ -206,6 +210,7 @@ def restore_whole_table(drill: Drill, table: str) -> TableRecovery:
     """Runbook 2.2 as written: restore-table-to-point-in-time --use-latest-restorable-time into
     <table>-restored, put every item of it back over the live table (items created since
     stay), delete the copy."""
+    table = drill.target.names.named(table)  # as configured
     recovery = recover_table(drill.target.clients, table, drill.target.region,
                              not_after=_journaled_at(drill, drill.last_fault),
                              timeout=RECOVERY_TIMEOUT, progress=drill.progress)
@@ -286,6 +291,7 @@ def items_match(drill: Drill, item_recovery: ItemRecovery, component: str) -> No
 @then(parsers.parse('no restored copy of "{table}" is left behind'))
 def restored_copy_deleted(drill: Drill, table: str) -> None:
     """The runbook's `<table>-restored` was deleted once the items were copied back."""
+    table = drill.target.names.named(table)  # as configured
     names = drill.target.clients("dynamodb", drill.target.region).list_tables()["TableNames"]
     if restored_name(table) in names:
         raise ObjectiveBreached(f"{restored_name(table)} still exists; delete it with `aws "

@@ -35,6 +35,8 @@ POLL = 0.25
                   r'in "(?P<bucket>[^"]+)" \(runbook 2\.3\)'), target_fixture="ssm_backup")
 def backup(drill: Drill, path: str, bucket: str) -> BackupRef:
     """Runbook 2.3's export, from memory into one SSE-KMS object (the twin creates the bucket)."""
+    bucket = drill.target.names.named(bucket)  # as configured
+    path = drill.target.names.named(path)  # as configured
     ref = export_parameters(drill.target.clients, drill.target.region, path=path, bucket=bucket,
                             create_bucket=drill.target.owns_backups)
     drill.observer.waiting(drill.record, f"backed up {len(ref.names)} parameter(s) under "
@@ -48,7 +50,8 @@ def damage(drill: Drill, ssm_backup: BackupRef, names: str,
            action: str) -> Iterator[list[ActiveFault]]:
     """Delete or corrupt the named parameters (journal: names and the backup's location only)."""
     kind = DeleteParameter if action == "deleted" else CorruptParameter
-    faults = [drill.inject(kind, name=name, backup=ssm_backup.to_params())
+    faults = [drill.inject(kind, name=drill.target.names.named(name),
+                           backup=ssm_backup.to_params())
               for name in re.findall(r'"([^"]+)"', names)]
     yield faults
     for active in reversed(faults):

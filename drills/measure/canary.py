@@ -25,6 +25,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from drills.errors import ProbeError
+from drills.hygiene import drill_vault_prefix
 from drills.journal import utc_now
 from drills.loop import LoopThread, Ticker
 from drills.vault import VaultApi, VaultUnavailable, digest
@@ -53,12 +54,16 @@ class CanaryWrite:
         return "enroll" if self.version == 1 else "update"
 
 
+#: The canary's vaults: `drills-canary-<6 hex>-<seq>` (`drills.hygiene` deletes them).
+CANARY_PREFIX = drill_vault_prefix("canary")
+
+
 class CanaryWriter(Ticker):
     """Writes at `rate` per second on `loop` until stopped; `update_every`-th ticks update an
     existing canary vault instead of enrolling a new one (0: enrol only)."""
 
     def __init__(self, loop: LoopThread, client: VaultApi, rate: float = 10.0,
-                 timeout: float = 2.0, prefix: str = "canary", update_every: int = 2) -> None:
+                 timeout: float = 2.0, prefix: str = CANARY_PREFIX, update_every: int = 2) -> None:
         super().__init__(loop, 1.0 / rate, timeout + 5)
         self.client, self.rate, self.timeout = client, rate, timeout
         self.update_every = update_every

@@ -476,19 +476,19 @@ def apply_profile(state: TwinState, timing: TimingProfile, clients: Clients) -> 
     """Apply the timing profile where AWS keeps the setting: the enclave group's grace
     period, its target groups' health check, and the twin's DynamoDB PITR lag (the stack
     carries AWS's defaults; `fast` compresses them)."""
-    apply_settings(state, timing)
+    apply_settings(state.aws_url, timing)
     for region in state.regions.values():
         apply_group_profile(region, timing, clients)
 
 
-def apply_settings(state: TwinState, timing: TimingProfile) -> None:
+def apply_settings(aws_url: str, timing: TimingProfile) -> None:
     """The profile's part that the moto process keeps for every region: the PITR lag, the
     replication lags (S3 CRR, DynamoDB global tables), Route 53's checks and changes."""
-    twin_control.post(state.aws_url, "dynamodb/pitr-settings",
+    twin_control.post(aws_url, "dynamodb/pitr-settings",
                       {"latest_restorable_lag": timing.pitr_latest_restorable_lag})
     for route in ("s3/replication-settings", "dynamodb/global-table-settings"):
-        twin_control.post(state.aws_url, route, {"profile": timing.name})
-    twin_control.post(state.aws_url, "route53/settings", {
+        twin_control.post(aws_url, route, {"profile": timing.name})
+    twin_control.post(aws_url, "route53/settings", {
         "interval_scale": timing.route53_interval_scale,
         "propagation_delay": timing.route53_propagation_delay,
         "metric_period": timing.metric_interval})
@@ -534,7 +534,7 @@ def main(argv: list[str] | None = None) -> None:
     state = TwinState.load(Path(args.state_dir))
     controller = Controller(state, profile(state.profile))
     deadline = time.monotonic() + 30
-    _until(lambda: apply_settings(state, controller.timing), deadline,
+    _until(lambda: apply_settings(state.aws_url, controller.timing), deadline,
            f"applying the {state.profile} profile")
     publisher = MetricPublisher(state, Clients.for_twin(state.aws_url)).start()
     stopping = False
