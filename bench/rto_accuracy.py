@@ -90,7 +90,7 @@ from truth import (
 from drills.api_client import ApiClient, Cohort, Population
 from drills.attestation import ExpectedPcrs, PcrSet, build_pcrs, load_roots
 from drills.config import ProbeSettings
-from drills.faults import FaultInjector, SetDesiredCapacity
+from drills.faults import BlastRadius, FaultInjector, SetDesiredCapacity
 from drills.journal import Journal
 from drills.loop import LoopThread
 from drills.measure import Recovery, Verdict, compute_recovery
@@ -151,8 +151,9 @@ class Bench:
         self.clients: dict[str, Any] = {"nats": self.nats, "api": api_client(self.twin)}
         self.vaults = target.known_vaults()
         self.asg, self.region = self.twin.state.primary.asg, target.region
+        # Full outages on purpose (every worker frozen, capacity 0): as a @full_outage drill.
         self.injector = FaultInjector(Journal(journal), "bench-rto-accuracy", target.env_id,
-                                      target.allow_list({}))
+                                      target.allow_list({}), BlastRadius(full_outage=True))
         self.interval, self.timeout, self.settle = interval, timeout, target.settle
         self.lambda_timeout = profile(self.twin.state.profile).lambda_timeout
 

@@ -5,10 +5,12 @@ __version__ = "0.1.0"
 from drills.capabilities import Capability
 from drills.config import Objective, Objectives, ProbeSettings, Settings, load_settings
 from drills.errors import (
+    BlastRadiusExceeded,
     CapabilityMissing,
     CommsError,
     ConfigError,
     DrillError,
+    DrillStopped,
     FaultError,
     JournalError,
     NotSteady,
@@ -31,12 +33,14 @@ from drills.measure import (
 )
 
 __all__ = [
+    "BlastRadiusExceeded",
     "CanaryWriter",
     "Capability",
     "CapabilityMissing",
     "CommsError",
     "ConfigError",
     "DrillError",
+    "DrillStopped",
     "FaultError",
     "Journal",
     "JournalError",

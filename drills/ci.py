@@ -11,8 +11,9 @@ Both platforms get the same plan; only the YAML around it differs:
   holds an account (GitHub `concurrency:`, GitLab `resource_group:`);
 - reports/ is kept even when the run fails; summary.md goes to the job summary (GitLab has
   none: to the job log, and a `drills-summary.md` artifact exposed in merge requests);
-- the job fails with `drills run`'s exit code: 1 a breach or failed drill, 2 bad input, 3 the
-  account unreachable or not steady (drills/errors.py).
+- the job fails with `drills run`'s exit code: 1 a breach or failed drill, 2 bad input or
+  refused by the allow-lists, 3 the account unreachable or not steady, 4 stopped by a
+  [stop] alarm (drills/errors.py).
 
 The shell the jobs run is written once (`_drill_script`, `_summary_script`, `Job`).
 """
@@ -133,17 +134,19 @@ class Job:
         """`drills run`, bounded in time (on SIGTERM drills reverts its faults), then, on an
         account, `drills rollback` for anything a killed run left; drills' exit code last."""
         run = ["drills", "run", "--target", self.key, "--run-id", '"$DRILLS_RUN_ID"']
+        rollback = ["drills", "rollback", "--target", "aws", "--region", '"$AWS_REGION"']
         if self.key == "aws":  # the account's region, as the credentials step set it
             run += ["--region", '"$AWS_REGION"']
-        if options.objectives:
-            run += ["--objectives", shlex.quote(options.objectives)]
+        if options.objectives:  # rollback reads its [environment] and [allow] too
+            objectives = ["--objectives", shlex.quote(options.objectives)]
+            run, rollback = run + objectives, rollback + objectives
         command = " ".join([*run, self.tags])
         if self.key == "twin":
             return command + "\n"  # `drills run` stops the twin it started
         return ("code=0\n"
                 f"timeout --signal=TERM --kill-after={GRACE_MINUTES}m {options.max_minutes}m "
                 f"{command} || code=$?\n"
-                'drills rollback --target aws --region "$AWS_REGION" || code=1\n'
+                f"{' '.join(rollback)} || code=1\n"
                 'exit "$code"\n')
 
 
@@ -268,8 +271,9 @@ def _github_files(options: CiOptions) -> dict[str, str]:
         "The role trusts token.actions.githubusercontent.com for this repository (audience "
         "sts.amazonaws.com), and its maximum session duration is at least "
         f"{options.session_seconds} s.",
-        "The job fails with `drills run`'s exit code: 1 a breach or failed drill, 2 bad input, "
-        "3 the account unreachable or not steady.",
+        "The job fails with `drills run`'s exit code: 1 a breach or failed drill, 2 bad input "
+        "or refused by the allow-lists, 3 the account unreachable or not steady, 4 stopped by "
+        "a [stop] alarm.",
     ]
     rehearsal_notes = [f"Every change to {' or '.join(d + '/' for d in TRIGGER_DIRS)} runs "
                        f"{options.rehearsal_tags!r} on the local twin; no account, no secrets."]
@@ -358,8 +362,9 @@ def _gitlab_files(options: CiOptions) -> dict[str, str]:
         f"its maximum session duration is at least {options.session_seconds} s.",
         f"GitLab has no job summary: summary.md is printed in the job log and kept as the "
         f"{SUMMARY_COPY} artifact, linked from merge requests; junit.xml feeds the Tests tab.",
-        "The job fails with `drills run`'s exit code: 1 a breach or failed drill, 2 bad input, "
-        "3 the account unreachable or not steady.",
+        "The job fails with `drills run`'s exit code: 1 a breach or failed drill, 2 bad input "
+        "or refused by the allow-lists, 3 the account unreachable or not steady, 4 stopped by "
+        "a [stop] alarm.",
     ]
     return {".gitlab-ci.yml": _header(Platform.GITLAB, "Disaster-recovery drills", notes)
             + _dump(gitlab_pipeline(options))}

@@ -16,6 +16,7 @@ from drills.errors import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
+    EXIT_STOPPED,
     ConfigError,
     DrillError,
     TwinError,
@@ -39,9 +40,13 @@ EPILOG = """examples:
 EXIT_CODES = """exit codes:
   0    every drill passed (an @expected_breach drill passes by showing its breach)
   1    an objective was breached, or a drill failed or could not be carried out
-  2    bad input (unknown tag, missing file, bad objectives file): nothing was injected
+  2    bad input (unknown tag, missing file, bad objectives file), or refused by the
+       guardrails (an account or region not in [allow], production without
+       --allow-production, a fault over [blast] max_share): nothing was injected
   3    the target is unreachable or misconfigured (credentials, endpoint, missing
        resources), or the service was not in its steady state: nothing was drilled
+  4    stopped: a [stop] alarm went to ALARM for another reason than the drill's own
+       faults; every fault was reverted at once (report.json: status stopped, stop)
   130  interrupted (Ctrl-C or SIGTERM): every fault was reverted on the way out; the
        report says `interrupted`
 --dry-run: 0 every drill planned with 0 mutating calls; 1 a mutating call was refused, or
@@ -169,6 +174,8 @@ def _pytest_args(args: argparse.Namespace, run_id: str, exercise: str) -> list[s
         out.append(f"--drills-region={args.region}")
     if args.api_url:
         out.append(f"--drills-api-url={args.api_url}")
+    if args.allow_production:
+        out.append("--drills-allow-production")
     for participant in args.participant or []:
         out.append(f"--drills-participant={participant}")
     if args.dry_run:
@@ -327,7 +334,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if code == pytest.ExitCode.INTERRUPTED:
         if report.exists():
             print(report.resolve())
-        return EXIT_INTERRUPTED
+        return EXIT_STOPPED if watch.exit_code() == EXIT_STOPPED else EXIT_INTERRUPTED
     if report.exists():
         print(report.resolve())
     drills_code = watch.exit_code()
@@ -393,18 +400,23 @@ def _tags_in_use(project: Path) -> set[str]:
 def cmd_rollback(args: argparse.Namespace) -> int:
     from drills.config import load_settings
     from drills.faults import rollback
+    from drills.guard import clear
     from drills.journal import Journal
     from drills.target import target_for_rollback
 
+    settings = load_settings(Path(args.objectives) if args.objectives else None)
     journal = Journal(Path(args.journal))
     pending = journal.pending()
     if not pending:
         _say(f"nothing to roll back: no pending fault in {journal.path}")
         if args.target != "aws":  # an account may still hold the vaults of a killed run
             return 0
-    names = load_settings(Path(args.objectives) if args.objectives else None).names
-    target = target_for_rollback(args.target, args.region, args.state_dir, names)
-    if target is None:
+    target = target_for_rollback(args.target, args.region, args.state_dir, settings.names)
+    if target is not None:
+        # The same allow-lists as a run; production needs no flag: reverting is the way out.
+        clear(target.identity(), settings.clearance, named=target.named,
+              capabilities=target.capabilities, allow_production=True)
+    else:
         _say("no twin is running: faults on twins that are gone will be marked abandoned")
     ctx, env = (target.fault_context(), target.env_id) if target else (None, "")
     failed = 0
@@ -534,7 +546,9 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="*",
         help="monthly | quarterly | annual | tag expression | features/... paths",
     )
-    run.add_argument("--objectives", help="TOML file overriding the runbook objectives")
+    run.add_argument("--objectives", help="TOML file overriding the runbook objectives, with "
+                     "[environment] names, [allow] accounts/regions/targets, [stop] alarms "
+                     "and [blast] max_share (see README)")
     run.add_argument("--list", action="store_true",
                      help="only list the drills this run selects (feature :: scenario), each "
                      "to run or skipped with the reason (@twin_only, or a capability the "
@@ -565,6 +579,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--api-url", default=None,
                      help="the vault API of an account target (else [api] url in the "
                           "objectives file, else $DRILLS_API_URL)")
+    run.add_argument("--allow-production", action="store_true",
+                     help="drill a production account ([allow] production_accounts, or an "
+                          "IAM account alias containing 'prod'); refused without it; the "
+                          "report records that it was given")
     run.add_argument(
         "--nats",
         choices=["process", "container"],
@@ -603,9 +621,12 @@ def build_parser() -> argparse.ArgumentParser:
     rb.add_argument("--target", choices=["twin", "aws"], default="twin",
                     help="aws: also delete every vault the drills made (ids drills-*) from "
                          "both regions' vault buckets and tables")
-    rb.add_argument("--region", default="us-east-1")
-    rb.add_argument("--objectives", help="TOML file whose [environment] names the account's "
-                    "resources (default: the runbook's names)")
+    rb.add_argument("--region", default=None,
+                    help="the account's primary region (default: primary_region under "
+                         "[environment] in the objectives file, else us-east-1)")
+    rb.add_argument("--objectives",
+                    help="the objectives file of the runs: [environment] names the account's "
+                         "resources, [allow] accounts and regions where rollback may act")
     rb.set_defaults(func=cmd_rollback)
 
     steps = sub.add_parser("steps", help="list every step of the step library with its "

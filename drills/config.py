@@ -172,6 +172,34 @@ class CommsSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class Clearance:
+    """Where a run may act at all (`[allow] accounts`, `regions`, `production_accounts`).
+
+    None: not configured. An account target then refuses to run (a production user must
+    name the accounts and regions); the twin takes its own account and regions. An account
+    in `production_accounts`, or whose IAM account alias says "prod", is production and needs
+    `--allow-production`."""
+
+    accounts: tuple[str, ...] | None = None
+    regions: tuple[str, ...] | None = None
+    production_accounts: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class StopSettings:
+    """Stop conditions (`[stop]`), as AWS FIS has them: CloudWatch alarms watched during each
+    drill, every `poll` seconds; one going to ALARM for another reason than the drill's own
+    faults reverts every fault at once and stops the run."""
+
+    alarms: tuple[str, ...] = ()
+    poll: float = 2.0
+
+
+#: The share of a group a partial fault may act on by default (`[blast] max_share`).
+DEFAULT_MAX_SHARE = 0.5
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """Everything a drill run is configured with."""
 
@@ -185,6 +213,12 @@ class Settings:
     #: The names of the system under drill (`[environment]`; default: the runbook's).
     names: Names = field(default_factory=Names)
     comms: CommsSettings = CommsSettings()
+    #: The accounts and regions a run may act on at all (`[allow] accounts`, ...).
+    clearance: Clearance = Clearance()
+    stop: StopSettings = StopSettings()
+    #: The largest share of a group (instances, nodes) a fault may act on without
+    #: `@full_outage` (`[blast] max_share`).
+    max_share: float = DEFAULT_MAX_SHARE
 
 
 def runbook_objectives() -> Objectives:
@@ -243,7 +277,7 @@ def load_settings(path: Path | None) -> Settings:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{where}: not valid TOML ({exc})") from None
     _reject_unknown(data, {"service", "components", "probes", "allow", "api", "load",
-                           "environment", "comms"}, where)
+                           "environment", "comms", "stop", "blast"}, where)
     objectives = base.objectives
     service = _table(data, "service", where)
     _reject_unknown(service, {"rto", "rpo_writes", "mttr"}, f"{where} [service]")
@@ -300,13 +334,19 @@ def load_settings(path: Path | None) -> Settings:
     api_settings = ApiSettings(**api)
     allow = {}
     for kind, names in _table(data, "allow", where).items():
-        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
             raise ConfigError(f"{where} allow.{kind} must be a list of names")
         allow[kind] = tuple(names)
+    clearance = _clearance(allow, where)
+    blast = _table(data, "blast", where)
+    _reject_unknown(blast, {"max_share"}, f"{where} [blast]")
+    max_share = _fraction(blast.get("max_share", DEFAULT_MAX_SHARE), f"{where} blast.max_share")
     return Settings(objectives, probe_settings, api_settings, allow, source=where,
                     load=_load_settings(_table(data, "load", where), where),
                     names=_environment(_table(data, "environment", where), where),
-                    comms=_comms_settings(_table(data, "comms", where), where))
+                    comms=_comms_settings(_table(data, "comms", where), where),
+                    clearance=clearance, stop=_stop(_table(data, "stop", where), where),
+                    max_share=max_share)
 
 
 def _comms_settings(table: Mapping[str, Any], where: str) -> CommsSettings:
@@ -331,6 +371,33 @@ def _comms_settings(table: Mapping[str, Any], where: str) -> CommsSettings:
         update_every=(duration(table["update_every"], f"{at} update_every")
                       if "update_every" in table else None),
         impact=table.get("impact"))
+
+
+
+def _clearance(allow: dict[str, tuple[str, ...]], where: str) -> Clearance:
+    """`[allow] accounts`, `regions` and `production_accounts`, taken out of the fault
+    allow-list by kind (`allow`); account ids are 12 digits."""
+    accounts = allow.pop("accounts", None)
+    regions = allow.pop("regions", None)
+    production = allow.pop("production_accounts", ())
+    for key, ids in (("accounts", accounts or ()), ("production_accounts", production)):
+        bad = [i for i in ids if not (len(i) == 12 and i.isdigit())]
+        if bad:
+            raise ConfigError(f"{where} allow.{key}: {', '.join(map(repr, bad))} is not an AWS "
+                              "account id (12 digits, as `aws sts get-caller-identity` shows)")
+    return Clearance(accounts, regions, production)
+
+
+def _stop(table: Mapping[str, Any], where: str) -> StopSettings:
+    """The [stop] table: the CloudWatch alarms that stop a run, and how often they are read."""
+    at = f"{where} [stop]"
+    _reject_unknown(table, {"alarms", "poll"}, at)
+    alarms = table.get("alarms", [])
+    if not isinstance(alarms, list) or not all(isinstance(a, str) and a for a in alarms):
+        raise ConfigError(f"{at} alarms must be a list of CloudWatch alarm names, got "
+                          f"{alarms!r}")
+    return StopSettings(tuple(alarms), duration(table.get("poll", StopSettings().poll),
+                                                 f"{at} poll"))
 
 
 def _environment(table: Mapping[str, Any], where: str) -> Names:

@@ -453,7 +453,10 @@ class Drill:
         """Stop probes, revert anything still injected, capture the probe timeline."""
         for watch in self.watches:
             watch.stop()
-        pending = [a for a in self.injector.active if a.reverted_utc is None]
+        # Also those a stop condition reverted from its own thread, not yet in the record.
+        unrecorded = {f.fault_id for f in self.record.faults if f.reverted_utc is None}
+        pending = [a for a in self.injector.active
+                   if a.reverted_utc is None or a.fault_id in unrecorded]
         errors = self.injector.revert_all()
         for active in pending:
             self._fault_event(active)

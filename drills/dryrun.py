@@ -34,7 +34,7 @@ from drills.boundary import explain
 from drills.capabilities import referenced, referenced_faults
 from drills.clients import Clients
 from drills.errors import DryRunViolation
-from drills.faults.base import AllowList, Fault
+from drills.faults.base import AllowList, BlastRadius, Fault
 from drills.plan import DrillPlan, FaultPlan, StepPlan
 from drills.stepdoc import first_sentence
 from drills.target import Target
@@ -132,8 +132,10 @@ class PlanningDrill:
     """What a fault step sees of its drill in a dry run: the target (reads only, through the
     guarded clients), the settings, and an `inject` that plans instead of acting."""
 
-    def __init__(self, target: Target, settings: Any, allow: AllowList) -> None:
+    def __init__(self, target: Target, settings: Any, allow: AllowList,
+                 blast: BlastRadius | None = None) -> None:
         self.target, self.settings, self._allow = target, settings, allow
+        self._blast = blast if blast is not None else BlastRadius()
 
     def inject(self, kind: type[Fault], **params: Any) -> NoReturn:
         """Build the fault as `Drill.inject` would, check it as the injector would, and stop
@@ -144,6 +146,7 @@ class PlanningDrill:
             self._allow.check(fault)
             if kind.prepare_reads_only:
                 fault.prepare()  # names the instances, nodes, versions it would act on
+                self._blast.check(fault)  # the share of the group it counted
         except DryRunViolation:
             raise
         except Exception as exc:  # the real run would stop here: say why, in the plan

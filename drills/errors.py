@@ -2,8 +2,9 @@
 
     DrillError                       base: catch this to catch ours               exit 1
     ├── ConfigError                  bad objectives/settings file or argument      exit 2
-    │   └── TargetNotAllowed         a destructive step aimed at a target not allowed
-    │       └── CapabilityMissing    a fault or step needs what the target cannot do
+    │   └── TargetNotAllowed         an account, region or target the allow-lists do not name
+    │       ├── CapabilityMissing    a fault or step needs what the target cannot do
+    │       └── BlastRadiusExceeded  a fault would act on more of a group than [blast] allows
     ├── TargetError                  the target is unreachable or misconfigured   exit 3
     │   ├── TwinError                the local twin cannot start, is not running, or is unhealthy
     │   ├── ResolveError             a name does not resolve (drills.resolve)
@@ -20,9 +21,13 @@
     ├── SweepError                   the drills' own vaults could not all be deleted
     └── ObjectiveBreached            a measured figure is worse than its objective
 
+    KeyboardInterrupt                (not ours: like Ctrl-C, these end the whole run)
+    └── DrillStopped                 a stop condition (`[stop] alarms`) fired      exit 4
+
 `exit_code` is what `drills` exits with when the error ends a command: 2 means bad input and
 nothing injected, 3 that the system under drill could not be reached, was misconfigured or was
-not healthy to begin with (nothing was drilled), 1 everything else (a drill failed).
+not healthy to begin with (nothing was drilled), 4 that a stop condition ended the run (every
+fault reverted at once), 1 everything else (a drill failed).
 Messages say what failed, where, and what to do next, in one sentence.
 """
 
@@ -32,6 +37,7 @@ from typing import ClassVar
 
 #: Exit codes of `drills` (documented in `drills run --help` and the README).
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_TARGET, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_STOPPED = 4
 
 
 class DrillError(Exception):
@@ -53,6 +59,11 @@ class TargetNotAllowed(ConfigError):
 class CapabilityMissing(TargetNotAllowed):
     """A fault or step needs a capability the target does not declare (`drills.capabilities`);
     refused before anything is journaled or injected."""
+
+
+class BlastRadiusExceeded(TargetNotAllowed):
+    """A fault would act on more of a group (instances, nodes) than `[blast] max_share`
+    allows, in a drill not tagged `@full_outage`; refused before it is journaled."""
 
 
 class TargetError(DrillError):
@@ -115,6 +126,12 @@ class ReportError(DrillError):
 
 class ObjectiveBreached(DrillError):
     """A measured figure is worse than its objective."""
+
+
+class DrillStopped(KeyboardInterrupt):
+    """A stop condition fired (a `[stop]` alarm went to ALARM for another reason than the
+    drill's own faults): every fault was reverted at once and the run ends. Raised in the
+    main thread like Ctrl-C, so that no step or `except Exception` can swallow it."""
 
 
 class DrillsWarning(UserWarning):

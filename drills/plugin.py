@@ -8,6 +8,7 @@ an account) is only set up when a drill asks for it, so ordinary tests never pay
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 import time
 from collections.abc import Iterator
@@ -23,13 +24,13 @@ from pytest_bdd.steps import StepFunctionContext, step_function_context_registry
 from drills.boundary import is_aws_error
 from drills.capabilities import Capability, skip_reason, step_needs, tag_needs
 from drills.drill import Drill
-from drills.errors import EXIT_FAILED, ConfigError, DrillError, ObjectiveBreached
-from drills.evidence.model import DrillRecord, Status, StepRecord
-from drills.faults import FaultInjector
+from drills.errors import EXIT_FAILED, ConfigError, DrillError, ObjectiveBreached, TargetNotAllowed
+from drills.evidence.model import DrillRecord, Status, StepRecord, StopRecord
+from drills.faults import BlastRadius, FaultInjector
 from drills.human import Crew
 from drills.journal import utc_now
 from drills.progress import ProgressObserver
-from drills.session import DrillsRun, classify, interruptible
+from drills.session import DrillsRun, classify, interruptible, stoppable
 from drills.tags import TAGS
 from drills.target import TARGETS
 
@@ -91,6 +92,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--drills-dry-run", action="store_true", default=False,
                     help="plan every drill (faults, their calls and targets, procedures) "
                          "without acting: reads only, any mutating AWS call fails the run")
+    group.addoption("--drills-allow-production", action="store_true", default=False,
+                    help="drill a production target ([allow] production_accounts, or an "
+                         "account alias with 'prod'); recorded in the report")
     _add_load_options(group)
     _add_exercise_options(group)
 
@@ -130,8 +134,10 @@ def pytest_configure(config: pytest.Config) -> None:
         config.stash[RUN_KEY] = DrillsRun(config, lambda m: _write(config, m))
     except DrillError as exc:
         raise pytest.UsageError(str(exc)) from None
+    run = config.stash[RUN_KEY]
     signals = contextlib.ExitStack()
     signals.enter_context(interruptible())
+    signals.enter_context(stoppable(lambda: str(run.stopped or "a stop condition fired")))
     config.add_cleanup(signals.close)
     if not config.getoption("collectonly"):
         config.stash[RUN_KEY].observers.add(ProgressObserver(lambda m: _write(config, m)))
@@ -170,6 +176,15 @@ def scenario_steps(item: pytest.Item) -> list[tuple[Step, list[StepFunctionConte
     return [(step, [d for d in definitions if d.type in (None, step.type)
                     and d.parser.is_matching(step.name)])
             for step in template.render(example).steps]
+
+
+def acts_on_target(item: pytest.Item) -> bool:
+    """Whether a drill will open the target: it is not skipped and a step of it takes the
+    `drill` or `drills_target` fixture."""
+    if item.get_closest_marker("skip") is not None:
+        return False
+    return any({"drill", "drills_target"} & set(inspect.signature(d.step_func).parameters)
+               for _step, definitions in scenario_steps(item) for d in definitions)
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,18 +261,23 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    """Start the run's load (`--load`) once the drills are known and before the first one,
-    so that it runs through every steady-state check; a locust that cannot start is bad
-    input (exit 2), before any fault."""
+    """Once the drills are known and before the first one: open the target and refuse one
+    the allow-lists do not clear ([allow] accounts, regions, production), bad input (exit 2)
+    with nothing touched; then start the run's load (`--load`), so that it runs through
+    every steady-state check (a locust that cannot start is bad input too)."""
     run = session.config.stash.get(RUN_KEY, None)
-    if run is None or not run.load_settings.enabled or session.config.getoption("collectonly"):
+    if run is None or session.config.getoption("collectonly"):
         return
-    if not any(feature_path(item) is not None for item in session.items):
-        return  # no drill (pytest-bdd scenario) to load
+    if not any(map(acts_on_target, session.items)):
+        return  # no drill (pytest-bdd scenario) will act on the target
     try:
         run.ensure_target()
+    except TargetNotAllowed as exc:
+        raise pytest.UsageError(f"drills: {exc}") from None
     except Exception:
-        return  # the first drill reports why the target cannot be opened, as without load
+        return  # the first drill reports why the target cannot be opened
+    if not run.load_settings.enabled:
+        return
     try:
         run.start_load()
     except ConfigError as exc:
@@ -418,14 +438,20 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         if run.dry_run:
             run.finish_plan()
         if run.record.drills:
+            stopped = run.stopped
             for drill in run.record.drills:
                 if drill.drill_id not in run.completed:  # stopped half-way
-                    drill.status = Status.INTERRUPTED if interrupted else Status.ERROR
-                    drill.error = drill.error or "the run was interrupted during this drill"
+                    drill.status = (Status.STOPPED if stopped is not None else
+                                    Status.INTERRUPTED if interrupted else Status.ERROR)
+                    drill.error = (str(stopped) if stopped is not None else drill.error
+                                   or "the run was interrupted during this drill")
                     drill.ended_utc = drill.ended_utc or utc_now()
+                    if stopped is not None and run.record.stop is None:
+                        run.record.stop = StopRecord.of(stopped, drill.name, run.stop_errors)
             run.record.ended_utc = utc_now()
             statuses = {d.status for d in run.record.drills}
-            run.record.status = (Status.INTERRUPTED if interrupted else Status.ERROR
+            run.record.status = (Status.STOPPED if stopped is not None else
+                                 Status.INTERRUPTED if interrupted else Status.ERROR
                                  if Status.ERROR in statuses else Status.FAILED
                                  if Status.FAILED in statuses else Status.NOT_STEADY
                                  if Status.NOT_STEADY in statuses else Status.PASSED)
@@ -464,11 +490,17 @@ def drill(request: pytest.FixtureRequest, drills_run: DrillsRun) -> Iterator[Dri
         raise DrillError("the `drill` fixture only works inside a pytest-bdd scenario")
     target = drills_run.ensure_target()
     paths = drills_run.ensure_paths()
+    settings = drills_run.settings
     injector = FaultInjector(drills_run.journal, drills_run.run_id, target.env_id,
-                             target.allow_list(dict(drills_run.settings.allow)))
-    current = Drill(record, drills_run.settings, target, injector, paths.loop, paths.app,
+                             target.allow_list(dict(settings.allow)),
+                             BlastRadius(settings.max_share, "full_outage" in record.tags))
+    current = Drill(record, settings, target, injector, paths.loop, paths.app,
                     drills_run.observers, nats=paths.nats, path=paths.name)
+    watch = drills_run.watch_stop_alarms(injector, target, record.name)
     yield current
+    if watch is not None:
+        watch.stop()
+        record.deviations.extend(watch.errors)
     errors = current.finish()
     record.deviations.extend(errors)
     breach = _conclude_load(drills_run, current)

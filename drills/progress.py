@@ -23,7 +23,8 @@ Write = Callable[[str], None]
 
 MARK = {Status.PASSED: "ok", Status.FAILED: "FAILED", Status.ERROR: "ERROR",
         Status.SKIPPED: "skipped", Status.NOT_STEADY: "NOT STEADY",
-        Status.EXPECTED_BREACH: "EXPECTED BREACH", Status.INTERRUPTED: "INTERRUPTED"}
+        Status.EXPECTED_BREACH: "EXPECTED BREACH", Status.INTERRUPTED: "INTERRUPTED",
+        Status.STOPPED: "STOPPED"}
 
 
 def _secs(value: float | None) -> str:

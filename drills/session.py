@@ -11,6 +11,7 @@ import secrets
 import signal
 import subprocess
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -28,11 +29,14 @@ from drills.clients import Clients
 from drills.config import LoadSettings, Settings, duration, load_settings
 from drills.dryrun import CallGuard, PlanningDrill, plan_drill
 from drills.errors import (
+    EXIT_BAD_INPUT,
     EXIT_FAILED,
     EXIT_OK,
+    EXIT_STOPPED,
     EXIT_TARGET,
     ConfigError,
     DrillError,
+    DrillStopped,
     DryRunViolation,
     FaultError,
     NotSteady,
@@ -43,12 +47,14 @@ from drills.errors import (
 from drills.evidence import default_writers
 from drills.evidence.model import RunRecord, Status
 from drills.evidence.observer import Observers
-from drills.faults import rollback
+from drills.faults import BlastRadius, FaultInjector, rollback
+from drills.guard import clear
 from drills.human import Crew, Operator, crew
 from drills.hygiene import drill_vault_prefix
 from drills.journal import Journal, utc_now
 from drills.loop import LoopThread
 from drills.plan import DrillPlan, RunPlan
+from drills.stop import AlarmWatch, Tripped
 from drills.target import AccountTarget, Target, TwinTarget
 from drills.twin.nats.spec import port_range
 from drills.vault import VaultApi, VaultClient
@@ -84,6 +90,38 @@ class DrillInterrupted(KeyboardInterrupt):
     """SIGTERM (or SIGINT), turned into an interruption so faults are reverted on the way out."""
 
 
+#: What the thread watching the stop alarms sends the main thread to stop the run.
+STOP_SIGNAL = signal.SIGUSR2
+
+
+@contextlib.contextmanager
+def stoppable(reason: Callable[[], str]) -> Iterator[None]:
+    """Turn STOP_SIGNAL into `DrillStopped` (with `reason()`) in the main thread while the
+    block runs; a handler someone else installed is left alone (the injector still refuses
+    every fault once stopped)."""
+    previous = signal.getsignal(STOP_SIGNAL)
+
+    def on_stop(signum: int, frame: Any) -> None:
+        raise DrillStopped(reason())
+
+    on_stop.drills_stop = True  # type: ignore[attr-defined]  # see stop_main_thread
+    if previous not in (signal.SIG_DFL, None):
+        yield
+        return
+    signal.signal(STOP_SIGNAL, on_stop)
+    try:
+        yield
+    finally:
+        signal.signal(STOP_SIGNAL, previous)
+
+
+def stop_main_thread() -> None:
+    """Send STOP_SIGNAL to the main thread, if `stoppable` handles it there (a handler of
+    someone else's is not ours to call, and the default one would end the process)."""
+    if getattr(signal.getsignal(STOP_SIGNAL), "drills_stop", False):
+        signal.pthread_kill(threading.main_thread().ident or 0, STOP_SIGNAL)
+
+
 @contextlib.contextmanager
 def interruptible() -> Iterator[None]:
     """Turn SIGTERM into `DrillInterrupted` while the block runs (SIGINT already raises
@@ -117,6 +155,8 @@ def classify(exc: BaseException | None) -> tuple[Status, str, int]:
         return Status.FAILED, text, EXIT_FAILED
     if isinstance(exc, TargetError):
         return Status.ERROR, text, EXIT_TARGET
+    if isinstance(exc, ConfigError):  # refused before acting: an allow-list, a blast radius
+        return Status.ERROR, text, EXIT_BAD_INPUT
     return Status.ERROR, text, EXIT_FAILED
 
 
@@ -172,6 +212,10 @@ class DrillsRun:
         self.guard = CallGuard()  # counts the calls; refuses non-reads only in a dry run
         self.plan = RunPlan(self.run_id, self.record.target)
         self._tidied = False  # tidy_target ran
+        self.allow_production = bool(opt("drills_allow_production"))
+        #: The stop condition that ended the run (`watch_stop_alarms`), if one did.
+        self.stopped: Tripped | None = None
+        self.stop_errors: list[str] = []  # faults the stop could not revert
 
     @property
     def report_dir(self) -> Path:
@@ -182,10 +226,15 @@ class DrillsRun:
         if self.target is not None:
             return self.target
         try:
-            self.target = self._open_target()
-            self.record.target = self.target.describe()
+            target = self._open_target()
+            # Before anything is touched, the pending faults' rollback included.
+            cleared = clear(target.identity(), self.settings.clearance, named=target.named,
+                            capabilities=target.capabilities,
+                            allow_production=self.allow_production)
+            self.record.target = {**target.describe(), **cleared.describe()}
         except Exception as exc:
             raise translate(exc, "opening the target") from exc
+        self.target = target
         if self.dry_run:
             self.guard.watch(self.target.clients)
             self.plan.target = self.record.target
@@ -277,8 +326,10 @@ class DrillsRun:
                     steps: list[tuple[Step, StepFunctionContext | None]]) -> None:
         target = self.ensure_target()
         before = self.guard.mutating_calls
+        full_outage = item.get_closest_marker("full_outage") is not None
         drill = PlanningDrill(target, self.settings,
-                              target.allow_list(dict(self.settings.allow)))
+                              target.allow_list(dict(self.settings.allow)),
+                              BlastRadius(self.settings.max_share, full_outage))
         try:
             plan = plan_drill(item, steps, drill, feature, scenario)
         finally:
@@ -316,16 +367,38 @@ class DrillsRun:
                          f"automated: {self.crew.why_automated}")
         return self.crew
 
+    def watch_stop_alarms(self, injector: FaultInjector, target: Target,
+                          drill: str) -> AlarmWatch | None:
+        """Watch the `[stop]` alarms while a drill runs (None: none configured); one that
+        trips reverts every fault of the drill at once, refuses any further fault, and stops
+        the run (STOP_SIGNAL to the main thread: `stoppable`)."""
+        stop = self.settings.stop
+        if not stop.alarms:
+            return None
+
+        def on_stop(tripped: Tripped) -> None:
+            self.stopped = tripped
+            self.say(f"drills: {tripped} (during {drill})")
+            self.stop_errors = injector.halt(str(tripped))
+            stop_main_thread()
+
+        return AlarmWatch(target.clients("cloudwatch", target.region), stop.alarms, stop.poll,
+                          lambda: injector.expected_alarms(target.names), on_stop).start()
+
     def drill_ended(self, status: Status, exit_code: int) -> None:
         """Note what a finished drill means for the run's exit code."""
         if not status.ok:
             self.exits.append(exit_code or EXIT_FAILED)
 
     def exit_code(self) -> int:
-        """0 every drill passed; 1 one failed (breach or error); 3 the target was unreachable,
-        misconfigured or not steady, and nothing else failed."""
-        if EXIT_FAILED in self.exits:
-            return EXIT_FAILED
+        """0 every drill passed; 4 a stop condition ended the run; 1 one failed (breach or
+        error); 2 one was refused before it acted (an allow-list, the blast radius); 3 the
+        target was unreachable, misconfigured or not steady, and nothing else failed."""
+        if self.stopped is not None:
+            return EXIT_STOPPED
+        for code in (EXIT_FAILED, EXIT_BAD_INPUT):
+            if code in self.exits:
+                return code
         return EXIT_TARGET if self.exits else EXIT_OK
 
     def start_load(self) -> None:

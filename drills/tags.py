@@ -26,6 +26,8 @@ TAGS: dict[str, str] = {
     "region": "the DR region (runbook 5, 3.6): failover, failback and region outage",
     "preflight": "runbook 2.1-2.4 backup verification, a pre-flight any run can include",
     "twin_only": "destructive beyond repair: runs only on the local twin",
+    "full_outage": "acts on more of a group (instances, nodes, a region) than [blast] "
+                   "max_share allows (default 50 %): a full outage, on purpose",
     "expected_breach": "shows a runbook procedure's flaw: its breach is expected, reported as "
                        "a finding against the procedure, and a drill that does not breach fails",
 }

@@ -26,6 +26,7 @@ from drills.config import ApiSettings
 from drills.environment import PRIMARY_REGION, Names
 from drills.errors import CapabilityMissing, ConfigError, TargetError
 from drills.faults import AllowList, FaultContext
+from drills.guard import Identity, account_alias
 from drills.hygiene import Swept, drill_vault_prefix, sweep
 from drills.loop import LoopThread
 from drills.measure.probes import KnownVault
@@ -99,6 +100,12 @@ class Target:
 
     def fault_context(self) -> FaultContext:
         return FaultContext(self.clients, None, self.capabilities, self.named)
+
+    def identity(self) -> Identity:
+        """Its account id, IAM account alias and the regions a run acts in (the run's and
+        the DR region), for the allow-lists (`drills.guard`)."""
+        return Identity(self.names.account_id, account_alias(self.clients("iam")),
+                        tuple(dict.fromkeys((self.region, self.names.dr_region))))
 
     @property
     def named(self) -> str:
@@ -465,8 +472,8 @@ class AccountTarget(Target):
 
 def target_for_rollback(target: str, region: str | None, state_dir: str | None,
                         names: Names | None = None) -> Target | None:
-    """The target `drills rollback` reverts on (an account by `names`); None when no twin is
-    running (its faults died)."""
+    """The target `drills rollback` reverts on, drilled by `names` (`[environment]`); None
+    when no twin is running (its faults died)."""
     if target == "aws":
         return AccountTarget(region=region, names=names)
     from drills.twin import manager

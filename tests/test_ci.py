@@ -268,10 +268,10 @@ class Shell:
         return self.log.read_text().splitlines() if self.log.exists() else []
 
 
-def drill_scripts(tmp_path: Path) -> dict[str, str]:
+def drill_scripts(tmp_path: Path, options: CiOptions = OPTIONS) -> dict[str, str]:
     """The account jobs' drill scripts on both platforms (they must be the same shell)."""
-    gh = yaml.safe_load(render(Platform.GITHUB, OPTIONS)["drills.yml"])
-    gl = yaml.safe_load(render(Platform.GITLAB, OPTIONS)[".gitlab-ci.yml"])
+    gh = yaml.safe_load(render(Platform.GITHUB, options)["drills.yml"])
+    gl = yaml.safe_load(render(Platform.GITLAB, options)[".gitlab-ci.yml"])
     return {"github": step(job_of(gh), name="Drill")["run"],
             "gitlab": gl["drills-account"]["script"][-1]}
 
@@ -290,6 +290,19 @@ def test_drills_exit_code_is_the_jobs(tmp_path: Path, run: str, rollback: str,
     assert [c.split(" token=")[0] for c in shell.calls()] == [
         "[run][--target][aws][--run-id][r1][--region][eu-west-1][monthly]",
         "[rollback][--target][aws][--region][eu-west-1]"]
+
+
+def test_rollback_reads_the_runs_objectives_file(tmp_path: Path) -> None:
+    """With --objectives, `drills rollback` gets it too: its [environment] names and [allow]
+    lists are the run's."""
+    scripts = drill_scripts(tmp_path, CiOptions(objectives="ops/drills objectives.toml"))
+    shell = Shell(tmp_path)
+    assert shell(scripts["github"]) == 0
+    assert [c.split(" token=")[0] for c in shell.calls()] == [
+        "[run][--target][aws][--run-id][r1][--region][eu-west-1][--objectives]"
+        "[ops/drills objectives.toml][monthly]",
+        "[rollback][--target][aws][--region][eu-west-1][--objectives]"
+        "[ops/drills objectives.toml]"]
 
 
 def test_rehearsal_passes_its_tag_expression_as_one_argument(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from drills.config import SERVICE_COMPONENT, Objective, load_settings
+from drills.config import SERVICE_COMPONENT, Clearance, Objective, StopSettings, load_settings
 from drills.environment import Names
 from drills.errors import ConfigError
 
@@ -74,6 +74,13 @@ asg = ["VettID-Nitro-EnclaveASG"]
     ('[components."NATS Cluster"]\nrto = -3', "must be positive"),
     ("[probes]\nconsecutive = 0", "whole number >= 1"),
     ("[allow]\nasg = 'one'", "list of names"),
+    ("[allow]\naccounts = ['1234']", "not an AWS account id"),
+    ("[allow]\nproduction_accounts = ['prod-account']", "not an AWS account id"),
+    ("[stop]\nalarms = 'VettID-API-5xx'", "list of CloudWatch alarm names"),
+    ("[stop]\nalarm = ['VettID-API-5xx']", "unknown key"),
+    ("[stop]\npoll = 0", "must be positive"),
+    ("[blast]\nmax_share = 1.5", "fraction from 0 to 1"),
+    ("[blast]\nmax = 0.5", "unknown key"),
     ("not toml ===", "not valid TOML"),
 ])
 def test_bad_files_give_errors_that_say_where(tmp_path: Path, text: str, message: str) -> None:
@@ -244,3 +251,35 @@ def test_bad_comms_settings_say_where_and_what(tmp_path: Path, text: str, messag
     with pytest.raises(ConfigError, match=message) as info:
         load_settings(path)
     assert str(path) in str(info.value)
+
+
+def test_guardrails_default_to_no_allow_list_no_stop_alarm_and_half_a_group() -> None:
+    """Without a file: no account or region allow-listed (an account target is then
+    refused), no stop alarm, and a fault may act on at most half of a group."""
+    settings = load_settings(None)
+    assert settings.clearance == Clearance(None, None, ())
+    assert settings.stop == StopSettings((), 2.0)
+    assert settings.max_share == 0.5
+
+
+def test_guardrail_tables_are_read(tmp_path: Path) -> None:
+    """[allow] accounts, regions and production_accounts are taken apart from the fault
+    allow-list by kind; [stop] names alarms and the poll; [blast] max_share takes a
+    fraction or a percentage."""
+    settings = load_settings(write(tmp_path, """
+[allow]
+accounts = ["123456789012", "210987654321"]
+regions = ["us-east-1", "us-west-2"]
+production_accounts = ["210987654321"]
+asg = ["VettID-Nitro-EnclaveASG"]
+[stop]
+alarms = ["VettID-API-5xx", "Payments-Errors"]
+poll = "5s"
+[blast]
+max_share = "34%"
+"""))
+    assert settings.clearance == Clearance(("123456789012", "210987654321"),
+                                           ("us-east-1", "us-west-2"), ("210987654321",))
+    assert dict(settings.allow) == {"asg": ("VettID-Nitro-EnclaveASG",)}
+    assert settings.stop == StopSettings(("VettID-API-5xx", "Payments-Errors"), 5.0)
+    assert settings.max_share == 0.34

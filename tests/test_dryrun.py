@@ -233,8 +233,12 @@ def test_a_dry_run_on_an_account_without_the_stack_fails_with_reads_only(
                DRILLS_STATE_DIR=str(tmp_path / "twin"), AWS_ENDPOINT_URL=str(
                    clients.endpoint_url), AWS_ACCESS_KEY_ID="testing",
                AWS_SECRET_ACCESS_KEY="testing", AWS_MAX_ATTEMPTS="1")
+    allowed = tmp_path / "objectives.toml"  # the account allow-listed, as a run needs it
+    allowed.write_text('[allow]\naccounts = ["123456789012"]\nregions = ["us-east-1", '
+                       '"us-west-2"]\n')
     result = drills_cli("run", "monthly", "--target", "aws", "--dry-run", "--run-id", "acct",
-                        "--reports", str(tmp_path / "reports"), env=env, timeout=300)
+                        "--reports", str(tmp_path / "reports"), "--objectives", str(allowed),
+                        env=env, timeout=300)
     out = result.stdout + result.stderr
     assert result.returncode == 1, out
     assert "WOULD FAIL: a resource DescribeStacks needs does not exist" in out

@@ -74,7 +74,8 @@ def _objectives(path: Path, software: ServiceSoftware, clients: Clients, image: 
     pcrs = path.parent / "expected_pcrs.json"
     pcrs.write_text(json.dumps({"sets": [{"name": version, **{
         f"PCR{i}": value for i, value in build_pcrs(version).items()}}]}), encoding="utf-8")
-    allow = {"asg": [NAMES.asg], "bucket": [NAMES.bucket], "key": [key],
+    allow = {"accounts": [NAMES.account_id], "regions": [NAMES.primary_region, NAMES.dr_region],
+             "asg": [NAMES.asg], "bucket": [NAMES.bucket], "key": [key],
              "table": list(NAMES.tables), "region": [NAMES.primary_region],
              "ssm-parameter": [NAMES.param_nats_creds, NAMES.param_current_ami,
                                NAMES.param_latest_ami, NAMES.param_sealing_key]}
@@ -201,7 +202,7 @@ def test_rollback_deletes_the_vaults_a_killed_run_left(
         loop.close()
     assert _drill_vaults(environment.clients)
     done = drills_cli("rollback", "--target", "aws", "--journal", str(environment.journal),
-                      env=env, timeout=120)
+                      "--objectives", str(environment.objectives), env=env, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "(probe hygiene)" in done.stdout + done.stderr
     assert _drill_vaults(environment.clients) == {}

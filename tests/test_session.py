@@ -1,11 +1,23 @@
-"""Session set-up that is pure logic: each xdist worker's slice of the twin's ports."""
+"""Session logic: each xdist worker's slice of the twin's ports, what an error that ended a
+drill means for its status and the run's exit code."""
 
 from __future__ import annotations
 
 import pytest
 
-from drills.errors import ConfigError
-from drills.session import share_ports_between_workers
+from drills.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    EXIT_TARGET,
+    BlastRadiusExceeded,
+    ConfigError,
+    FaultError,
+    NotSteady,
+    ObjectiveBreached,
+    TargetNotAllowed,
+)
+from drills.evidence.model import Status
+from drills.session import classify, share_ports_between_workers
 from drills.twin.nats.spec import free_ports, port_range
 
 
@@ -41,3 +53,17 @@ def test_a_malformed_range_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("DRILLS_PORT_RANGE", "lots")
     with pytest.raises(ConfigError, match="DRILLS_PORT_RANGE='lots' must be LOW-HIGH"):
         port_range()
+
+
+@pytest.mark.parametrize(("error", "status", "code"), [
+    (BlastRadiusExceeded("refusing to terminate 2 instance(s)"), Status.ERROR, EXIT_BAD_INPUT),
+    (TargetNotAllowed("refusing to drill"), Status.ERROR, EXIT_BAD_INPUT),
+    (NotSteady("not steady"), Status.NOT_STEADY, EXIT_TARGET),
+    (ObjectiveBreached("breached"), Status.FAILED, EXIT_FAILED),
+    (FaultError("could not revert"), Status.ERROR, EXIT_FAILED),
+])
+def test_a_drill_refused_before_acting_means_bad_input(error: Exception, status: Status,
+                                                       code: int) -> None:
+    """A drill the guardrails refused (allow-list, blast radius) counts as bad input (2),
+    not as a failed drill (1)."""
+    assert classify(error)[::2] == (status, code)

@@ -51,11 +51,13 @@ def worst_rto(drill: DrillRecord) -> Measurement | None:
 
 VERDICT = {Status.PASSED: "PASS", Status.FAILED: "FAIL", Status.ERROR: "ERROR",
            Status.SKIPPED: "SKIPPED", Status.NOT_STEADY: "NOT STEADY",
-           Status.EXPECTED_BREACH: "EXPECTED BREACH", Status.INTERRUPTED: "INTERRUPTED"}
+           Status.EXPECTED_BREACH: "EXPECTED BREACH", Status.INTERRUPTED: "INTERRUPTED",
+           Status.STOPPED: "STOPPED"}
 #: CSS class of each status's badge.
 VERDICT_CSS = {Status.PASSED: "pass", Status.FAILED: "fail", Status.ERROR: "error",
                Status.SKIPPED: "skipped", Status.NOT_STEADY: "warn",
-               Status.EXPECTED_BREACH: "warn", Status.INTERRUPTED: "error"}
+               Status.EXPECTED_BREACH: "warn", Status.INTERRUPTED: "error",
+               Status.STOPPED: "error"}
 
 
 def is_rehearsal(target: dict[str, object]) -> bool:

@@ -20,7 +20,7 @@ from drills.evidence.programme import NOT_ON_SCHEDULE, history_text, status_labe
 SUMMARY_NAME = "summary.md"
 ICON = {Status.PASSED: "✅", Status.FAILED: "❌", Status.ERROR: "⛔", Status.SKIPPED: "⏭️",
         Status.NOT_STEADY: "⚠️", Status.EXPECTED_BREACH: "🔶",
-        Status.INTERRUPTED: "⏹️"}
+        Status.INTERRUPTED: "⏹️", Status.STOPPED: "🛑"}
 
 
 def cell(value: object) -> str:

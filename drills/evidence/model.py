@@ -38,6 +38,9 @@ class Status(StrEnum):
     #: A signal (SIGINT or SIGTERM) stopped the run during the drill; its faults were
     #: reverted on the way out.
     INTERRUPTED = "interrupted"
+    #: A stop condition (`[stop]` alarm) ended the run during this drill: every fault was
+    #: reverted at once.
+    STOPPED = "stopped"
 
     @property
     def ok(self) -> bool:
@@ -540,6 +543,23 @@ class Amendment:
 
 
 @dataclass(slots=True)
+class StopRecord:
+    """The stop condition that ended a run: the alarm, CloudWatch's reason, when the watch
+    saw it (UTC), the drill it stopped, and the faults it could not revert."""
+
+    alarm: str
+    reason: str
+    seen_utc: str
+    drill: str
+    revert_errors: list[str] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, tripped: Any, drill: str, errors: list[str]) -> StopRecord:
+        """From a `drills.stop.Tripped` during `drill`."""
+        return cls(tripped.alarm, tripped.reason, tripped.seen_utc, drill, list(errors))
+
+
+@dataclass(slots=True)
 class RunRecord:
     """One `drills run`: the whole evidence package's single source."""
 
@@ -563,6 +583,7 @@ class RunRecord:
     sign_off: SignOff | None = None
     notes: list[str] = field(default_factory=list)  # how the evidence itself was produced
     amendments: list[Amendment] = field(default_factory=list)
+    stop: StopRecord | None = None  # a stop condition ended the run
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form, enums as their values."""

@@ -10,10 +10,12 @@ import pkgutil
 from drills.faults.base import (
     ActiveFault,
     AllowList,
+    BlastRadius,
     Fault,
     FaultContext,
     FaultInjector,
     RollbackResult,
+    Share,
     rollback,
 )
 from drills.faults.enclave import FreezeWorkers, KillWorker, SetDesiredCapacity, TerminateInstances
@@ -21,6 +23,7 @@ from drills.faults.enclave import FreezeWorkers, KillWorker, SetDesiredCapacity,
 __all__ = [
     "ActiveFault",
     "AllowList",
+    "BlastRadius",
     "Fault",
     "FaultContext",
     "FaultInjector",
@@ -28,6 +31,7 @@ __all__ = [
     "KillWorker",
     "RollbackResult",
     "SetDesiredCapacity",
+    "Share",
     "TerminateInstances",
     "rollback",
 ]

@@ -3,7 +3,10 @@
 A fault's `prepare()` reads what it will need to undo itself (the capacity before, the
 instance ids chosen) into `params`; the injector first refuses a fault whose `requires` the
 target lacks (before `prepare()`), then checks the target against the
-allow-list, writes `params` to the journal with fsync, and only then calls `inject()`.
+allow-list, then (after `prepare()`, which counts the group) the share of a group it acts
+on against the blast radius, writes `params` to the journal with fsync, and only then calls
+`inject()`. A run stopped by a stop condition (`halt`) reverts every fault at once and
+injects no more.
 Any process can rebuild a fault from its journal entry (`from_params`) and revert it, which
 is how `drills rollback` and the next run finish what a killed run left behind.
 
@@ -14,6 +17,7 @@ Each kind also names the calls its `inject()` and `revert()` make (`calls`,
 
 from __future__ import annotations
 
+import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
@@ -23,7 +27,15 @@ from typing import Any, ClassVar
 from drills.boundary import explain
 from drills.capabilities import Capability, missing_reason
 from drills.clients import Clients
-from drills.errors import CapabilityMissing, FaultError, TargetNotAllowed
+from drills.config import DEFAULT_MAX_SHARE
+from drills.environment import Names
+from drills.errors import (
+    BlastRadiusExceeded,
+    CapabilityMissing,
+    DrillStopped,
+    FaultError,
+    TargetNotAllowed,
+)
 from drills.journal import FaultEntry, FaultState, Journal, utc_now
 from drills.plan import FaultPlan
 
@@ -53,6 +65,9 @@ class Fault(ABC):
     #: What the fault needs beyond the AWS APIs: a target without it refuses the fault, and
     #: drills whose steps inject it are skipped there (`drills.capabilities`).
     requires: ClassVar[frozenset[Capability]] = frozenset()
+    #: The alarms this fault is expected to raise, as `Names` fields ("enclave_alarm"): one
+    #: of them going to ALARM during its drill is the drill's own doing, not a stop condition.
+    raises_alarms: ClassVar[frozenset[str]] = frozenset()
     registry: ClassVar[dict[str, type[Fault]]] = {}
     #: The calls `inject()` makes, in order: "service:Operation" for AWS (as botocore names
     #: it), "process:..." for the twin's processes, "twin:..." for its control routes.
@@ -96,6 +111,15 @@ class Fault(ABC):
 
     def prepare(self) -> None:  # noqa: B027 - optional hook
         """Read into `params` what `revert()` will need; runs before journaling."""
+
+    def share(self) -> Share | None:
+        """The part of a group this fault acts on, once prepared (None: it acts on no group
+        of like members, e.g. one key or a few items)."""
+        return None
+
+    def expected_alarms(self, names: Names) -> frozenset[str]:
+        """The names of the alarms this fault is expected to raise (`raises_alarms`)."""
+        return frozenset(str(getattr(names, field)) for field in self.raises_alarms)
 
     def acting(self) -> None:
         """Called by `inject()` just before its first mutating call, when it must read or
@@ -149,6 +173,44 @@ class AllowList:
 
 
 @dataclass(frozen=True, slots=True)
+class Share:
+    """The part of a group a fault acts on: `acted` of the `of` members of `group`."""
+
+    group: str  # "InService instances of Auto Scaling group VettID-Nitro-EnclaveASG"
+    acted: int
+    of: int
+
+    @property
+    def fraction(self) -> float:
+        return self.acted / self.of if self.of else 0.0
+
+    @classmethod
+    def whole(cls, group: str) -> Share:
+        """All of `group` at once (a region, an endpoint): a full outage of it."""
+        return cls(group, 1, 1)
+
+
+@dataclass(frozen=True, slots=True)
+class BlastRadius:
+    """How much of a group a fault may act on (`[blast] max_share`); a drill tagged
+    `@full_outage` may act on all of it."""
+
+    max_share: float = DEFAULT_MAX_SHARE
+    full_outage: bool = False
+
+    def check(self, fault: Fault) -> None:
+        """Refuse (BlastRadiusExceeded) a prepared fault acting on more than the cap."""
+        share = fault.share()
+        if share is None or self.full_outage or share.fraction <= self.max_share + 1e-9:
+            return
+        raise BlastRadiusExceeded(
+            f"refusing to {fault.describe()}: it acts on {share.acted} of {share.of} "
+            f"{share.group} ({share.fraction:.0%}), more than the blast radius allows "
+            f"({self.max_share:.0%}, [blast] max_share in your drills config); tag the drill "
+            "@full_outage if a full outage is what it drills, or raise max_share")
+
+
+@dataclass(frozen=True, slots=True)
 class Instant:
     """One moment on both clocks: monotonic for durations, UTC for people (read together)."""
 
@@ -186,14 +248,27 @@ class FaultInjector:
     run_id: str
     env: str
     allow: AllowList
+    blast: BlastRadius = BlastRadius()
     on_change: list[Callable[[ActiveFault], None]] = field(default_factory=list)
     active: list[ActiveFault] = field(default_factory=list)
+    #: Why the run was stopped (`halt`); from then on nothing is injected.
+    stopped: str | None = None
+    #: Held while a fault is injected or reverted: a stop condition's revert (another
+    #: thread) waits for an injection under way, then reverts it too.
+    _lock: threading.RLock = field(default_factory=threading.RLock)
 
     def inject(self, fault: Fault) -> ActiveFault:
         """Check, prepare, journal, then inject `fault`."""
         fault.check_capabilities()  # first: prepare() of such a fault reads what it needs
         self.allow.check(fault)
         fault.prepare()
+        self.blast.check(fault)
+        with self._lock:
+            if self.stopped is not None:
+                raise DrillStopped(self.stopped)
+            return self._inject(fault)
+
+    def _inject(self, fault: Fault) -> ActiveFault:
         fault_id = self.journal.record_injecting(fault.kind, fault.target, fault.params,
                                                  self.run_id, self.env)
         marks: list[Instant] = []
@@ -224,8 +299,23 @@ class FaultInjector:
             callback(active)
         return active
 
+    def halt(self, reason: str) -> list[str]:
+        """Stop: revert every active fault now and refuse any further one (a stop condition,
+        from the thread that watches it); returns the revert errors."""
+        with self._lock:
+            self.stopped = reason
+            return self.revert_all()
+
+    def expected_alarms(self, names: Names) -> frozenset[str]:
+        """The alarms the faults injected so far are expected to raise."""
+        return frozenset().union(*(a.fault.expected_alarms(names) for a in list(self.active)))
+
     def revert(self, active: ActiveFault) -> None:
         """Revert one fault; errors are journaled and raised as FaultError."""
+        with self._lock:
+            self._revert(active)
+
+    def _revert(self, active: ActiveFault) -> None:
         if active.reverted_utc is not None:
             return
         try:

@@ -12,7 +12,7 @@ from typing import Any
 
 from drills.capabilities import Capability
 from drills.errors import FaultError
-from drills.faults.base import Fault, FaultContext
+from drills.faults.base import Fault, FaultContext, Share
 
 
 def _group(ctx: FaultContext, asg: str, region: str) -> dict[str, Any]:
@@ -26,6 +26,7 @@ def _group(ctx: FaultContext, asg: str, region: str) -> dict[str, Any]:
 
 class _AsgFault(Fault):
     target_kind = "asg"
+    raises_alarms = frozenset({"enclave_alarm"})
 
     @property
     def target(self) -> str:
@@ -59,6 +60,11 @@ class TerminateInstances(_AsgFault):
                              f"{len(live)} InService; ask for 1..{len(live)}")
         self.params["instance_ids"] = sorted(live)[:count]
         self.params["desired"] = group["DesiredCapacity"]
+        self.params["in_service"] = len(live)
+
+    def share(self) -> Share:
+        return Share(f"InService instances of Auto Scaling group {self.target}",
+                     len(self.params["instance_ids"]), int(self.params["in_service"]))
 
     def inject(self) -> None:
         asg = self.ctx.clients("autoscaling", self.region)
@@ -84,6 +90,14 @@ class SetDesiredCapacity(_AsgFault):
     def prepare(self) -> None:
         self.params["desired"] = _group(self.ctx, self.target, self.region)["DesiredCapacity"]
 
+    def share(self) -> Share | None:
+        """The instances the lower capacity takes away (raising it takes none)."""
+        desired, to = int(self.params["desired"]), int(self.params["to"])
+        if to >= desired:
+            return None
+        return Share(f"desired instances of Auto Scaling group {self.target}", desired - to,
+                     desired)
+
     def inject(self) -> None:
         self.ctx.clients("autoscaling", self.region).set_desired_capacity(
             AutoScalingGroupName=self.target, DesiredCapacity=int(self.params["to"]))
@@ -106,7 +120,12 @@ class _WorkerFault(_AsgFault):
                              f"running in {self.target}")
         chosen = sorted(pids)[:count]
         self.params["workers"] = {iid: pids[iid] for iid in chosen}
+        self.params["running"] = len(pids)
         self.params["desired"] = _group(self.ctx, self.target, self.region)["DesiredCapacity"]
+
+    def share(self) -> Share:
+        return Share(f"enclave processes of Auto Scaling group {self.target}",
+                     len(self.params["workers"]), int(self.params["running"]))
 
     def prepare(self) -> None:
         self._pick()

@@ -15,7 +15,7 @@ from typing import Any
 
 from drills.capabilities import Capability
 from drills.errors import FaultError
-from drills.faults.base import Fault
+from drills.faults.base import Fault, Share
 from drills.twin.nats.cluster import monitor_get
 from drills.twin.nats.spec import NodeState
 
@@ -25,6 +25,8 @@ REJOIN_TIMEOUT = 60.0  # seconds a reverted node gets to rejoin before the rever
 class _NatsFault(Fault):
     target_kind = "nats"
     requires = frozenset({Capability.PROCESSES})
+    # Enclaves whose NATS is gone fail their health checks and are replaced (runbook 3.3).
+    raises_alarms = frozenset({"nats_alarm", "enclave_alarm"})
     action = ""  # what inject() does, for describe()
 
     @property
@@ -54,8 +56,13 @@ class _NatsFault(Fault):
         load = {n.name: _client_connections(n.monitor_port) for n in running}
         chosen = sorted(running, key=lambda n: (-load[n.name], n.name))[:count]
         self.params["nodes"] = [n.name for n in chosen]
+        self.params["cluster_size"] = len(cluster.spec.nodes)
         self.params["client_connections"] = load  # evidence: who was on the failed nodes
         self.params["backend"] = cluster.spec.backend.value
+
+    def share(self) -> Share:
+        return Share(f"nodes of NATS cluster {self.target}", len(self.params["nodes"]),
+                     int(self.params["cluster_size"]))
 
     def _each(self, action: Callable[[str], None]) -> None:
         """Act on every chosen node at once: N nodes failing is one event, not N in a row."""

@@ -37,7 +37,7 @@ from typing import Any
 from drills.capabilities import Capability
 from drills.environment import Names
 from drills.errors import FaultError
-from drills.faults.base import Fault, FaultContext
+from drills.faults.base import Fault, FaultContext, Share
 from drills.procedures import region as region_procedure
 from drills.procedures.s3_replica import cli_env
 from drills.twin import api, control
@@ -81,6 +81,7 @@ class IsolateRegion(_TwinFault):
                     "twin:s3/resume-replication", "twin:dynamodb/resume-replication")
     target_kind = "region"
     requires = frozenset({Capability.PROCESSES, Capability.CONTROL})
+    raises_alarms = frozenset({"enclave_alarm", "nats_alarm"})
 
     @property
     def target(self) -> str:
@@ -89,6 +90,9 @@ class IsolateRegion(_TwinFault):
     def describe(self) -> str:
         return (f"isolate region {self.region} (its AWS APIs, NATS, enclaves and API endpoint "
                 "stop answering; replication out of and into it stops)")
+
+    def share(self) -> Share:
+        return Share.whole(f"the service's components in region {self.region}")
 
     def prepare(self) -> None:
         twin = self.ctx.twin
@@ -197,6 +201,9 @@ class ApiDown(_TwinFault):
 
     def describe(self) -> str:
         return f"take the API endpoint of {self.region} down (it stops answering)"
+
+    def share(self) -> Share:
+        return Share.whole(f"API endpoints of region {self.region}")
 
     def inject(self) -> None:
         self._signal_api(signal.SIGSTOP)

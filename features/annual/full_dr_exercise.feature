@@ -1,4 +1,4 @@
-@annual @region
+@annual @region @full_outage
 Feature: Annual full DR exercise with the on-call team
   Runbook 7.3, with people in it: a complete regional failover, operation in the DR region
   (4-hour operation; `--soak` sets how long, and a shorter soak is a rehearsal of it), on-call

@@ -1,4 +1,4 @@
-@monthly @monitoring
+@monthly @monitoring @full_outage
 Feature: Alarm escalation path
   Runbook 7.1 "Test alarm escalation path": the alarms runbook 3.2 and 3.3 name must fire
   when their condition holds, and their actions must page the on-call engineer. The drill

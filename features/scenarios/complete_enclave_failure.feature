@@ -1,4 +1,4 @@
-@scenario @enclave
+@scenario @enclave @full_outage
 Feature: All enclave instances down
   Runbook 3.2 and 4.1: with every enclave gone, vault operations fail with the NATS
   "no responders" symptom the runbook describes, and recovery must come within the Nitro

@@ -1,4 +1,4 @@
-@scenario @enclave
+@scenario @enclave @full_outage
 Feature: Enclave AMI deregistered
   Runbook 4.1 steps 1-2: the AMI that /vettid/nitro-enclave/current-ami names is
   deregistered, so the enclave ASG cannot launch instances and, once the running ones are

@@ -1,4 +1,4 @@
-@scenario @nats
+@scenario @nats @full_outage
 Feature: NATS cluster failure
   Runbook 3.3 and 4.2 step 1: with nats-server crashed on every instance even healthy
   enclaves cannot receive requests, so every vault operation fails. The operator restarts

@@ -1,4 +1,4 @@
-@scenario @nats
+@scenario @nats @full_outage
 Feature: JetStream loses its quorum
   Runbook 4.2 step 3 "If cluster cannot form quorum": an R3 stream needs 2 of its 3
   replicas to acknowledge a write, so with NATS down on 2 of 3 instances JetStream writes

@@ -1,4 +1,4 @@
-@scenario @region @twin_only
+@scenario @region @twin_only @full_outage
 Feature: Region-wide outage of us-east-1
   Runbook 3.6 ("Multiple services failing simultaneously", recovery: section 5). While a canary
   writes through api.vettid.dev, us-east-1 goes dark as a whole: its AWS APIs, NATS, enclaves

@@ -17,7 +17,7 @@ import pytest
 from drills.capabilities import ALL
 from drills.clients import Clients
 from drills.errors import CapabilityMissing, FaultError
-from drills.faults import AllowList, FaultContext, FaultInjector, rollback
+from drills.faults import AllowList, BlastRadius, FaultContext, FaultInjector, rollback
 from drills.faults.nats import FreezeNodes, KillNodes, PartitionNodes, _client_connections
 from drills.journal import FaultState, Journal
 from drills.loop import LoopThread
@@ -66,7 +66,10 @@ def journal(tmp_path: Path) -> Journal:
 
 
 def _injector(journal: Journal) -> FaultInjector:
-    return FaultInjector(journal, "run-1", ENV, AllowList({"nats": ("*",)}))
+    # Two of three nodes at once, as the quorum drill (@full_outage) does; the cap itself is
+    # tested in test_blast.
+    return FaultInjector(journal, "run-1", ENV, AllowList({"nats": ("*",)}),
+                         BlastRadius(full_outage=True))
 
 
 def test_kill_chooses_the_busiest_node_and_revert_makes_the_cluster_whole(

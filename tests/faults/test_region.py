@@ -18,7 +18,7 @@ from botocore.config import Config
 
 from drills.api_client import tls_context
 from drills.capabilities import ALL
-from drills.faults import AllowList, FaultContext, FaultInjector, rollback
+from drills.faults import AllowList, BlastRadius, FaultContext, FaultInjector, rollback
 from drills.faults.region import ApiDown, IsolateRegion, PauseBucketReplication
 from drills.journal import FaultState, Journal
 from drills.twin import api, control, manager
@@ -37,7 +37,9 @@ def journal(tmp_path: Path) -> Journal:
 
 def _injector(journal: Journal, twin: Twin) -> tuple[FaultInjector, FaultContext]:
     allow = AllowList({"region": (PRIMARY_REGION,), "bucket": (twin.names.bucket,)})
-    return FaultInjector(journal, "run-1", ENV, allow), FaultContext(twin.clients, twin, ALL)
+    # A region isolated is a full outage of it, as in the @full_outage region drill.
+    return (FaultInjector(journal, "run-1", ENV, allow, BlastRadius(full_outage=True)),
+            FaultContext(twin.clients, twin, ALL))
 
 
 def _impatient_s3(twin: Twin, region: str) -> object:
