@@ -222,22 +222,22 @@ def _call_until_inject(func: Callable[..., Any], args: dict[str, object],
             result.close()
 
 
-def referenced_procedures(func: Callable[..., Any], _seen: set[Any] | None = None
+def referenced_procedures(func: Callable[..., Any], _seen: set[int] | None = None
                           ) -> Iterator[str]:
     """'module.function: first sentence' of each runbook procedure (drills.procedures) a
     step's code calls, directly or through a helper of the steps module."""
-    seen = set() if _seen is None else _seen
+    seen = set() if _seen is None else _seen  # ids: a module-level value may be unhashable
     names = _code_names(getattr(func, "__code__", None))
     for value in referenced(func):
-        if value in seen:
+        if id(value) in seen:
             continue
-        seen.add(value)
+        seen.add(id(value))
         if isinstance(value, types.ModuleType) and _is_procedure(value.__name__):
             for name in sorted(names):
                 found = getattr(value, name, None)
                 if inspect.isfunction(found) and found.__module__ == value.__name__ \
-                        and found not in seen:
-                    seen.add(found)
+                        and id(found) not in seen:
+                    seen.add(id(found))
                     yield _procedure(found)
         elif inspect.isfunction(value) and _is_procedure(value.__module__):
             yield _procedure(value)
