@@ -32,6 +32,8 @@ from drills.twin.software import ServiceSoftware
 from tests.conftest import drills_cli
 from tests.example_stack import aws_env, deploy, moto_with_fidelity
 
+pytestmark = pytest.mark.long
+
 NAMES = Names()
 #: Drills (by scenario name) that run on `--target aws` (they need no twin-only capability)
 #: but cannot pass against this environment, each with the exact reason: left out of the run

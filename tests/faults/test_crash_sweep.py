@@ -52,7 +52,7 @@ from drills.vault import VaultClient, VaultUnavailable, connect, digest
 from tests.conftest import ROOT, wait_for
 from tests.faults.crash_driver import POINTS
 
-pytestmark = pytest.mark.twin
+pytestmark = [pytest.mark.twin, pytest.mark.long]
 
 REGION = "us-east-1"
 #: Seconds the steady state gets to come back after the rollback (replacements, refreshes,
