@@ -69,7 +69,7 @@ def analyse(run: RunRecord, report_dir: Path, team_path: Path | None = None) -> 
     known = {p.get("name") for p in run.participants}
     run.participants += [p for p in team.participants if p["name"] not in known]
     for drill in run.drills:
-        drill.runbook_items = items_for(drill)
+        drill.runbook_items = items_for(drill, rehearsal=run.target.get("kind") == "twin")
     run.scope = scope_of(run)
     try:
         history = [e for e in index_mod.read(root) if e.run_id != run.run_id]

@@ -137,13 +137,15 @@ def drill_text(drill: DrillRecord) -> str:
     return " ".join([drill.feature, drill.name, drill.feature_path, drill.description]).lower()
 
 
-def items_for(drill: DrillRecord) -> list[str]:
-    """Ids of the programme items this drill exercises, in runbook order."""
+def items_for(drill: DrillRecord, rehearsal: bool = False) -> list[str]:
+    """Ids of the programme items this drill exercises, in runbook order (`rehearsal`: the
+    run was on the twin, where every item is only ever rehearsed)."""
     text = drill_text(drill)
     found = [item.item_id for item in ITEMS if item.matches(drill.tags, text)]
     # 7.3.2 is four hours of operation in DR: a feature that speaks of it is not a soak
-    # that lasted them (`drills run annual --soak 4h`; shorter is a rehearsal of it).
-    if drill.soak is None or drill.soak.rehearsal:
+    # that lasted them (`drills run annual --soak 4h`). A shorter soak rehearses the item
+    # on the twin; on an account it does not exercise it.
+    if drill.soak is None or (drill.soak.rehearsal and not rehearsal):
         found = [item for item in found if item != "7.3.2"]
     return found
 
