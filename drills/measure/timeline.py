@@ -143,7 +143,8 @@ def compute_recovery(
     and took `inject_span` seconds.
 
     Only probes completed after the injection count; they are ordered by completion,
-    because that is when each observation was made. A recovery counts only once no probe
+    because that is when each observation was made. A success ends an outage only if it
+    was sent after the outage's failures were (one in flight before proves nothing after). A recovery counts only once no probe
     has failed for `settle` seconds by `observed_until` (default: the last completion).
     """
     if consecutive < 1:
@@ -180,12 +181,15 @@ def compute_recovery(
 
 
 def _recovery_run(seen: Sequence[ProbeResult], k: int) -> int | None:
-    """Index of the first success of the K-run of successes after the last failure."""
+    """Index of the first success of the K-run of successes after the last failure (each
+    sent after every failure was: a request already in flight when a later one failed
+    proves nothing of the service after that failure)."""
     last_fail = max(i for i, p in enumerate(seen) if not p.ok)
-    tail = seen[last_fail + 1 :]
+    latest = max(p.sent for p in seen if not p.ok)
+    tail = [i for i in range(last_fail + 1, len(seen)) if seen[i].sent > latest]
     if len(tail) < k:
         return None
-    return last_fail + 1
+    return tail[0]
 
 
 def outages(seen: Sequence[ProbeResult], origin: float, k: int) -> tuple[Outage, ...]:
@@ -204,6 +208,8 @@ def _outages(seen: Sequence[ProbeResult], origin: float, k: int) -> tuple[Outage
             current.append(probe)
             streak = 0
             continue
+        if current and probe.sent <= max(p.sent for p in current):
+            continue  # in flight when a failure of this outage was sent: no proof it ended
         streak += 1
         if current and streak >= k:
             runs.append(_outage(current, origin))

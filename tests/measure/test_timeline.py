@@ -46,6 +46,27 @@ def test_an_error_reply_proves_the_service_down_only_at_its_send_time() -> None:
     assert rec.rto == pytest.approx(0.38)  # the first success came back at 0.3 + 0.08
 
 
+def test_successes_in_flight_when_a_failure_was_sent_do_not_end_the_outage() -> None:
+    """Slow successes sent before a fast failure complete after it; ordered by completion
+    they look like K successes after it, but they prove nothing of the service after the
+    failure was sent: one outage, not a recovery and a second outage (flapping)."""
+    def probe(seq: int, sent: float, done: float, ok: bool) -> ProbeResult:
+        return ProbeResult(seq, sent, done, "", Outcome.OK if ok else Outcome.ERROR,
+                           "" if ok else "no-responders")
+
+    probes = [probe(0, 0.00, 0.02, True), probe(1, 0.10, 0.40, True),
+              probe(2, 0.20, 0.42, True), probe(3, 0.30, 0.44, True),
+              probe(4, 0.35, 0.36, False),  # the first failure, answered at once
+              probe(5, 0.45, 0.46, False), probe(6, 0.55, 0.56, False),
+              probe(7, 0.65, 0.67, True), probe(8, 0.75, 0.77, True),
+              probe(9, 0.85, 0.87, True)]
+    rec = compute_recovery(probes, injected_at=0.0, consecutive=3, interval=INTERVAL)
+    assert rec.verdict is Verdict.RECOVERED
+    assert len(rec.outages) == 1
+    assert rec.rto == pytest.approx(0.67)
+    assert rec.rto_lower == pytest.approx(0.55)
+
+
 def test_timeouts_only_prove_the_service_down_at_their_send_time() -> None:
     """A timed-out probe is evidence of failure at its send time, not at its timeout."""
     probes = timeline("tt...", fail=Outcome.TIMEOUT)
