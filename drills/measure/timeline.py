@@ -144,8 +144,9 @@ def compute_recovery(
 
     Only probes completed after the injection count; they are ordered by completion,
     because that is when each observation was made. A success ends an outage only if it
-    was sent after the outage's failures were (one in flight before proves nothing after). A recovery counts only once no probe
-    has failed for `settle` seconds by `observed_until` (default: the last completion).
+    was sent after the outage's failures were (one in flight before proves nothing after).
+    A recovery counts only once no probe has failed for `settle` seconds by
+    `observed_until` (default: the last completion).
     """
     if consecutive < 1:
         raise ConfigError(f"consecutive successes must be >= 1, got {consecutive}")
