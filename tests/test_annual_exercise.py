@@ -125,4 +125,8 @@ def test_an_interactive_exercise_records_each_acknowledgement_and_its_time(
     html = (reports / run_id / "report.html").read_text(encoding="utf-8")
     assert "MTTR as people experienced it" in html
     assert "INTERACTIVE" in html
-    assert "hook: communications sent (issue 12 section 2)" in html
+    comms = report["drills"][0]["comms"]  # runbook 7.3 item 4, read back from the channel
+    assert [n["kind"] for n in comms["notifications"]] == ["initial", "resolution"]
+    assert all(n["received_text"] == n["text"] for n in comms["notifications"])
+    assert "Communications: incident" in html
+    assert 'id="objectives-review"' in html  # runbook 7.3 item 5, from the run index
