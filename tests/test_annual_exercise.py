@@ -23,7 +23,7 @@ from drills.twin.manager import Twin
 from tests.conftest import ROOT
 
 pexpect = pytest.importorskip("pexpect")
-pytestmark = pytest.mark.twin
+pytestmark = [pytest.mark.twin, pytest.mark.long]
 
 SELECTION = "annual"  # the tag: one drill, and an annual run's report
 THINK = 1.0  # seconds an operator takes before answering a prompt

@@ -18,7 +18,7 @@ import pytest
 
 from drills.clients import Clients
 from drills.errors import FaultError
-from drills.faults import AllowList, FaultContext, FaultInjector, rollback
+from drills.faults import AllowList, BlastRadius, FaultContext, FaultInjector, rollback
 from drills.faults.ami import DeregisterCurrentAmi
 from drills.faults.enclave import TerminateInstances
 from drills.journal import FaultState, Journal
@@ -70,8 +70,9 @@ def stack(clients: Clients) -> Stack:
 
 
 def injector(tmp_path: Path, asg: str) -> FaultInjector:
+    # Every instance lost with the AMI gone is the @full_outage AMI-failure drill's fault.
     return FaultInjector(Journal(tmp_path / "journal.jsonl"), "run-1", "env-a",
-                         AllowList({"asg": (asg,)}))
+                         AllowList({"asg": (asg,)}), BlastRadius(full_outage=True))
 
 
 def test_inject_releases_v2_then_deregisters_it_and_revert_restores(

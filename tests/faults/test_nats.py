@@ -149,6 +149,7 @@ def test_rollback_restarts_nodes_a_killed_run_left_down(
 
 
 @pytest.mark.docker
+@pytest.mark.long
 def test_nats_drills_pass_on_the_container_backend(tmp_path: Path) -> None:
     """The NATS features, run by `drills run ... --nats container` on a twin of their own
     (containers for every NATS node), pass: every RTO and RPO measured within objective."""

@@ -27,6 +27,8 @@ from drills.twin.manager import Twin
 from drills.twin.timing import profile
 from tests.conftest import drills_cli
 
+pytestmark = pytest.mark.long
+
 DRILL = "features/scenarios/kms_key_unavailable.feature"
 
 
