@@ -1,8 +1,8 @@
 """The annual exercise's own sections of `report.html` (runbook 7.3), after the drills:
 participants and what each did, MTTR as people experienced it (a phase bar against the
 objective), the human steps and the escalation path with their times, and the soak in the
-DR region against the 4 hours required. Communications sent (issue 12 section 2) and the
-objectives review (section 4) have their places here, marked, for when they exist.
+DR region against the 4 hours required, then the objectives review proposed from the run
+index (runbook 7.3 item 5). The notifications sent are in each drill's own section.
 """
 
 from __future__ import annotations

@@ -39,7 +39,7 @@ from typing import Any
 
 from drills import cli
 from drills.clients import Clients
-from drills.faults import Fault, FaultInjector
+from drills.faults import BlastRadius, Fault, FaultInjector
 from drills.faults import kms as kms_faults
 from drills.faults.base import FaultContext
 from drills.journal import FaultState, Journal
@@ -206,9 +206,11 @@ def main(request_path: str) -> int:
     ctx = FaultContext(tripwire_clients(twin.state.aws_url, kill), TripwireTwin(twin, kill),
                        target.capabilities, target.named)
     _tripwire_everything(kill)
+    # Every kind at its widest, as its @full_outage drill injects it: a killed full outage
+    # must be rolled back too.
     injector = FaultInjector(StoppingJournal(Path(request["journal"]), kill),
                              f"crash-sweep-{request['point']}", target.env_id,
-                             target.allow_list({}))
+                             target.allow_list({}), BlastRadius(full_outage=True))
     fault = Fault.registry[request["kind"]](ctx, {"region": target.region,
                                                   **request["params"]})
     active = injector.inject(fault)
