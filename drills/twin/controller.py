@@ -117,6 +117,12 @@ class RefreshSeen:
     first_batch_at: float | None = None  # replacements launch from then on
 
 
+def _live(group: dict[str, Any]) -> list[str]:
+    """The group's instances that count towards its capacity (not those terminating)."""
+    return [i["InstanceId"] for i in group["Instances"]
+            if not i["LifecycleState"].startswith("Terminat")]
+
+
 def worker_record(state: TwinState, instance_id: str) -> Path:
     """Where the controller records a worker's pid and health port, for faults and `twin
     down`."""
@@ -166,6 +172,8 @@ class Controller:
         retries, instance refreshes. Regions are reconciled independently: a region whose
         AWS endpoint stops answering (an outage) holds up only its own loop."""
         now = time.monotonic()
+        if region.name not in self.started:  # its terminations wait for our workers to stop
+            self.control("autoscaling/host", {"region": region.name, "group": region.asg})
         asg = self.clients("autoscaling", region.name)
         groups = asg.describe_auto_scaling_groups(
             AutoScalingGroupNames=[region.asg])["AutoScalingGroups"]
@@ -175,6 +183,9 @@ class Controller:
         for iid in [i for i, t in list(self.tracked.items())  # the other region's loop writes it
                     if t.region == region.name and i not in members]:
             self._retire(self.tracked.pop(iid), "instance left the Auto Scaling group")
+        for iid in [i["InstanceId"] for g in groups for i in g["Instances"]
+                    if i["LifecycleState"] == "Terminating"]:  # its worker is stopped (above)
+            self.control("autoscaling/terminated", {"region": region.name, "instance_id": iid})
         for iid in members:
             self._track(region.name, iid, ec2.get(iid, {}), now)
         for group in groups:
@@ -335,7 +346,7 @@ class Controller:
         """While the group lacks instances (launches failed), retry with a growing delay."""
         key = f"{region}/{group['AutoScalingGroupName']}"
         retry = self.retry.setdefault(key, LaunchRetry())
-        if len(group["Instances"]) >= group["DesiredCapacity"]:
+        if len(_live(group)) >= group["DesiredCapacity"]:
             self.retry[key] = LaunchRetry()
             return
         if retry.next_at is None:  # the launch that just failed was the first attempt
@@ -407,7 +418,7 @@ class Controller:
         desired = int(group["DesiredCapacity"])
         keep = math.ceil(desired * int(prefs.get("MinHealthyPercentage", 90)) / 100)
         warmup = self._warmup(group, prefs)
-        present = sorted(i["InstanceId"] for i in group["Instances"])
+        present = sorted(_live(group))
         waits = {iid: why for iid in present
                  if (why := self._waiting_on(iid, group, now, warmup, seen)) is not None}
         old = [i for i in present if i in refresh["to_replace"]]

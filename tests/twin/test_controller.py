@@ -26,8 +26,9 @@ import pytest
 
 from drills.procedures import enclave as procedure
 from drills.twin import monitor
-from drills.twin.controller import apply_group_profile
+from drills.twin.controller import WORKER_MODULE, apply_group_profile
 from drills.twin.manager import Twin
+from drills.twin.procs import still_running
 from drills.twin.timing import profile
 from tests.conftest import wait_for
 
@@ -142,6 +143,37 @@ def test_no_worker_boots_on_an_instance_whose_ami_does_not_exist(healthy_twin: T
     finally:
         autoscaling.set_desired_capacity(AutoScalingGroupName=twin.names.asg, DesiredCapacity=2)
     wait_for(lambda: len(_live(twin)) == 2, 30, "two serving workers again")
+
+
+def test_a_scaled_in_instance_leaves_the_group_only_once_its_worker_has_stopped(
+        healthy_twin: Twin) -> None:
+    """"Amazon EC2 Auto Scaling instance lifecycle": a scaled-in instance is Terminating until
+    it is shut down. A caller that waits for the group to empty (runbook 5.3 before its sync)
+    must find nothing on the instance still answering: whenever an instance is missing from
+    the list, its worker process is gone."""
+    twin, dr = healthy_twin, "us-west-2"
+    autoscaling, asg = twin.clients("autoscaling", dr), twin.state.regions[dr].asg
+    autoscaling.set_desired_capacity(AutoScalingGroupName=asg, DesiredCapacity=1)
+    try:
+        iid, pid = wait_for(lambda: next(iter(twin.worker_pids(dr).items()), None), 60,
+                            "a worker in the DR region")
+        autoscaling.set_desired_capacity(AutoScalingGroupName=asg, DesiredCapacity=0)
+        seen: set[str] = set()
+
+        def left() -> bool:
+            group = autoscaling.describe_auto_scaling_groups(
+                AutoScalingGroupNames=[asg])["AutoScalingGroups"][0]
+            listed = {i["InstanceId"]: i["LifecycleState"] for i in group["Instances"]}
+            seen.update(listed.values())
+            if iid in listed:
+                return False
+            assert not still_running(pid, WORKER_MODULE, iid), \
+                "the instance left the group while its worker still ran"
+            return True
+        wait_for(left, 30, "the scaled-in instance to leave the group", step=0.02)
+        assert "Terminating" in seen
+    finally:
+        autoscaling.set_desired_capacity(AutoScalingGroupName=asg, DesiredCapacity=0)
 
 
 def test_failed_launches_are_retried_with_growing_delays(healthy_twin: Twin) -> None:

@@ -14,6 +14,15 @@ What AWS documents, and this module makes moto do (moto 5.2.1: none of it):
 - DescribeScalingActivities lists the group's launches and terminations with Description,
   Cause, StatusCode, StatusMessage, Progress, StartTime and EndTime, newest first
   (API_DescribeScalingActivities.html, API_Activity.html). moto always answers `[]`.
+- A terminated instance stays in the group's Instances with LifecycleState `Terminating`
+  until EC2 has shut it down, and only then leaves the list ("Amazon EC2 Auto Scaling
+  instance lifecycle", ec2-auto-scaling-lifecycle.html: scale-in instances "are detached from
+  the Auto Scaling group and enter the Terminating state", then `Terminated`). moto drops it
+  from the list in the call that terminates it. In the twin the instance's software is a
+  worker process: for a group a host has claimed (`autoscaling/host`), the instance is listed
+  `Terminating` until the host reports its worker stopped (`autoscaling/terminated`), or
+  `TERMINATION_LIMIT` seconds at most. A caller that waits for the list to empty (runbook
+  5.3 before its sync, 4.1 step 4) thus waits until nothing on the instance can answer.
 - Instance refresh: see `instance_refresh.py`, which builds on this module.
 
 Twin-only control endpoints (no such thing in AWS; `POST /drills-twin/<route>`), all taking
@@ -24,12 +33,17 @@ Twin-only control endpoints (no such thing in AWS; `POST /drills-twin/<route>`),
     autoscaling/replace-instance         {"instance_id", "cause", "unhealthy": bool}:
                                          take it out of service as the ASG would (a health
                                          check or an instance refresh); it is replaced
+    autoscaling/host                     {"group"}: a host runs the software of the group's
+                                         instances; their terminations wait for it
+    autoscaling/terminated               {"instance_id"}: the host stopped the instance's
+                                         software; it leaves the group's list
 """
 
 from __future__ import annotations
 
 import contextvars
 import json
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -37,7 +51,8 @@ from datetime import datetime
 from typing import Any
 
 from moto.autoscaling.exceptions import ValidationError
-from moto.autoscaling.models import AutoScalingBackend, FakeAutoScalingGroup, autoscaling_backends
+from moto.autoscaling.models import (AutoScalingBackend, FakeAutoScalingGroup, InstanceState,
+                                    autoscaling_backends)
 from moto.autoscaling.responses import AutoScalingResponse
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.core.exceptions import JsonRESTError, ServiceException
@@ -50,6 +65,9 @@ __all__ = ["ROUTES", "Route", "backend_for", "control_route", "group_named", "in
            "page", "resolve_image"]
 
 _MARK = "_drills_twin_fidelity"
+#: The longest an instance stays `Terminating` when its host never reports it stopped (a
+#: host that died): EC2's shutdown of an instance whose OS does not answer.
+TERMINATION_LIMIT = 60.0
 _ORIGINAL: dict[str, Callable[..., Any]] = {}
 SSM_PREFIX = "resolve:ssm:"
 
@@ -98,6 +116,37 @@ def _activities(backend: AutoScalingBackend) -> dict[str, list[Activity]]:
 def _record(activity: Activity) -> None:
     group = activity.group
     _activities(group.autoscaling_backend).setdefault(group.name, []).append(activity)
+
+
+# ------------------------------------------------------------------ terminations
+
+
+@dataclass(slots=True)
+class _Terminating:
+    state: InstanceState
+    since: float  # monotonic
+
+
+def _terminating(group: FakeAutoScalingGroup) -> dict[str, _Terminating]:
+    return group.__dict__.setdefault("_drills_terminating", {})  # type: ignore[no-any-return]
+
+
+def _hold(group: FakeAutoScalingGroup, removed: list[InstanceState]) -> None:
+    """Keep `removed` listed as Terminating while the group's host stops their software."""
+    if not group.__dict__.get("_drills_hosted"):
+        return
+    for state in removed:
+        state.lifecycle_state = "Terminating"
+        _terminating(group)[state.instance.id] = _Terminating(state, time.monotonic())
+
+
+def _instances(self: FakeAutoScalingGroup) -> list[InstanceState]:
+    """The group's Instances as DescribeAutoScalingGroups lists them: its members, then
+    those still terminating."""
+    held, now = _terminating(self), time.monotonic()
+    for iid in [i for i, t in held.items() if now - t.since > TERMINATION_LIMIT]:
+        del held[iid]
+    return [*self.instance_states, *(t.state for t in held.values())]
 
 
 # ------------------------------------------------------------------ launches
@@ -164,6 +213,7 @@ def _group_set_desired(self: FakeAutoScalingGroup, new_capacity: int | None) -> 
     count = len(before)
     _ORIGINAL["group_set_desired_capacity"](self, new_capacity)
     after = {s.instance.id for s in self.instance_states}
+    _hold(self, [s for i, s in before.items() if i not in after])
     for iid in [i for i in before if i not in after]:
         _record(Activity(self, f"Terminating EC2 instance: {iid}",
                          f"{_cause_prefix.get()}At {_stamp(utcnow())} an instance was taken out "
@@ -194,7 +244,11 @@ def _terminate_instance(self: AutoScalingBackend, instance_id: str,
         if state.instance.id == instance_id and not hasattr(state.instance, "autoscaling_group"):
             state.instance.autoscaling_group = group  # type: ignore[attr-defined]
     start = utcnow()
+    state = next((s for s in group.instance_states if s.instance.id == instance_id), None
+                 ) if group else None
     result = _ORIGINAL["terminate_instance"](self, instance_id, should_decrement)
+    if group is not None and state is not None:
+        _hold(group, [state])
     if group is not None:
         why = _termination_cause.get() or "in response to a user request"
         shrink = (f", shrinking the capacity from {before} to {group.desired_capacity}"
@@ -235,6 +289,7 @@ def install() -> None:
         return
     _ORIGINAL["image_id"] = FakeAutoScalingGroup.image_id.fget  # type: ignore[attr-defined]
     FakeAutoScalingGroup.image_id = property(_image_id)  # type: ignore[assignment,method-assign]
+    FakeAutoScalingGroup.instances = property(_instances)  # type: ignore[assignment,method-assign]
     for owner, name, key, patch in (
         (FakeAutoScalingGroup, "replace_autoscaling_group_instances",
          "replace_autoscaling_group_instances", _replace_instances),
@@ -310,6 +365,22 @@ def replace_instance(request: dict[str, Any]) -> dict[str, Any]:
     return {"instance_id": iid}
 
 
+def host(request: dict[str, Any]) -> dict[str, Any]:
+    """A host runs the software of the group's instances: from now on a terminated instance
+    is listed Terminating until the host reports its software stopped."""
+    group = group_named(backend_for(request), request.get("group"))
+    group.__dict__["_drills_hosted"] = True
+    return {"group": group.name}
+
+
+def terminated(request: dict[str, Any]) -> dict[str, Any]:
+    """The host stopped a terminating instance's software: it leaves the group's list."""
+    iid = request.get("instance_id")
+    held = any(_terminating(g).pop(str(iid), None) is not None
+               for g in backend_for(request).autoscaling_groups.values())
+    return {"instance_id": iid, "held": held}
+
+
 Route = Callable[[dict[str, Any]], dict[str, Any]]
 
 
@@ -330,4 +401,6 @@ def control_route(handler: Route) -> Route:
 ROUTES: dict[str, Route] = {
     "autoscaling/fulfil-capacity": control_route(fulfil_capacity),
     "autoscaling/replace-instance": control_route(replace_instance),
+    "autoscaling/host": control_route(host),
+    "autoscaling/terminated": control_route(terminated),
 }

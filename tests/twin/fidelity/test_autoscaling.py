@@ -6,7 +6,10 @@ References (AWS documentation):
 - EC2 Auto Scaling User Guide, "Troubleshoot EC2 instance launch failures"
   (ts-as-instancelaunchfailure.html): "The AMI ID ... does not exist. Launching EC2 instance
   failed." as the activity's status message — "launch failures guide";
-- API Reference: DescribeScalingActivities, Activity.
+- API Reference: DescribeScalingActivities, Activity;
+- EC2 Auto Scaling User Guide, "Amazon EC2 Auto Scaling instance lifecycle"
+  (ec2-auto-scaling-lifecycle.html): scale-in instances "are detached from the Auto Scaling
+  group and enter the Terminating state", then Terminated — "lifecycle guide".
 
 Instance refresh has its own module, test_instance_refresh.py.
 """
@@ -144,6 +147,55 @@ def test_replace_instance_marks_it_unhealthy_and_records_the_cause(aws: AwsEndpo
                        if a["Description"] == f"Terminating EC2 instance: {victim}")
     assert termination["Cause"].endswith("in response to a health check indicating it is "
                                          "impaired (test).")
+
+
+# ------------------------------------------------------------------ terminations
+
+
+def _states(group: Group) -> dict[str, str]:
+    return {i["InstanceId"]: i["LifecycleState"] for i in group.describe()["Instances"]}
+
+
+def test_a_hosted_groups_scale_in_lists_instances_terminating_until_the_host_reports(
+        aws: AwsEndpoint, group: Group) -> None:
+    """Lifecycle guide: a scaled-in instance stays listed, Terminating, until it is shut
+    down (its worker stopped, as the group's host reports); it never counts as capacity, and
+    then leaves the list. moto dropped it in the SetDesiredCapacity call."""
+    assert control_request(aws.url, "autoscaling/host",
+                           {"region": REGION, "group": group.name})[0] == 200
+    before = group.ids()
+    group.clients("autoscaling").set_desired_capacity(AutoScalingGroupName=group.name,
+                                                      DesiredCapacity=0)
+    assert _states(group) == {iid: "Terminating" for iid in before}
+    assert group.describe()["DesiredCapacity"] == 0
+    status, body = control_request(aws.url, "autoscaling/terminated",
+                                   {"region": REGION, "instance_id": before[0]})
+    assert (status, body["held"]) == (200, True)
+    assert _states(group) == {before[1]: "Terminating"}
+    control_request(aws.url, "autoscaling/terminated", {"region": REGION,
+                                                        "instance_id": before[1]})
+    assert group.ids() == []
+
+
+def test_a_hosted_groups_replaced_instance_is_terminating_beside_its_replacement(
+        aws: AwsEndpoint, group: Group) -> None:
+    """Lifecycle guide: an instance replaced for its health is Terminating while its
+    replacement is Pending/InService; capacity counts the replacement only."""
+    control_request(aws.url, "autoscaling/host", {"region": REGION, "group": group.name})
+    victim = group.ids()[0]
+    control_request(aws.url, "autoscaling/replace-instance", {
+        "region": REGION, "instance_id": victim, "unhealthy": True, "cause": "test"})
+    states = _states(group)
+    assert states[victim] == "Terminating"
+    assert sorted(s for i, s in states.items() if i != victim) == ["InService", "InService"]
+
+
+def test_an_unhosted_groups_terminations_leave_at_once(group: Group) -> None:
+    """With nothing running on its instances (no host), there is nothing to shut down: a
+    terminated instance leaves the list in the call, as moto had it."""
+    group.clients("autoscaling").set_desired_capacity(AutoScalingGroupName=group.name,
+                                                      DesiredCapacity=0)
+    assert group.ids() == []
 
 
 def test_control_routes_reject_unknown_groups_with_400(aws: AwsEndpoint) -> None:
