@@ -3,9 +3,11 @@
 Section 7 of the runbook sets a cadence (7.1 monthly, 7.2 quarterly, 7.3 annual); sections 2-6
 name the failure scenarios and procedures a drill can exercise. A drill maps to an item by its
 tags and its text (feature, scenario, path, description): the table below is the one place
-that mapping lives. Items no drill can exercise (7.3.5, updating the objectives) are attested
-by the team in the remediation file, which may attest any item; 7.3.3 is met by an annual run
-with an on-call participant.
+that mapping lives. 7.3.4 (communication procedures) is also met by a drill whose
+notifications were sent and seen to arrive. Items no drill can exercise (7.3.5, updating the
+objectives) are attested by the team in the remediation file, which may attest any item; an
+annual run's objectives review (a proposal from the actual times) rehearses 7.3.5. 7.3.3 is
+met by an annual run with an on-call participant.
 """
 
 from __future__ import annotations
@@ -130,6 +132,7 @@ ITEMS: tuple[Item, ...] = (
     _s("6.3", "Emergency PCR rollback", r"pcr|" + ref("6.3"), section="6"),
 )
 BY_ID = {item.item_id: item for item in ITEMS}
+ORDER = {item.item_id: n for n, item in enumerate(ITEMS)}
 
 
 def drill_text(drill: DrillRecord) -> str:
@@ -147,6 +150,10 @@ def items_for(drill: DrillRecord, rehearsal: bool = False) -> list[str]:
     # on the twin; on an account it does not exercise it.
     if drill.soak is None or (drill.soak.rehearsal and not rehearsal):
         found = [item for item in found if item != "7.3.2"]
+    # 7.3.4 is testing the communication procedures: notifications sent and seen to arrive.
+    comms = drill.comms
+    if comms and any(n.received_text is not None for n in comms.notifications):
+        found = sorted({*found, "7.3.4"}, key=ORDER.__getitem__)
     return found
 
 
@@ -167,14 +174,18 @@ def compliance(exercises: Sequence[Exercise], now: datetime,
 
     Only a *passing* run against an *account* (or the team's attestation) exercises an item:
     a twin run is a rehearsal, listed beside it ("last rehearsal"), and never puts an item on
-    schedule; a failed attempt does not count either, and is shown as such.
+    schedule; a failed attempt does not count either, and is shown as such. An item only the
+    team can do (`evidence` attestation) is exercised by their attestation alone: a run that
+    prepares it, on any target, rehearses it.
     """
     out = []
     for item in ITEMS:
         mine = sorted((e for e in exercises if e.item_id == item.item_id), key=lambda e: e.utc)
+        attested_only = item.evidence == ATTESTATION
         done = [e for e in mine if e.result in ("passed", "attested")
-                and e.target_kind in ("account", "attested")]
-        rehearsals = [e for e in mine if e.target_kind == "twin"]
+                and e.target_kind in (("attested",) if attested_only else ("account", "attested"))]
+        rehearsals = [e for e in mine if e.target_kind == "twin"
+                      or (attested_only and e.target_kind != "attested")]
         failed = [e for e in mine if e.result == "failed"]
         row = ProgrammeItem(
             item_id=item.item_id, section=item.section, title=item.title, cadence=item.cadence,

@@ -11,7 +11,7 @@ from pytest_bdd.parser import FeatureParser
 from drills.evidence.analysis import exercises
 from drills.evidence.fmt import parse_utc, utc_text
 from drills.evidence.index import IndexedDrill, IndexEntry
-from drills.evidence.model import DrillRecord
+from drills.evidence.model import CommsRecord, DrillRecord, NotificationRecord
 from drills.evidence.programme import (
     BY_ID,
     MAX_AGE_DAYS,
@@ -150,6 +150,37 @@ def test_on_call_participation_and_attestations_count() -> None:
     assert rows["7.2.2"].status == "ok"
     assert rows["7.2.2"].last_result == "attested"
     assert rows["7.1.5"].status == "never"  # a skipped drill exercised nothing
+
+
+def test_an_annual_runs_objectives_review_rehearses_7_3_5_and_only_the_team_exercises_it(
+        ) -> None:
+    """7.3.5 (update RTO/RPO from the actual times) is the team's decision: the annual run's
+    objectives review, even on an account, only rehearses it; the attestation exercises it."""
+    entry = IndexEntry("r", "annual", "2026-06-01T00:00:00Z", "2026-06-01T01:00:00Z", "passed",
+                       "account", "us-east-1", "r")
+    rows = {r.item_id: r for r in compliance(exercises([entry], TeamFile()), NOW)}
+    assert rows["7.3.5"].status == "rehearsed"
+    assert rows["7.3.5"].last_rehearsal_result == "passed"
+    team = TeamFile(attestations=[Attestation("7.3.5", "2026-06-10", "Platform architect")])
+    rows = {r.item_id: r for r in compliance(exercises([entry], team), NOW)}
+    assert rows["7.3.5"].status == "ok"
+    failed = IndexEntry("f", "annual", "2026-06-01T00:00:00Z", "2026-06-01T01:00:00Z",
+                        "failed", "twin", "us-east-1", "f")
+    rows = {r.item_id: r for r in compliance(exercises([failed], TeamFile()), NOW)}
+    assert (rows["7.3.5"].status, rows["7.3.5"].last_rehearsal_result) == ("never", "failed")
+
+
+def test_notifications_seen_to_arrive_exercise_the_communication_procedures() -> None:
+    """7.3.4: a drill whose notifications were sent and seen to arrive tests the
+    communication procedures; sent but never seen to arrive does not."""
+    def drill(received: str | None) -> DrillRecord:
+        note = NotificationRecord("initial", 1, "initial", "s", "t", "2026-06-01T00:00:00Z",
+                                  1.0, received_text=received)
+        return DrillRecord("id", "n", "f", "x.feature", [], "2026-06-01T00:00:00Z",
+                           comms=CommsRecord("sns", "INC-1", "", "", "", "",
+                                             notifications=[note]))
+    assert "7.3.4" in items_for(drill("t"))
+    assert "7.3.4" not in items_for(drill(None))
 
 
 @pytest.mark.twin
