@@ -47,10 +47,14 @@ from locust import FastHttpUser, events, task
 from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
+from drills.hygiene import drill_vault_prefix
+
 #: Seconds between flushes of the records (to the file, or to the master).
 FLUSH_EVERY = 0.5
 #: The custom message workers send their records to the master in.
 MESSAGE = "drills_records"
+#: Vault ids start with it by default, so hand-started workers' vaults are swept too.
+LOAD_PREFIX = drill_vault_prefix("load")
 #: The harness sets this on the processes it starts: quit when it is gone.
 WATCH_PARENT = "DRILLS_LOAD_WATCH_PARENT"
 #: The CA that verifies the API (the twin's own); unset: the system's.
@@ -70,7 +74,9 @@ def boot_id() -> str:
 @events.init_command_line_parser.add_listener
 def _arguments(parser: Any) -> None:
     parser.add_argument("--drills-log", default="", help="file the request records go to")
-    parser.add_argument("--drills-prefix", default="load", help="vault id prefix")
+    parser.add_argument("--drills-prefix", default=LOAD_PREFIX,
+                        help=f"vault id prefix (default {LOAD_PREFIX}: probe hygiene deletes "
+                        "drills-* vaults after a run and on rollback)")
     parser.add_argument("--drills-think-min", type=float, default=2.0, help="seconds")
     parser.add_argument("--drills-think-max", type=float, default=6.0, help="seconds")
     parser.add_argument("--drills-timeout", type=float, default=5.0, help="request timeout")
@@ -249,7 +255,7 @@ class VaultApp(FastHttpUser):
         options = environment.parsed_options
         self.think = (float(getattr(options, "drills_think_min", 2.0)),
                       float(getattr(options, "drills_think_max", 6.0)))
-        self.prefix = str(getattr(options, "drills_prefix", "load"))
+        self.prefix = str(getattr(options, "drills_prefix", LOAD_PREFIX))
         self.pace = float(getattr(options, "drills_pace", 0.0) or 0.0)
         self.reads_only = getattr(options, "drills_mix", "app") == "read"
         self._last_start = 0.0

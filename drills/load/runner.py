@@ -28,6 +28,7 @@ from pathlib import Path
 
 from drills.config import LoadSettings
 from drills.errors import ConfigError
+from drills.hygiene import drill_vault_prefix
 from drills.journal import utc_now
 from drills.load import LOCUSTFILE
 from drills.load.records import RequestLog
@@ -65,7 +66,7 @@ class LocustProcesses:
     """The locust processes of one run, their records file and their logs in `out_dir`."""
 
     def __init__(self, settings: LoadSettings, host: str, ca_bundle: Path | None,
-                 out_dir: Path, prefix: str = "load",
+                 out_dir: Path, prefix: str = drill_vault_prefix("load"),
                  on_end: Callable[[Ended], None] | None = None,
                  extra: Sequence[str] = (), dns: str | None = None) -> None:
         self.settings, self.host, self.ca_bundle = settings, host, ca_bundle
