@@ -1,36 +1,61 @@
-"""drills: executable disaster-recovery drills with measured RTO and RPO."""
+"""drills: executable disaster-recovery drills with measured RTO and RPO.
+
+The public names below are imported on first use (PEP 562): the twin's own processes
+(`python -m drills.twin.worker`, `...api`, `...dns`, the NATS partition proxy) import
+`drills` as a package and must not pay for boto3 and the measuring code they never use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-from drills.capabilities import Capability
-from drills.config import Objective, Objectives, ProbeSettings, Settings, load_settings
-from drills.errors import (
-    BlastRadiusExceeded,
-    CapabilityMissing,
-    CommsError,
-    ConfigError,
-    DrillError,
-    DrillStopped,
-    FaultError,
-    JournalError,
-    NotSteady,
-    ObjectiveBreached,
-    ProbeError,
-    RecoveryError,
-    TargetError,
-    TargetNotAllowed,
-    TwinError,
-)
-from drills.journal import Journal
-from drills.measure import (
-    CanaryWriter,
-    Outcome,
-    ProbeResult,
-    Recovery,
-    RpoResult,
-    Verdict,
-    compute_recovery,
-)
+#: Each public name and the module that defines it.
+_HOMES = {
+    "Capability": "drills.capabilities",
+    **dict.fromkeys(("Objective", "Objectives", "ProbeSettings", "Settings", "load_settings"),
+                    "drills.config"),
+    **dict.fromkeys(("BlastRadiusExceeded", "CapabilityMissing", "CommsError", "ConfigError",
+                     "DrillError", "DrillStopped", "FaultError", "JournalError", "NotSteady",
+                     "ObjectiveBreached", "ProbeError", "RecoveryError", "TargetError",
+                     "TargetNotAllowed", "TwinError"), "drills.errors"),
+    "Journal": "drills.journal",
+    **dict.fromkeys(("CanaryWriter", "Outcome", "ProbeResult", "Recovery", "RpoResult",
+                     "Verdict", "compute_recovery"), "drills.measure"),
+}
+
+if TYPE_CHECKING:
+    from drills.capabilities import Capability
+    from drills.config import Objective, Objectives, ProbeSettings, Settings, load_settings
+    from drills.errors import (
+        BlastRadiusExceeded,
+        CapabilityMissing,
+        CommsError,
+        ConfigError,
+        DrillError,
+        DrillStopped,
+        FaultError,
+        JournalError,
+        NotSteady,
+        ObjectiveBreached,
+        ProbeError,
+        RecoveryError,
+        TargetError,
+        TargetNotAllowed,
+        TwinError,
+    )
+    from drills.journal import Journal
+    from drills.measure import (
+        CanaryWriter,
+        Outcome,
+        ProbeResult,
+        Recovery,
+        RpoResult,
+        Verdict,
+        compute_recovery,
+    )
 
 __all__ = [
     "BlastRadiusExceeded",
@@ -64,3 +89,16 @@ __all__ = [
     "compute_recovery",
     "load_settings",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'drills' has no attribute {name!r}")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value  # once: later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_HOMES})

@@ -31,6 +31,7 @@ import itertools
 import json
 import re
 import ssl
+import time
 from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -43,6 +44,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from drills import vault
+from drills.errors import TwinError
 from drills.vault import Unavailability, VaultClient, VaultUnavailable
 
 #: Largest request body the API takes (API Gateway allows 10 MB; our vaults are small).
@@ -312,6 +314,35 @@ def stop(state_dir: Path, endpoint: ApiEndpoint) -> None:
     Path(endpoint.pid_file).unlink(missing_ok=True)
 
 
+#: How long a starting API waits for its region's NATS credentials in SSM: `drills twin up`
+#: starts it while the AWS endpoint starts and the region's stack is made.
+CREDENTIALS_WAIT = 60.0
+
+
+def nats_credentials(ssm: Any, name: str, timeout: float = CREDENTIALS_WAIT) -> dict[str, str]:
+    """The parent's NATS user and password from SSM parameter `name`, as the Lambdas read
+    them; until `timeout` passes, an endpoint not answering yet or a parameter not made yet
+    is waited for (every 0.1 s), not an error."""
+    from botocore.exceptions import ClientError, EndpointConnectionError
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            value = ssm.get_parameter(Name=name, WithDecryption=True)["Parameter"]["Value"]
+            return dict(json.loads(value))
+        except EndpointConnectionError as exc:
+            why: Exception = exc
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ParameterNotFound":
+                raise
+            why = exc
+        if time.monotonic() > deadline:
+            raise TwinError(f"the API found no NATS credentials in SSM parameter {name} within "
+                            f"{timeout:g} s ({why}); is the twin's AWS endpoint up and the "
+                            "region's stack made? see `drills twin status`") from None
+        time.sleep(0.1)
+
+
 def main(argv: list[str] | None = None) -> None:
     import uvicorn
 
@@ -328,9 +359,8 @@ def main(argv: list[str] | None = None) -> None:
     region = state.regions[args.region]
     timing = profile(state.profile)
     api = ApiEndpoint.from_dict(args.region, region.api)
-    creds = json.loads(Clients.for_twin(state.aws_url, args.region)("ssm", args.region)
-                       .get_parameter(Name=state.names.param_nats_creds, WithDecryption=True)
-                       ["Parameter"]["Value"])
+    creds = nats_credentials(Clients.for_twin(state.aws_url, args.region)("ssm", args.region),
+                             state.names.param_nats_creds)
     urls = NatsClusterSpec.from_dict(region.nats).urls
 
     async def make_lambda() -> Lambda:

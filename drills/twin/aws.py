@@ -297,6 +297,7 @@ def serve(
     os.environ["MOTO_PORT"] = str(port)  # moto builds some URLs back to itself from it
 
     # Imported here: moto is heavy and only the server process needs it.
+    _share_region_lookups()
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
     from werkzeug.serving import make_server
 
@@ -331,6 +332,30 @@ def serve(
         server.server_close()
         thread.join(timeout=5.0)
         pid_file.unlink(missing_ok=True)
+
+
+def _share_region_lookups() -> None:
+    """Answer every `boto3.Session().get_available_regions(...)` in this process from one
+    session: moto's EC2 models ask three fresh sessions at import, each parsing botocore's
+    endpoint data again (half a second of the server's start on 2 cores). The answers are
+    the same: they come from the same data files."""
+    from functools import cache
+
+    import boto3.session
+
+    shared, lookup = boto3.session.Session(), boto3.session.Session.get_available_regions
+
+    @cache
+    def regions(service: str, partition_name: str = "aws",
+                allow_non_regional: bool = False) -> list[str]:
+        return lookup(shared, service, partition_name, allow_non_regional)
+
+    def get_available_regions(self: boto3.session.Session, service_name: str,
+                              partition_name: str = "aws",
+                              allow_non_regional: bool = False) -> list[str]:
+        return list(regions(service_name, partition_name, allow_non_regional))
+
+    boto3.session.Session.get_available_regions = get_available_regions  # type: ignore[method-assign]
 
 
 def _warm_up(account: str = "123456789012", regions: tuple[str, ...] = ("us-east-1", "us-west-2")

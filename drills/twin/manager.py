@@ -1,11 +1,12 @@
 """`drills twin up | down | status | env`: bring the whole local twin up, check it, take it down.
 
 Start order: every port and file planned and saved first (so `down` finds whatever started);
-the NATS clusters form while the AWS endpoint (moto + fidelity layer) starts; the ASG
-controller starts, waiting for each region's group; each region's stack, then its API;
-the alarms, the DNS server and records, the regions' links and the NATS nodes' instances
-while the enclave workers boot; a population of enrolled vaults, written through the real
-service path.
+while the AWS endpoint (moto + fidelity layer) starts, the NATS clusters form, the regions'
+APIs import and the boto3 clients are built; the ASG controller starts, waiting for each
+region's group; the primary's key and AMI, then its stack while the DR region's is made (the
+APIs serve once their region's NATS credentials are in SSM); the alarms, the DNS server and
+records, the regions' links and the NATS nodes' instances while the enclave workers boot; a
+population of enrolled vaults, written through the real service path.
 """
 
 from __future__ import annotations
@@ -35,10 +36,14 @@ from drills.measure.probes import KnownVault
 from drills.resolve import ResolveError, Resolver
 from drills.twin import api, aws, dns, monitor, nats, tls
 from drills.twin.controller import CONTROLLER_MODULE, WORKER_MODULE
+from drills.twin.images import build_enclave
 from drills.twin.nats import NatsCluster, NatsClusterSpec
 from drills.twin.procs import live_pid, still_running, stop_process
 from drills.twin.provision import (
+    FIRST_VERSION,
     Provisioned,
+    copy_image,
+    create_sealing_key,
     link_regions,
     nats_credentials,
     provision_aws,
@@ -258,22 +263,38 @@ def _plan(root: Path, timing: str, backend: nats.Backend, desired: int
     return state, plans
 
 
+#: The boto3 clients start-up uses, built (their service models parsed: 0.1-0.3 s of CPU
+#: each) while the moto server imports.
+_START_CLIENTS = (*((service, region) for region in REGION_HOSTS
+                    for service in ("kms", "ssm", "ec2", "cloudformation", "s3", "dynamodb")),
+                  *((service, PRIMARY_REGION) for service in ("route53", "sns", "sqs",
+                                                              "autoscaling", "cloudwatch")))
+
+
 def _start(root: Path, timing: str, backend: nats.Backend, vaults: int, desired: int,
            timeout: float, progress: Progress, started: float) -> Twin:
     state, plans = _plan(root, timing, backend, desired)
     endpoint = aws.AwsEndpoint(**state.aws)
     clients = Clients.for_twin(endpoint.url)
-    # Per region its cluster and NATS instances; the DNS server, records, alarms, links.
-    with ThreadPoolExecutor(max_workers=2 * len(plans) + 4) as pool:
-        progress(f"starting AWS endpoint (moto server + fidelity layer) and NATS clusters "
-                 f"({backend.value} backend, {len(plans)} regions)")
-        # NATS needs nothing from AWS: the clusters form (JetStream elects its meta leaders)
-        # while the moto server imports, which keeps one core busy for a second or two.
+    # Per region its cluster and NATS instances; the clients; the DNS server, records,
+    # alarms, links; the primary's stack while the DR region's is made.
+    with ThreadPoolExecutor(max_workers=2 * len(plans) + 5) as pool:
+        progress(f"starting AWS endpoint (moto server + fidelity layer), NATS clusters "
+                 f"({backend.value} backend) and APIs ({len(plans)} regions)")
+        # Nothing here needs AWS yet, and the moto server keeps one core busy importing for a
+        # second or two: the clusters form (JetStream elects its meta leaders), the APIs
+        # import (then wait for their region's NATS credentials in SSM), and this process
+        # builds its clients.
         formed = {name: pool.submit(nats.cluster_for(plan.spec).start,
                                     timeout=min(60.0, timeout)) for name, plan in plans.items()}
+        for plan in plans.values():
+            api.spawn(root, plan.front)
+        built = [pool.submit(clients, service, region) for service, region in _START_CLIENTS]
         aws.start_aws(root / "aws", endpoint.port)
         progress("starting ASG controller")
         _spawn_controller(root)  # imports while the stacks are made; waits for their groups
+        for future in built:
+            future.result()
         state, pending = _provision(clients, state, plans, desired, pool, formed, progress)
         twin = Twin(state, clients)
         for plan in plans.values():
@@ -313,21 +334,22 @@ class _Pending:
 def _provision(clients: Clients, state: TwinState, plans: dict[str, _Plan], desired: int,
                pool: ThreadPoolExecutor, formed: dict[str, Future[None]], progress: Progress
                ) -> tuple[TwinState, _Pending]:
-    """Each region's stack, then its API (once its parameters exist); what the enclave
-    workers do not need to boot is left running in `pool`."""
+    """Each region's stack; what the enclave workers do not need to boot is left running in
+    `pool`."""
     names, profile = state.names, timing_profile(state.profile)
     progress(f"provisioning stacks {names.stack} ({PRIMARY_REGION}) and {names.dr_stack} "
              f"({DR_REGION})")
-    made = provision_aws(clients, names, PRIMARY_REGION, desired, *plans[PRIMARY_REGION].creds)
-    state = _record(state, PRIMARY_REGION, made)
-    # Its parameters exist. Its NATS nodes took client connections from their first moment:
-    # the API connects while the cluster may still be forming.
-    api.spawn(Path(state.state_dir), plans[PRIMARY_REGION].front)
-    replica = replicate_key(clients, made.key_arn, PRIMARY_REGION, DR_REGION)
+    # The primary's sealing key and first enclave build first: the DR region gets their
+    # replica and copy while the primary's stack is made.
+    key = pool.submit(create_sealing_key, clients, PRIMARY_REGION)
+    ami = build_enclave(clients("ec2", PRIMARY_REGION), FIRST_VERSION).ami_id
+    primary = pool.submit(provision_aws, clients, names, PRIMARY_REGION, desired,
+                          *plans[PRIMARY_REGION].creds, key_arn=key.result(), ami_id=ami)
+    replica = replicate_key(clients, key.result(), PRIMARY_REGION, DR_REGION)
     dr = provision_aws(clients, names, DR_REGION, 0, *plans[DR_REGION].creds, key_arn=replica,
-                       source_ami=(PRIMARY_REGION, made.ami_id))
-    state = _record(state, DR_REGION, dr)
-    api.spawn(Path(state.state_dir), plans[DR_REGION].front)
+                       ami_id=copy_image(clients, DR_REGION, (PRIMARY_REGION, ami)),
+                       tables=False)
+    state = _record(_record(state, PRIMARY_REGION, primary.result()), DR_REGION, dr)
     progress("starting the DNS server; making the alarms, the DNS records and the regions' "
              "links while the enclaves boot")
     resolver = dns.DnsEndpoint(**state.dns)

@@ -102,21 +102,26 @@ def nats_credentials() -> tuple[str, str]:
     return "vettid-parent", secrets.token_urlsafe(18)
 
 
+def create_sealing_key(clients: Clients, region: str) -> str:
+    """The primary's sealing key, a multi-Region key (so 5.2 can replicate it); its ARN."""
+    key = clients("kms", region).create_key(
+        Description="VettID Nitro Enclave sealing key", MultiRegion=True,
+        KeyUsage="ENCRYPT_DECRYPT", KeySpec="SYMMETRIC_DEFAULT")
+    return str(key["KeyMetadata"]["Arn"])
+
+
 def provision_aws(clients: Clients, names: Names, region: str, desired: int,
                   nats_user: str, nats_password: str, *, key_arn: str | None = None,
-                  source_ami: tuple[str, str] | None = None) -> Provisioned:
-    """Create every AWS resource of the stack of `region`: the primary's, or (given the
-    replica `key_arn` and the primary's `(region, AMI)` to copy) the DR region's, whose
-    tables come from the primary's global tables (`link_regions`)."""
+                  ami_id: str | None = None, tables: bool = True) -> Provisioned:
+    """Create every AWS resource of the stack of `region` under the sealing key `key_arn`
+    (a new one when None) from enclave AMI `ami_id` (the first build when None). The DR
+    region's gets the replica key and the AMI copied to it (`replicate_key`, `copy_image`)
+    and no tables of its own (`tables=False`: they are replicas of the primary's global
+    tables, `link_regions`)."""
     kms, ssm = clients("kms", region), clients("ssm", region)
-    if key_arn is None:  # the primary: a multi-region key, so 5.2 can replicate it
-        key = kms.create_key(Description="VettID Nitro Enclave sealing key", MultiRegion=True,
-                             KeyUsage="ENCRYPT_DECRYPT", KeySpec="SYMMETRIC_DEFAULT")
-        key_arn = str(key["KeyMetadata"]["Arn"])
+    key_arn = key_arn or create_sealing_key(clients, region)
     kms.create_alias(AliasName=names.key_alias, TargetKeyId=key_arn.rsplit("/", 1)[-1])
-
-    ami = _copy_image(clients, region, source_ami) if source_ami else build_enclave(
-        clients("ec2", region), FIRST_VERSION).ami_id
+    ami = ami_id or build_enclave(clients("ec2", region), FIRST_VERSION).ami_id
 
     params = [
         (names.param_current_ami, ami, "String"),
@@ -146,7 +151,7 @@ def provision_aws(clients: Clients, names: Names, region: str, desired: int,
         "Rules": [{"ApplyServerSideEncryptionByDefault": {
             "SSEAlgorithm": "aws:kms", "KMSMasterKeyID": key_arn}, "BucketKeyEnabled": True}]})
 
-    if source_ami is None:
+    if tables:
         _create_tables(clients("dynamodb", region), names)
     return Provisioned(key_arn, ami, nats_user, nats_password)
 
@@ -168,7 +173,7 @@ def _create_tables(ddb: Any, names: Names) -> None:
             "PointInTimeRecoveryEnabled": True})
 
 
-def _copy_image(clients: Clients, region: str, source: tuple[str, str]) -> str:
+def copy_image(clients: Clients, region: str, source: tuple[str, str]) -> str:
     """`aws ec2 copy-image` of the primary's enclave AMI, with its build's tags (PCRs)."""
     source_region, source_ami = source
     image = clients("ec2", source_region).describe_images(ImageIds=[source_ami])["Images"][0]

@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -17,10 +18,12 @@ import pytest
 
 from drills.api_client import ApiClient, Cohort, Population, tls_context
 from drills.attestation import ExpectedPcrs, PcrSet, build_pcrs, load_roots
+from drills.clients import Clients
+from drills.errors import TwinError
 from drills.loop import LoopThread
 from drills.target import TwinTarget
 from drills.twin import manager
-from drills.twin.api import MAX_BODY, Lambda, build_app
+from drills.twin.api import MAX_BODY, Lambda, build_app, nats_credentials
 from drills.twin.manager import Twin
 from drills.twin.nats import NatsCluster
 from drills.twin.provision import FIRST_VERSION
@@ -232,3 +235,28 @@ def test_twin_status_and_env_name_the_api(healthy_twin: Twin) -> None:
     assert rows["api/us-west-2"].healthy  # a standby: 503 until failover, as expected
     assert Path(env["CURL_CA_BUNDLE"]).read_text().startswith("-----BEGIN CERTIFICATE")
     assert Path(env["DRILLS_ATTESTATION_ROOT"]).exists()
+
+
+def test_a_starting_api_waits_for_its_nats_credentials_in_ssm(clients: Clients) -> None:
+    """`drills twin up` starts the API while the region's stack is still being made: its
+    Lambdas read the parameter (SSM GetParameter, ParameterNotFound until it exists) until
+    it is put, then use it."""
+    name = f"/test/{uuid.uuid4().hex[:8]}/nats-creds"
+    asked = threading.Event()
+    clients.on("after-call.ssm.GetParameter", lambda **_: asked.set())
+    found: list[dict[str, str]] = []
+    reader = threading.Thread(target=lambda: found.append(nats_credentials(clients("ssm"), name)))
+    reader.start()
+    assert asked.wait(30), "the API never asked SSM for its credentials"
+    clients("ssm").put_parameter(Name=name, Type="String",
+                                 Value=json.dumps({"user": "u", "password": "p"}))
+    reader.join(timeout=30)
+    assert found == [{"user": "u", "password": "p"}]
+
+
+def test_an_api_whose_credentials_never_come_says_which_parameter(clients: Clients) -> None:
+    """No parameter within the wait: a TwinError naming the parameter, not a traceback of
+    ParameterNotFound."""
+    name = f"/test/{uuid.uuid4().hex[:8]}/never"
+    with pytest.raises(TwinError, match=f"SSM parameter {name} within 0.3 s"):
+        nats_credentials(clients("ssm"), name, timeout=0.3)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import socket
 import subprocess
@@ -211,3 +212,22 @@ def test_start_on_a_taken_port_raises_twin_error_with_the_log(tmp_path: Path) ->
         with pytest.raises(TwinError, match="exited") as caught:
             start_aws(tmp_path, port=port, timeout=20)
     assert "Address already in use" in str(caught.value)
+
+
+def test_the_server_answers_region_lookups_as_fresh_sessions_do() -> None:
+    """The server asks one shared boto3 session for the regions of a service (moto's EC2
+    models ask three fresh ones at import): every partition's answer is unchanged."""
+    probe = (
+        "import json, boto3.session\n"
+        "from drills.twin.aws import _share_region_lookups\n"
+        "asks = [('ec2', 'aws'), ('ec2', 'aws-us-gov'), ('ec2', 'aws-cn'), ('kms', 'aws')]\n"
+        "fresh = [boto3.session.Session().get_available_regions(s, p) for s, p in asks]\n"
+        "_share_region_lookups()\n"
+        "shared = [boto3.session.Session().get_available_regions(s, p) for s, p in asks]\n"
+        "print(json.dumps([fresh, shared]))\n")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          timeout=60, check=True)
+    fresh, shared = json.loads(done.stdout)
+    assert shared == fresh
+    assert "us-west-2" in shared[0]
+    assert shared[2], "no region of the China partition"
