@@ -51,8 +51,12 @@ from datetime import datetime
 from typing import Any
 
 from moto.autoscaling.exceptions import ValidationError
-from moto.autoscaling.models import (AutoScalingBackend, FakeAutoScalingGroup, InstanceState,
-                                    autoscaling_backends)
+from moto.autoscaling.models import (
+    AutoScalingBackend,
+    FakeAutoScalingGroup,
+    InstanceState,
+    autoscaling_backends,
+)
 from moto.autoscaling.responses import AutoScalingResponse
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.core.exceptions import JsonRESTError, ServiceException
