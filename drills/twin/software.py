@@ -18,7 +18,9 @@ services, as on the twin (they alone call the endpoint's twin-only control route
 - EC2 and EC2 Auto Scaling: the ASG controller (`drills.twin.controller`), one process for
   both regions' groups: an enclave worker boots on each InService instance (the software its
   AMI carries), ELB health checks and the replacements they cause, retries of failed
-  launches, instance refreshes, the group metrics the runbook's alarms watch;
+  launches, instance refreshes, the group metrics the runbook's alarms watch (it sets the
+  groups' grace period and their target groups' health check to the timing profile's, as
+  on the twin: the stand-in's compressed time, not the operator's settings);
 - Route 53's name servers (`drills.twin.dns`): `api.vettid.dev` and `api-dr.vettid.dev` as
   the hosted zone's records and health checks answer them (`dns_address`).
 
