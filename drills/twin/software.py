@@ -108,8 +108,8 @@ class ServiceSoftware:
 
     # -- life -------------------------------------------------------------------------------
     def start(self, timeout: float = 90.0) -> ServiceSoftware:
-        """Start each region's NATS and API, then the controller and the name servers; return
-        once both APIs listen and every InService instance of the primary group serves."""
+        """Start each region's NATS and API, then the name servers and the controller; return
+        once both APIs listen and the primary's serves (an enclave answers behind it)."""
         self.root.mkdir(parents=True, exist_ok=True)
         self._state = self._plan()
         try:
