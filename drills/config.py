@@ -7,6 +7,7 @@ figure an auditor reads in the report is the one the team wrote in its config.
 from __future__ import annotations
 
 import math
+import re
 import time
 import tomllib
 from collections.abc import Mapping
@@ -118,6 +119,7 @@ class ApiSettings:
     ca_bundle: str | None = None
     attestation_root: str | None = None  # PEM of the pinned root; None: not verified
     expected_pcrs: str | None = None  # an app's expected_pcrs.json
+    dns: str | None = None  # host:port of the name server the apps ask; None: the system's
 
 
 @dataclass(frozen=True, slots=True)
@@ -326,11 +328,15 @@ def load_settings(path: Path | None) -> Settings:
         path=path,
     )
     api = _table(data, "api", where)
-    _reject_unknown(api, {"url", "ca_bundle", "attestation_root", "expected_pcrs"},
+    _reject_unknown(api, {"url", "ca_bundle", "attestation_root", "expected_pcrs", "dns"},
                     f"{where} [api]")
     for key, value in api.items():
         if not isinstance(value, str) or not value:
             raise ConfigError(f"{where} api.{key} must be a non-empty string")
+    if "dns" in api and not re.fullmatch(r"[^:\s]+:\d{1,5}", api["dns"]):
+        raise ConfigError(f"{where} api.dns {api['dns']!r} must be host:port of the name "
+                          "server the API's name is resolved through, e.g. "
+                          '"10.0.0.2:53"')
     api_settings = ApiSettings(**api)
     allow = {}
     for kind, names in _table(data, "allow", where).items():

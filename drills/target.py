@@ -18,6 +18,7 @@ import uuid
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
 from drills.api_client import ApiClient, Cohort, Population
 from drills.capabilities import ALL, Capability, missing_reason
@@ -396,14 +397,23 @@ class AccountTarget(Target):
 
     def api_url(self, region: str | None = None) -> str:
         """The configured URL of the service; for the DR region, its own name
-        (`https://api-dr.vettid.dev`, runbook 5.2 step 3)."""
-        if region and self.names.is_dr(region):
-            return f"https://{self.names.dr_api_host}"
+        (`https://api-dr.vettid.dev`, runbook 5.2 step 3) at the configured URL's port."""
         url = self.api_settings.url or os.environ.get("DRILLS_API_URL")
+        if region and self.names.is_dr(region):
+            port = urlsplit(url).port if url else None
+            return f"https://{self.names.dr_api_host}" + (f":{port}" if port else "")
         if not url:
             raise ConfigError("no vault API URL for the account: pass --api-url, set [api] url "
                               "in the objectives file, or DRILLS_API_URL")
         return url
+
+    def resolver(self) -> Resolver | None:
+        """The name server of `[api] dns` (None: the system's resolver)."""
+        where = self.api_settings.dns
+        if not where:
+            return None
+        host, port = where.rsplit(":", 1)
+        return Resolver(host, int(port))
 
     def ca_bundle(self) -> Path | None:
         bundle = self.api_settings.ca_bundle

@@ -9,7 +9,7 @@ import os
 import subprocess
 import sys
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -66,9 +66,10 @@ def run(command: list[str], env: dict[str, str]) -> str:
     return done.stdout
 
 
-def deploy(endpoint: str, env: dict[str, str], names: Names) -> Clients:
-    """Deploy the template as both stacks (primary, then DR), run the completing script, and
-    answer boto3 clients on the result."""
+def deploy(endpoint: str, env: dict[str, str], names: Names,
+           parameters: Mapping[str, str] | None = None) -> Clients:
+    """Deploy the template as both stacks (primary, then DR) with `parameters` beside the
+    network's, run the completing script, and answer boto3 clients on the result."""
     clients = Clients.for_twin(endpoint, names.primary_region)
     for role, region in (("primary", names.primary_region), ("dr", names.dr_region)):
         ec2 = clients("ec2", region)
@@ -81,7 +82,8 @@ def deploy(endpoint: str, env: dict[str, str], names: Names) -> Clients:
              "--template-file", str(EXAMPLES / "vettid-dr-stack.yaml"),
              "--stack-name", names.stack_in(region), "--capabilities", "CAPABILITY_NAMED_IAM",
              "--parameter-overrides", f"RegionRole={role}", f"EnclaveAmiId={ami}",
-             f"VpcId={vpc}", f"SubnetIds={','.join(subnets)}"], env)
+             f"VpcId={vpc}", f"SubnetIds={','.join(subnets)}",
+             *(f"{k}={v}" for k, v in (parameters or {}).items())], env)
     run([str(EXAMPLES / "complete-dr-stack.sh")], env)
     return clients
 

@@ -81,6 +81,7 @@ asg = ["VettID-Nitro-EnclaveASG"]
     ("[stop]\npoll = 0", "must be positive"),
     ("[blast]\nmax_share = 1.5", "fraction from 0 to 1"),
     ("[blast]\nmax = 0.5", "unknown key"),
+    ('[api]\ndns = "10.0.0.2"', "host:port of the name server"),
     ("not toml ===", "not valid TOML"),
 ])
 def test_bad_files_give_errors_that_say_where(tmp_path: Path, text: str, message: str) -> None:

@@ -12,6 +12,7 @@ import pytest
 
 from drills.clients import Clients
 from drills.environment import Names
+from drills.procedures import region as region_procedure
 from drills.target import AccountTarget
 from tests import example_stack
 from tests.example_stack import EXAMPLES, NATS_PASSWORD, NATS_USER, deploy, plain_moto, run
@@ -190,16 +191,21 @@ def test_alarms_page_through_the_topic(clients: Clients) -> None:
 
 
 def test_api_names_fail_over_in_the_hosted_zone(clients: Clients) -> None:
-    """Runbook 5.2: the API's name fails over PRIMARY -> SECONDARY on health checks, and the
-    DR region's own name answers."""
-    route53 = clients("route53")
-    zone = route53.list_hosted_zones_by_name(DNSName=NAMES.hosted_zone)["HostedZones"][0]
-    assert zone["Name"].rstrip(".") == NAMES.hosted_zone
-    records = route53.list_resource_record_sets(HostedZoneId=zone["Id"])["ResourceRecordSets"]
-    api = {r.get("Failover"): r for r in records if r["Name"].rstrip(".") == NAMES.api_host}
+    """Runbook 5.2: the API's name fails over PRIMARY -> SECONDARY on health checks of each
+    region's API, and the DR region's own name answers; read as 5.2 reads them (the names
+    fully qualified, as Route 53 lists them)."""
+    zone = region_procedure.hosted_zone_id(clients, NAMES)
+    api = {r.get("Failover"): r
+           for r in region_procedure.record_sets(clients, zone, NAMES.api_host)}
     assert set(api) == {"PRIMARY", "SECONDARY"}
-    assert all(r.get("HealthCheckId") for r in api.values())
-    assert [r["Type"] for r in records if r["Name"].rstrip(".") == NAMES.dr_api_host] == ["A"]
+    checks = {r["Failover"]: clients("route53").get_health_check(
+        HealthCheckId=r["HealthCheckId"])["HealthCheck"]["HealthCheckConfig"]
+        for r in api.values()}
+    # the template's defaults: AWS's HTTPS port
+    assert {role: (c["Type"], c["Port"], c["ResourcePath"]) for role, c in checks.items()} == \
+        dict.fromkeys(api, ("HTTPS", 443, "/health"))
+    assert [r["Type"] for r in region_procedure.record_sets(
+        clients, zone, NAMES.dr_api_host)] == ["A"]
 
 
 def test_an_account_target_reads_the_environment_by_its_names(

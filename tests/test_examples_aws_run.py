@@ -1,16 +1,18 @@
 """The drills against an environment the twin did not make: the examples/aws template deployed
 with `aws cloudformation deploy` (and its completing script) into the twin's AWS endpoint
-alone, nothing of the twin's provisioning, with the service's software beside it
-(`drills.twin.software`: NATS, a worker per InService instance, the API), drilled with
-`drills run --target aws` through AWS_ENDPOINT_URL, `--api-url` and DRILLS_NATS_URL as on an
-account. It proves the account path uses only public APIs and the configured names, and that
-a run leaves none of its vaults behind.
+alone, nothing of the twin's provisioning, and beside it (`drills.twin.software`) each
+region's service software (NATS, the API) and what AWS itself runs behind its APIs (the ASG
+controller as EC2 Auto Scaling, the name servers as Route 53's), drilled with
+`drills run --target aws` through AWS_ENDPOINT_URL, `[api] url` and `dns`, and
+DRILLS_NATS_URL as on an account. It proves the account path uses only public APIs and the
+configured names, and that a run leaves none of its vaults behind.
 
 Why not plain moto: moto 5.2.1 writes a 36-byte key id into each ciphertext and a
 multi-Region key's id has 40 characters, so nothing sealed under the runbook's (multi-Region)
 sealing key decrypts: no vault can be read. The endpoint used here is moto with the twin's
 fidelity layer (`drills.twin.fidelity`, AWS behaviours moto lacks, on the `fast` timing
-profile); the account target never calls its control routes (it has no `control`).
+profile); the account target never calls its control routes (it has no `control`): only the
+pieces that stand for AWS services do.
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pytest_bdd.scenario import make_python_name
 
 from drills.attestation import build_pcrs
 from drills.clients import Clients
@@ -35,22 +36,6 @@ from tests.example_stack import aws_env, deploy, moto_with_fidelity
 pytestmark = pytest.mark.long
 
 NAMES = Names()
-#: Drills (by scenario name) that run on `--target aws` (they need no twin-only capability)
-#: but cannot pass against this environment, each with the exact reason: left out of the run
-#: with pytest's -k.
-CANNOT_PASS: dict[str, str] = {
-    "No InService enclave instance raises VettID-Enclave-NoInstances and pages on-call":
-        "nothing publishes the group's GroupInServiceInstances metric, so the alarm stays "
-        "INSUFFICIENT_DATA: EC2 Auto Scaling does on AWS, the twin's ASG controller on the "
-        "twin, and neither runs here",
-    "The current AMI is deregistered and every instance is lost; rollback and refresh "
-    "restore the service":
-        "no one retries the failed launches or carries out the instance refresh: EC2 Auto "
-        "Scaling does on AWS, the twin's ASG controller on the twin (moto does neither)",
-    "Writes the DR region acknowledged after the sync are lost by failback as written":
-        "the failover needs the DR region's service and DNS (api-dr.vettid.dev): the "
-        "software here serves the primary region only, and nothing answers for vettid.dev",
-}
 SELECTION = ("monthly", "scenario")
 
 
@@ -78,13 +63,14 @@ def _objectives(path: Path, software: ServiceSoftware, clients: Clients, image: 
         f"PCR{i}": value for i, value in build_pcrs(version).items()}}]}), encoding="utf-8")
     allow = {"accounts": [NAMES.account_id], "regions": [NAMES.primary_region, NAMES.dr_region],
              "asg": [NAMES.asg], "bucket": [NAMES.bucket], "key": [key],
-             "table": list(NAMES.tables), "region": [NAMES.primary_region],
+             "table": list(NAMES.tables), "region": [NAMES.primary_region, NAMES.dr_region],
              "ssm-parameter": [NAMES.param_nats_creds, NAMES.param_current_ami,
                                NAMES.param_latest_ami, NAMES.param_sealing_key]}
     path.write_text("\n".join([
         # On a loaded 2-core machine an answer may take over 0.5 s (most reads timed out).
         "[probes]", 'settle = "5s"', "interval = 0.25", "timeout = 2.0",
-        "[api]", f'url = "{software.api_url}"', f'ca_bundle = "{software.ca_bundle}"',
+        "[api]", f'url = "{software.api_url}"', f'dns = "{software.dns_address}"',
+        f'ca_bundle = "{software.ca_bundle}"',
         f'attestation_root = "{software.attestation_root}"', f'expected_pcrs = "{pcrs}"',
         "[allow]", *(f"{kind} = {json.dumps(names)}" for kind, names in allow.items())]) + "\n",
         encoding="utf-8")
@@ -96,10 +82,11 @@ def environment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Environmen
     root = tmp_path_factory.mktemp("account")
     with moto_with_fidelity(root / "aws") as url:
         env = aws_env(url, NAMES)
-        clients = deploy(url, env, NAMES)
+        software = ServiceSoftware(root / "service", url, NAMES)
+        clients = deploy(url, env, NAMES, software.api_parameters)
         image = clients("ssm").get_parameter(Name=NAMES.param_current_ami)["Parameter"]["Value"]
-        with ServiceSoftware(root / "service", url, NAMES).start() as software:
-            env = {**env, "DRILLS_NATS_URL": ",".join(software.nats_urls),
+        with software.start():
+            env = {**env, "DRILLS_NATS_URL": ",".join(software.nats_urls()),
                    "DRILLS_STATE_DIR": str(root / "no-twin"),
                    "DRILLS_JOURNAL": str(root / "journal.jsonl")}
             env.pop("DRILLS_PROBE_VAULTS", None)
@@ -139,11 +126,9 @@ class Run:
 @pytest.fixture(scope="module")
 def run(environment: Environment) -> Run:
     """`drills run monthly scenario --target aws`, as an operator types it against an
-    account, leaving out (with -k) the drills this environment cannot pass."""
+    account."""
     args = ["run", *SELECTION, "--target", "aws", "--objectives", str(environment.objectives),
             "--reports", str(environment.reports), "--region", NAMES.primary_region]
-    if CANNOT_PASS:
-        args += ["--", "-k", " and ".join(f"not {make_python_name(n)}" for n in CANNOT_PASS)]
     done = drills_cli(*args, env=environment.env, timeout=3600)
     report_path = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
     assert report_path.endswith("report.json"), done.stdout + done.stderr
@@ -153,17 +138,15 @@ def run(environment: Environment) -> Run:
 
 def test_every_drill_an_account_can_run_passes(run: Run, environment: Environment) -> None:
     """Every monthly and scenario drill that `--list` plans to run on an account (it needs no
-    twin-only ability) passes, but those CANNOT_PASS names; the rest were skipped."""
+    twin-only ability) passes; the rest were skipped."""
     listed = drills_cli("run", *SELECTION, "--target", "aws", "--list",
                         env=environment.env, timeout=300)
     assert listed.returncode == 0, listed.stdout + listed.stderr
     planned = {line.split(" :: ", 1)[1] for line in listed.stdout.splitlines()
                if line.startswith("run ")}
-    assert set(CANNOT_PASS) <= planned  # a renamed drill must not leave a stale entry
     statuses = {d["name"]: d["status"] for d in run.report["drills"]}
     assert run.code == 0, run.output
-    assert statuses == {name: statuses.get(name, "not run") for name in planned
-                        if name not in CANNOT_PASS}
+    assert statuses == {name: statuses.get(name, "not run") for name in planned}
     assert set(statuses.values()) <= {"passed", "expected-breach"}, statuses
 
 

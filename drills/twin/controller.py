@@ -60,7 +60,7 @@ from drills.journal import utc_now
 from drills.twin import control as twin_control
 from drills.twin.elb import HEALTHY, HealthChecker, TargetGroup, free_port
 from drills.twin.monitor import MetricPublisher
-from drills.twin.procs import stop_process
+from drills.twin.procs import live_pid, stop_process
 from drills.twin.state import RegionState, TwinState
 from drills.twin.timing import TimingProfile, profile
 
@@ -521,6 +521,31 @@ def apply_group_profile(region: RegionState, timing: TimingProfile, clients: Cli
                 HealthCheckTimeoutSeconds=check.timeout,
                 HealthyThresholdCount=check.healthy, UnhealthyThresholdCount=check.unhealthy)
     return bool(groups)
+
+
+def spawn(state_dir: Path) -> None:
+    """Start the controller of the twin (or environment) in `state_dir`, detached, its log
+    in `controller.log` there."""
+    log = (state_dir / "controller.log").open("ab")
+    proc = subprocess.Popen([sys.executable, "-m", CONTROLLER_MODULE, "--state-dir",
+                             str(state_dir)], stdout=log, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL, start_new_session=True)
+    log.close()
+    # Its pid file at once (the controller writes it again once running): a stop must find
+    # a controller that still waits for the stacks' groups.
+    (state_dir / "controller.pid").write_text(str(proc.pid))
+
+
+def running_pid(state_dir: str) -> int | None:
+    """The pid of the live controller of `state_dir` (checked against /proc), else None."""
+    return live_pid(Path(state_dir) / "controller.pid", CONTROLLER_MODULE, state_dir)
+
+
+def stop(state_dir: str) -> None:
+    """Stop the controller of `state_dir`, if it runs; it stops its workers first."""
+    pid = running_pid(state_dir)
+    if pid is not None:
+        stop_process(pid, CONTROLLER_MODULE, state_dir, timeout=10)
 
 
 def _until(attempt: Callable[[], object], deadline: float, what: str) -> None:

@@ -16,8 +16,6 @@ import contextlib
 import json
 import os
 import shutil
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -34,11 +32,11 @@ from drills.journal import utc_now
 from drills.loop import LoopThread
 from drills.measure.probes import KnownVault
 from drills.resolve import ResolveError, Resolver
-from drills.twin import api, aws, dns, monitor, nats, tls
-from drills.twin.controller import CONTROLLER_MODULE, WORKER_MODULE
+from drills.twin import api, aws, controller, dns, monitor, nats, tls
+from drills.twin.controller import WORKER_MODULE
 from drills.twin.images import build_enclave
 from drills.twin.nats import NatsCluster, NatsClusterSpec
-from drills.twin.procs import live_pid, still_running, stop_process
+from drills.twin.procs import still_running, stop_process
 from drills.twin.provision import (
     FIRST_VERSION,
     Provisioned,
@@ -53,6 +51,7 @@ from drills.twin.provision import (
 from drills.twin.state import (
     DR_REGION,
     PRIMARY_REGION,
+    REGION_HOSTS,
     Names,
     RegionState,
     TwinState,
@@ -181,14 +180,9 @@ def running_twin(state_dir: Path) -> Twin | None:
         twin = Twin.load(state_dir)
     except TwinError:
         return None
-    if not (aws.is_running(twin.endpoint) and _controller_pid(twin.state.state_dir)):
+    if not (aws.is_running(twin.endpoint) and controller.running_pid(twin.state.state_dir)):
         return None
     return twin
-
-
-def _controller_pid(state_dir: str) -> int | None:
-    """The pid of the twin's live ASG controller (checked against /proc), else None."""
-    return live_pid(Path(state_dir) / "controller.pid", CONTROLLER_MODULE, state_dir)
 
 
 def up(state_dir: Path | None = None, *, timing: str = "fast", backend: str = "process",
@@ -215,11 +209,6 @@ def up(state_dir: Path | None = None, *, timing: str = "fast", backend: str = "p
         progress("start-up failed; stopping what was started")
         down(root, keep_logs=True)
         raise
-
-
-#: Each region of the twin sits on a loopback address of its own (its API and the answers
-#: of its DNS records; NATS stays on 127.0.0.1, where its partition proxy tells routes apart).
-REGION_HOSTS = {PRIMARY_REGION: "127.0.1.1", DR_REGION: "127.0.2.1"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,7 +281,7 @@ def _start(root: Path, timing: str, backend: nats.Backend, vaults: int, desired:
         built = [pool.submit(clients, service, region) for service, region in _START_CLIENTS]
         aws.start_aws(root / "aws", endpoint.port)
         progress("starting ASG controller")
-        _spawn_controller(root)  # imports while the stacks are made; waits for their groups
+        controller.spawn(root)  # imports while the stacks are made; waits for their groups
         for future in built:
             future.result()
         state, pending = _provision(clients, state, plans, desired, pool, formed, progress)
@@ -392,17 +381,6 @@ def _record(state: TwinState, region: str, made: Provisioned) -> TwinState:
     return state
 
 
-def _spawn_controller(root: Path) -> None:
-    log = (root / "controller.log").open("ab")
-    proc = subprocess.Popen([sys.executable, "-m", CONTROLLER_MODULE, "--state-dir", str(root)],
-                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            start_new_session=True)
-    log.close()
-    # Its pid file at once (the controller writes it again once running): `down` must find
-    # a controller that still waits for the stacks' groups.
-    (root / "controller.pid").write_text(str(proc.pid))
-
-
 def harness_connection(twin: Twin, loop: LoopThread, region: str = PRIMARY_REGION,
                        name: str = "drills-harness") -> VaultClient:
     """A NATS connection for the harness, with credentials read from SSM like a client's."""
@@ -494,10 +472,9 @@ def down(state_dir: Path | None = None, *, keep_logs: bool = False,
         state = TwinState.load(root)
     except TwinError:
         return False
-    ctl_pid = _controller_pid(state.state_dir)
-    if ctl_pid:
+    if controller.running_pid(state.state_dir):
         progress("stopping ASG controller and enclave workers")
-        stop_process(ctl_pid, CONTROLLER_MODULE, state.state_dir, timeout=10)
+        controller.stop(state.state_dir)
     for record in state.workers_dir.glob("*.json"):
         with contextlib.suppress(json.JSONDecodeError, KeyError, FileNotFoundError):
             data = json.loads(record.read_text())
@@ -526,7 +503,7 @@ def status(state_dir: Path | None = None) -> list[Component]:
     twin = Twin.load(state_dir)
     endpoint = twin.endpoint
     rows = [Component("aws", aws.is_running(endpoint), endpoint.url)]
-    ctl_pid = _controller_pid(twin.state.state_dir)
+    ctl_pid = controller.running_pid(twin.state.state_dir)
     rows.append(Component("asg-controller", ctl_pid is not None,
                           f"pid {ctl_pid}" if ctl_pid else "not running"))
     for name, region in twin.state.regions.items():

@@ -16,8 +16,12 @@ from typing import Any
 from drills.environment import ACCOUNT_ID, DR_REGION, PRIMARY_REGION, Names
 from drills.errors import TwinError
 
-__all__ = ["ACCOUNT_ID", "DR_REGION", "PRIMARY_REGION", "Names", "RegionState", "TwinState",
-           "default_state_dir"]
+__all__ = ["ACCOUNT_ID", "DR_REGION", "PRIMARY_REGION", "REGION_HOSTS", "Names", "RegionState",
+           "TwinState", "default_state_dir"]
+
+#: Each region sits on a loopback address of its own (its API and the answers of its DNS
+#: records; NATS stays on 127.0.0.1, where its partition proxy tells routes apart).
+REGION_HOSTS = {PRIMARY_REGION: "127.0.1.1", DR_REGION: "127.0.2.1"}
 
 
 def default_state_dir() -> Path:

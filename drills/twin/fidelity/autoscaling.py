@@ -51,8 +51,12 @@ from datetime import datetime
 from typing import Any
 
 from moto.autoscaling.exceptions import ValidationError
-from moto.autoscaling.models import (AutoScalingBackend, FakeAutoScalingGroup, InstanceState,
-                                    autoscaling_backends)
+from moto.autoscaling.models import (
+    AutoScalingBackend,
+    FakeAutoScalingGroup,
+    InstanceState,
+    autoscaling_backends,
+)
 from moto.autoscaling.responses import AutoScalingResponse
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.core.exceptions import JsonRESTError, ServiceException
@@ -244,11 +248,11 @@ def _terminate_instance(self: AutoScalingBackend, instance_id: str,
         if state.instance.id == instance_id and not hasattr(state.instance, "autoscaling_group"):
             state.instance.autoscaling_group = group  # type: ignore[attr-defined]
     start = utcnow()
-    state = next((s for s in group.instance_states if s.instance.id == instance_id), None
-                 ) if group else None
+    member = next((s for s in group.instance_states if s.instance.id == instance_id), None
+                  ) if group else None
     result = _ORIGINAL["terminate_instance"](self, instance_id, should_decrement)
-    if group is not None and state is not None:
-        _hold(group, [state])
+    if group is not None and member is not None:
+        _hold(group, [member])
     if group is not None:
         why = _termination_cause.get() or "in response to a user request"
         shrink = (f", shrinking the capacity from {before} to {group.desired_capacity}"
