@@ -244,13 +244,44 @@ def fail_back(drill: Drill, failover: ActiveFault) -> None:
 @when("the operator fails back in the runbook's order (5.3 steps 1, 2, 3, 4)")
 def fail_back_as_written(drill: Drill, failover: ActiveFault) -> None:
     """Runbook 5.3 exactly as printed: the sync while DR still serves, DR scaled down, then
-    DNS back. (A run killed before this step is failed back by `drills rollback` in the
-    order that stops DR first, which the journal holds.)"""
-    _run_failback(drill, failover, procedure.FailbackOrder.AS_WRITTEN)
+    DNS back. The operator moves from step 2 to step 3 at a person's pace: the drill goes on
+    once the apps have had a write acknowledged after the sync ended (on a loaded machine
+    the harness alone can be quicker than any write), so what the order risks is measured,
+    not left to timing. (A run killed before this step is failed back by `drills rollback`
+    in the order that stops DR first, which the journal holds.)"""
+    _run_failback(drill, failover, procedure.FailbackOrder.AS_WRITTEN,
+                  pace=_write_after_sync(drill))
 
 
-def _run_failback(drill: Drill, failover: ActiveFault, order: procedure.FailbackOrder) -> None:
+#: The longest the operator's pace after 5.3 step 2 waits for a write the apps sent after it.
+PACE_LIMIT = 60.0
+
+
+def _write_after_sync(drill: Drill) -> Callable[[procedure.FailbackStep], None]:
+    """Between 5.3's steps: after step 2, wait until a canary write sent after the sync had
+    finished is acknowledged (at most `PACE_LIMIT` s, then go on and say so)."""
+    def pace(step: procedure.FailbackStep) -> None:
+        canary = drill.canary
+        if step.step != "5.3 step 2" or canary is None:
+            return
+        deadline = time.monotonic() + PACE_LIMIT
+        while not any(w.acked and w.sent >= step.ended for w in canary.writes()):
+            if time.monotonic() > deadline:
+                drill.record.deviations.append(
+                    f"no canary write sent after 5.3 step 2 was acknowledged within "
+                    f"{PACE_LIMIT:g}s; step 3 followed without one")
+                return
+            drill.progress("the operator's pace: waiting for the apps to have a write "
+                           "acknowledged after the sync")
+            time.sleep(0.1)
+    return pace
+
+
+def _run_failback(drill: Drill, failover: ActiveFault, order: procedure.FailbackOrder,
+                  pace: Callable[[procedure.FailbackStep], None] | None = None) -> None:
     failover.fault.params["failback"] = order.value
+    if pace is not None and isinstance(failover.fault, Failover):
+        failover.fault.pace = pace
     drill.revert(failover)
     for step in _failback(failover).steps:
         drill.phase(f"failback {step.step}", f"{step.what}: {step.detail or 'done'}",

@@ -29,7 +29,7 @@ import contextlib
 import os
 import signal
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -232,6 +232,9 @@ class Failover(Fault):
         super().__init__(ctx, params)
         self._dns: Future[region_procedure.DnsChange] | None = None  # step 2, running
         self.failback: region_procedure.Failback | None = None  # 5.3 as run (revert)
+        # Called between 5.3's steps (an operator's pace; not journaled: a rollback after a
+        # crash runs the steps back to back).
+        self.pace: Callable[[region_procedure.FailbackStep], None] | None = None
 
     @property
     def dns_ready(self) -> bool:
@@ -299,7 +302,7 @@ class Failover(Fault):
             int(self.params["dr_desired"]), int(self.params["ttl"]), self._batch_dir())
         self.failback = region_procedure.failback(
             plan, self.ctx.clients, self._env(),
-            region_procedure.FailbackOrder(self.params["failback"]))
+            region_procedure.FailbackOrder(self.params["failback"]), pace=self.pace)
         if not self.failback.ok:
             failed = [f"{s.step} ({s.detail})" for s in self.failback.steps if not s.ok]
             raise FaultError(f"failback did not complete: {', '.join(failed)}")

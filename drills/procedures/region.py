@@ -475,10 +475,19 @@ class FailbackPlan:
 
 def failback(plan: FailbackPlan, clients: Clients, env: dict[str, str],
              order: FailbackOrder = FailbackOrder.DR_STOPPED_FIRST, timeout: float = 300.0,
-             progress: Progress = _quiet) -> Failback:
+             progress: Progress = _quiet,
+             pace: Callable[[FailbackStep], None] | None = None) -> Failback:
     """Runbook 5.3 in `order`; every step runs even when one before it failed (what failed
-    is in the result), so that failback leaves nothing half done that it could do."""
+    is in the result), so that failback leaves nothing half done that it could do. `pace`
+    is called with each step once done, before the next: where a person running the
+    procedure takes their time (a drill waits there for what that time lets happen)."""
     names, done = plan.names, Failback(order)
+
+    def add(step: str, what: str, started: float, ok: bool, detail: str = "") -> None:
+        done.add(step, what, started, ok, detail)
+        if pace is not None:
+            pace(done.steps[-1])
+
     primary, dr = names.primary_region, names.dr_region
 
     def verify() -> None:
@@ -486,15 +495,15 @@ def failback(plan: FailbackPlan, clients: Clients, env: dict[str, str],
         started = time.monotonic()
         ok = plan.wait_until(lambda: health_check_healthy(clients, plan.primary_check)
                              and region_capacity(clients, primary, names.asg).ready, timeout)
-        done.add("5.3 step 1", "primary health check healthy and its ASG serving", started,
-                 ok, "" if ok else f"not within {timeout:g}s")
+        add("5.3 step 1", "primary health check healthy and its ASG serving", started,
+            ok, "" if ok else f"not within {timeout:g}s")
 
     def sync(label: str) -> None:
         progress(f"runbook 5.3 step 2: aws s3 sync from {names.dr_bucket} ({label})")
         command = reverse_sync(env, names)
         copied = command.stdout.count("copy:")
-        done.add("5.3 step 2", f"{command.line} ({label})", command.started, command.ok,
-                 f"{copied} object(s) copied" if command.ok else command.why())
+        add("5.3 step 2", f"{command.line} ({label})", command.started, command.ok,
+            f"{copied} object(s) copied" if command.ok else command.why())
 
     def scale(emptied: bool) -> None:
         progress("runbook 5.3 step 3: primary ASG up, then DR ASG down")
@@ -510,8 +519,8 @@ def failback(plan: FailbackPlan, clients: Clients, env: dict[str, str],
             progress(f"waiting until {names.dr_asg} has no instance left")
             ok = plan.wait_until(lambda: not group_members(clients, dr, names.dr_asg), timeout)
             detail = "DR ASG emptied" if ok else f"DR instances left after {timeout:g}s"
-        done.add("5.3 step 3", f"{up.line}; {down.line if down else '(DR left up)'}", started,
-                 ok, detail)
+        add("5.3 step 3", f"{up.line}; {down.line if down else '(DR left up)'}", started,
+            ok, detail)
 
     def dns_back() -> None:
         progress("runbook 5.3 step 4: DNS back to the primary")
@@ -520,16 +529,16 @@ def failback(plan: FailbackPlan, clients: Clients, env: dict[str, str],
                                 plan.batch_dir / "primary-records.json")
         insync = change.change_id is not None and plan.wait_until(
             lambda: change_status(clients, change.change_id or "") == "INSYNC", timeout)
-        done.add("5.3 step 4", change.command.line, started, insync,
-                 "INSYNC" if insync else change.command.why() if not change.command.ok
-                 else "not INSYNC in time")
+        add("5.3 step 4", change.command.line, started, insync,
+            "INSYNC" if insync else change.command.why() if not change.command.ok
+            else "not INSYNC in time")
 
     def drain() -> None:
         progress(f"waiting {plan.ttl}s (the record's TTL) for clients to follow DNS back")
         started = time.monotonic()
         time.sleep(plan.ttl + 1)  # a client keeps its answer this long: nothing to poll
-        done.add("(clients back)", f"waited the record's TTL ({plan.ttl}s) after INSYNC",
-                 started, True)
+        add("(clients back)", f"waited the record's TTL ({plan.ttl}s) after INSYNC",
+            started, True)
 
     verify()
     if order is FailbackOrder.AS_WRITTEN:

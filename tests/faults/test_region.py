@@ -19,8 +19,9 @@ from botocore.config import Config
 from drills.api_client import tls_context
 from drills.capabilities import ALL
 from drills.faults import AllowList, BlastRadius, FaultContext, FaultInjector, rollback
-from drills.faults.region import ApiDown, IsolateRegion, PauseBucketReplication
+from drills.faults.region import ApiDown, Failover, IsolateRegion, PauseBucketReplication
 from drills.journal import FaultState, Journal
+from drills.procedures.region import FailbackOrder, FailbackStep
 from drills.twin import api, control, manager
 from drills.twin.manager import Twin
 from drills.twin.state import DR_REGION, PRIMARY_REGION
@@ -170,3 +171,33 @@ def test_dig_sees_api_vettid_dev_fail_over_when_the_primary_health_check_fails(
         injector.revert(active)
     wait_for(lambda: _dig(twin, "api.vettid.dev") == [primary], 60,
              "api.vettid.dev to answer the primary again")
+
+
+def test_failback_calls_the_operators_pace_after_each_step_before_the_next(
+        healthy_twin: Twin, journal: Journal) -> None:
+    """`Failover.pace` runs between 5.3's steps, in the runbook's order as written: when it
+    is called after step 2 (the sync) the DR group still desires its failover capacity, and
+    step 3 (DR down) waits for it to return."""
+    twin = healthy_twin
+    names = twin.names
+    allow = AllowList({"region": (DR_REGION,)})
+    faults = FaultInjector(journal, "run-1", ENV, allow, BlastRadius(full_outage=True))
+    active = faults.inject(Failover(FaultContext(twin.clients, twin, ALL), {
+        "region": DR_REGION, "names": names.to_dict(), "capacity": 1,
+        "failback": FailbackOrder.AS_WRITTEN.value}))
+    seen: list[tuple[str, int]] = []
+
+    def pace(step: FailbackStep) -> None:
+        dr = twin.clients("autoscaling", DR_REGION).describe_auto_scaling_groups(
+            AutoScalingGroupNames=[names.dr_asg])["AutoScalingGroups"][0]
+        seen.append((step.step, dr["DesiredCapacity"]))
+    assert isinstance(active.fault, Failover)
+    active.fault.pace = pace
+    try:
+        wait_for(lambda: active.fault.dns_ready, 60, "the failover's DNS change")
+    finally:
+        faults.revert(active)
+    assert [s for s, _ in seen] == ["5.3 step 1", "5.3 step 2", "5.3 step 3", "5.3 step 4",
+                                    "(clients back)"]
+    assert dict(seen)["5.3 step 2"] == 1  # DR still up when the operator paused after the sync
+    assert dict(seen)["5.3 step 3"] == 0
