@@ -117,10 +117,17 @@ class RefreshSeen:
     first_batch_at: float | None = None  # replacements launch from then on
 
 
+def _terminating(group: dict[str, Any]) -> list[str]:
+    """The group's instances on their way out (Terminating, Terminating:Wait/Proceed,
+    Terminated): listed until shut down, never counted as capacity."""
+    return [i["InstanceId"] for i in group["Instances"]
+            if i["LifecycleState"].startswith("Terminat")]
+
+
 def _live(group: dict[str, Any]) -> list[str]:
     """The group's instances that count towards its capacity (not those terminating)."""
-    return [i["InstanceId"] for i in group["Instances"]
-            if not i["LifecycleState"].startswith("Terminat")]
+    leaving = set(_terminating(group))
+    return [i["InstanceId"] for i in group["Instances"] if i["InstanceId"] not in leaving]
 
 
 def worker_record(state: TwinState, instance_id: str) -> Path:
@@ -183,8 +190,7 @@ class Controller:
         for iid in [i for i, t in list(self.tracked.items())  # the other region's loop writes it
                     if t.region == region.name and i not in members]:
             self._retire(self.tracked.pop(iid), "instance left the Auto Scaling group")
-        for iid in [i["InstanceId"] for g in groups for i in g["Instances"]
-                    if i["LifecycleState"] == "Terminating"]:  # its worker is stopped (above)
+        for iid in [i for g in groups for i in _terminating(g)]:  # worker stopped (above)
             self.control("autoscaling/terminated", {"region": region.name, "instance_id": iid})
         for iid in members:
             self._track(region.name, iid, ec2.get(iid, {}), now)

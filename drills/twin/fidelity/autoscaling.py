@@ -251,9 +251,8 @@ def _terminate_instance(self: AutoScalingBackend, instance_id: str,
     member = next((s for s in group.instance_states if s.instance.id == instance_id), None
                   ) if group else None
     result = _ORIGINAL["terminate_instance"](self, instance_id, should_decrement)
-    if group is not None and member is not None:
-        _hold(group, [member])
     if group is not None:
+        _hold(group, [member] if member is not None else [])
         why = _termination_cause.get() or "in response to a user request"
         shrink = (f", shrinking the capacity from {before} to {group.desired_capacity}"
                   if group.desired_capacity != before else "")
