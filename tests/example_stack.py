@@ -8,26 +8,18 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import urllib.request
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
 from drills.clients import Clients
 from drills.environment import Names
+from drills.twin import control
 from drills.twin.nats.spec import free_ports
 from tests.conftest import ROOT, wait_for
 
 EXAMPLES = ROOT / "examples" / "aws"
 NATS_USER, NATS_PASSWORD = "vettid-parent", "example-password"
-
-
-def _answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/moto-api/", timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 @contextmanager
@@ -40,7 +32,7 @@ def plain_moto(directory: Path) -> Iterator[str]:
                                "-p", str(port)], stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_for(lambda: _answers(url), 30, f"moto server on {url}")
+        wait_for(lambda: control.answers(url), 30, f"moto server on {url}")
         yield url
     finally:
         server.terminate()

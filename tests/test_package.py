@@ -28,3 +28,25 @@ def test_the_twins_light_processes_import_neither_boto3_nor_the_measuring_code()
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                           timeout=60, check=True)
     assert done.stdout.strip() == "[]", done.stdout + done.stderr
+
+
+def test_the_command_line_builds_without_the_report_code() -> None:
+    """Every `drills` command builds the whole parser, the evidence subcommands included:
+    that must not import the analysis and report writers or boto3 (a quarter second of CPU
+    before `drills twin up` starts anything)."""
+    probe = ("import sys, drills.cli; drills.cli.build_parser(); "
+             "print(sorted(m for m in ('boto3', 'drills.evidence.analysis', "
+             "'drills.evidence.html_report') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          timeout=60, check=True)
+    assert done.stdout.strip() == "[]", done.stdout + done.stderr
+
+
+def test_the_evidence_packages_public_names_resolve() -> None:
+    """`drills.evidence` names its writers lazily: each resolves, nothing else does."""
+    import drills.evidence as evidence
+
+    for name in evidence.__all__:
+        assert getattr(evidence, name) is not None, name
+    with pytest.raises(AttributeError, match="NoSuchWriter"):
+        evidence.NoSuchWriter  # type: ignore[attr-defined]  # noqa: B018

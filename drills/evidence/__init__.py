@@ -1,15 +1,24 @@
-"""Evidence of a run: the typed model, observers, and the writers that turn it into files."""
+"""Evidence of a run: the typed model, observers, and the writers that turn it into files.
+
+The writers are imported on first use (PEP 562): every `drills` command registers the
+evidence subcommands (`drills.evidence.cli`), and `drills twin up` must not pay for the
+analysis and report code it never runs.
+"""
 
 from __future__ import annotations
 
-from drills.evidence.analysis import RunAnalyser
-from drills.evidence.csv_probes import ProbesCsvWriter
-from drills.evidence.html_report import HtmlReportWriter
-from drills.evidence.json_report import JsonReportWriter, SchemaCheck
-from drills.evidence.manifest import ManifestWriter
-from drills.evidence.markdown import MarkdownSummaryWriter
-from drills.evidence.observer import Observers, RunObserver
-from drills.evidence.trend import IndexWriter
+import importlib
+from typing import TYPE_CHECKING, Any
+
+#: Each public name and the module that defines it.
+_HOMES = {
+    "JsonReportWriter": "drills.evidence.json_report",
+    **dict.fromkeys(("Observers", "RunObserver"), "drills.evidence.observer"),
+}
+
+if TYPE_CHECKING:
+    from drills.evidence.json_report import JsonReportWriter
+    from drills.evidence.observer import Observers, RunObserver
 
 
 def default_writers() -> list[RunObserver]:
@@ -22,10 +31,24 @@ def default_writers() -> list[RunObserver]:
     digest; the schema check raises last (with any error the analyser or the index writer
     deferred), so a broken report still leaves its evidence.
     """
+    from drills.evidence.analysis import RunAnalyser
+    from drills.evidence.csv_probes import ProbesCsvWriter
+    from drills.evidence.html_report import HtmlReportWriter
+    from drills.evidence.json_report import JsonReportWriter, SchemaCheck
+    from drills.evidence.manifest import ManifestWriter
+    from drills.evidence.markdown import MarkdownSummaryWriter
+    from drills.evidence.trend import IndexWriter
+
     analyser, indexer = RunAnalyser(), IndexWriter()
     return [analyser, ProbesCsvWriter(), JsonReportWriter(), HtmlReportWriter(),
             MarkdownSummaryWriter(), ManifestWriter(), indexer,
             SchemaCheck([analyser, indexer])]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _HOMES:
+        return getattr(importlib.import_module(_HOMES[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = ["JsonReportWriter", "Observers", "RunObserver", "default_writers"]

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from drills.errors import TwinError
+from drills.twin import control
 from drills.twin.procs import live_pid
 
 __all__ = [
@@ -48,7 +49,6 @@ __all__ = [
 _MODULE = "drills.twin.aws"
 #: The directory that holds the `drills` package, so the child can import it.
 _PROJECT_ROOT = Path(__file__).resolve().parents[2]
-_HEALTH_PATH = "/moto-api/"
 _LOG_TAIL_LINES = 30
 _POLL_INTERVAL = 0.05
 _log = logging.getLogger(_MODULE)
@@ -134,7 +134,7 @@ def start_aws(workdir: Path, port: int = 0, timeout: float = 20.0) -> AwsEndpoin
         raise fail(f"did not bind {endpoint.url} within {timeout:g} s") from None
     if status != 0:
         raise fail(f"exited with status {status} before listening on {endpoint.url}")
-    while not (_answers(endpoint, timeout=1.0) and Path(endpoint.pid_file).exists()):
+    while not (control.answers(endpoint.url) and Path(endpoint.pid_file).exists()):
         if time.monotonic() >= deadline:
             raise fail(f"did not answer on {endpoint.url} within {timeout:g} s")
         time.sleep(_POLL_INTERVAL)
@@ -206,17 +206,6 @@ def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def _answers(endpoint: AwsEndpoint, timeout: float) -> bool:
-    try:
-        with urllib.request.urlopen(endpoint.url + _HEALTH_PATH, timeout=timeout) as response:
-            response.read()
-    except urllib.error.HTTPError:
-        return True  # any HTTP answer means the server is up
-    except (urllib.error.URLError, OSError):
-        return False
-    return True
 
 
 def _twin_pid(endpoint: AwsEndpoint) -> int | None:

@@ -17,6 +17,18 @@ from drills.errors import TwinError
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
+def answers(aws_url: str, timeout: float = 1.0) -> bool:
+    """Whether a moto server answers HTTP at `aws_url` (any status: it is up)."""
+    try:
+        with _NO_PROXY.open(f"{aws_url}/moto-api/", timeout=timeout) as response:
+            response.read()
+    except urllib.error.HTTPError:
+        return True
+    except OSError:
+        return False
+    return True
+
+
 def request(aws_url: str, route: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     """POST `body` to the twin-only `route`; (HTTP status, JSON reply)."""
     call = urllib.request.Request(

@@ -576,6 +576,9 @@ def main(argv: list[str] | None = None) -> None:
     state = TwinState.load(Path(args.state_dir))
     controller = Controller(state, profile(state.profile))
     deadline = time.monotonic() + 30
+    # `drills twin up` starts this process with the AWS endpoint: both import at once.
+    while not twin_control.answers(state.aws_url) and time.monotonic() < deadline:
+        time.sleep(0.05)
     _until(lambda: apply_settings(state.aws_url, controller.timing), deadline,
            f"applying the {state.profile} profile")
     publisher = MetricPublisher(state, Clients.for_twin(state.aws_url)).start()

@@ -19,11 +19,12 @@ Amazon Route 53 chooses records when health checking is configured"):
 
 What it serves comes from the moto process (`route53/served`, see
 `drills.twin.fidelity.route53`): the record sets as of their last INSYNC change, never a
-PENDING one, and each health check's status. It polls every `--refresh` seconds and at once
-on SIGHUP (`refresh_dns`). The public API cannot give this (it shows a change at once, PENDING
-or not, and no health verdict), hence the twin-only route. If the AWS endpoint stops
-answering, the last answers are kept, as Route 53's name servers keep serving when its
-control plane is down.
+PENDING one, and each health check's status. It polls every `--refresh` seconds, at once
+on SIGHUP (`refresh_dns`), and when the oldest PENDING change it saw is due (so a change is
+served once its propagation delay has passed, not up to a poll later). The public API cannot
+give this (it shows a change at once, PENDING or not, and no health verdict), hence the
+twin-only route. If the AWS endpoint stops answering, the last answers are kept, as Route
+53's name servers keep serving when its control plane is down.
 
 Twin choices: alias records, latency and geolocation routing (answered as their first healthy
 record), wildcards, delegations below a zone, private zones and DNSSEC are not served.
@@ -234,6 +235,7 @@ class Names:
         self.snapshot = Snapshot()
         self._body = {"account": account} if account else {}
         self._failing = False
+        self.next_change_due: float | None = None
 
     def refresh(self) -> bool:
         """Fetch what the name servers serve now; on failure keep the last answers."""
@@ -248,7 +250,16 @@ class Names:
             _log.warning("the AWS endpoint answers again")
         self._failing = False
         self.snapshot = Snapshot.from_api(served)
+        due = served.get("next_change_due")
+        self.next_change_due = None if due is None else float(due)
         return True
+
+    def until_next(self, refresh: float) -> float:
+        """How long to wait before the next fetch: the poll interval, or less when a PENDING
+        change is due sooner (it is INSYNC, and so served, from that fetch on)."""
+        if self.next_change_due is None:
+            return refresh
+        return min(refresh, max(0.01, self.next_change_due))
 
     def resolve(self, request: DNSRecord, handler: Any) -> DNSRecord:
         try:
@@ -413,7 +424,7 @@ def serve(host: str, port: int, aws_url: str, pid_file: Path, log_file: Path | N
 
     def poll() -> None:
         while not stop.is_set():
-            wake.wait(refresh)
+            wake.wait(names.until_next(refresh))
             wake.clear()
             names.refresh()
 

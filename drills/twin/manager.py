@@ -1,12 +1,13 @@
 """`drills twin up | down | status | env`: bring the whole local twin up, check it, take it down.
 
 Start order: every port and file planned and saved first (so `down` finds whatever started);
-while the AWS endpoint (moto + fidelity layer) starts, the NATS clusters form, the regions'
-APIs import and the boto3 clients are built; the ASG controller starts, waiting for each
-region's group; the primary's key and AMI, then its stack while the DR region's is made (the
-APIs serve once their region's NATS credentials are in SSM); the alarms, the DNS server and
-records, the regions' links and the NATS nodes' instances while the enclave workers boot; a
-population of enrolled vaults, written through the real service path.
+while the AWS endpoint (moto + fidelity layer) imports, the NATS clusters form, the ASG
+controller imports (then waits for each region's group) and the boto3 clients are built; the
+regions' APIs import while the stacks are made (the primary's key and AMI, then its stack
+while the DR region's is made) and serve once their region's NATS credentials are in SSM;
+the alarms, the DNS server and records, the regions' links and the NATS nodes' instances
+while the enclave workers boot; a population of enrolled vaults, written through the real
+service path.
 """
 
 from __future__ import annotations
@@ -269,19 +270,20 @@ def _start(root: Path, timing: str, backend: nats.Backend, vaults: int, desired:
     # alarms, links; the primary's stack while the DR region's is made.
     with ThreadPoolExecutor(max_workers=2 * len(plans) + 5) as pool:
         progress(f"starting AWS endpoint (moto server + fidelity layer), NATS clusters "
-                 f"({backend.value} backend) and APIs ({len(plans)} regions)")
+                 f"({backend.value} backend) and ASG controller")
         # Nothing here needs AWS yet, and the moto server keeps one core busy importing for a
-        # second or two: the clusters form (JetStream elects its meta leaders), the APIs
-        # import (then wait for their region's NATS credentials in SSM), and this process
-        # builds its clients.
+        # second or two: the clusters form (JetStream elects its meta leaders), the
+        # controller imports (then waits for the stacks' groups), and this process builds
+        # its clients. The APIs start after: their imports would only slow moto's (the
+        # start's critical path), and they serve once the stacks are made.
         formed = {name: pool.submit(nats.cluster_for(plan.spec).start,
                                     timeout=min(60.0, timeout)) for name, plan in plans.items()}
-        for plan in plans.values():
-            api.spawn(root, plan.front)
+        controller.spawn(root)
         built = [pool.submit(clients, service, region) for service, region in _START_CLIENTS]
         aws.start_aws(root / "aws", endpoint.port)
-        progress("starting ASG controller")
-        controller.spawn(root)  # imports while the stacks are made; waits for their groups
+        progress(f"starting the APIs ({len(plans)} regions)")
+        for plan in plans.values():
+            api.spawn(root, plan.front)
         for future in built:
             future.result()
         state, pending = _provision(clients, state, plans, desired, pool, formed, progress)

@@ -222,6 +222,28 @@ def test_a_change_seen_insync_is_answered_at_once(clients: Clients, stack: Stack
         assert dig(dns, "api-dr.vettid.dev").addresses == [value]
 
 
+def test_a_pending_change_is_fetched_when_due_not_a_poll_later(aws: AwsEndpoint,
+                                                                 clients: Clients, stack: Stack,
+                                                                 tmp_path: Path) -> None:
+    """A name server that saw a change PENDING fetches again once it is due: with an hour
+    between polls, the change is still answered once its propagation delay has passed."""
+    slow = start_dns(tmp_path / "dns", aws.url, refresh=3600)
+    route53 = clients("route53")
+    post(aws.url, "route53/settings", {"propagation_delay": 4})
+    try:
+        change = route53.change_resource_record_sets(HostedZoneId=stack.zone, ChangeBatch={
+            "Changes": [{"Action": "UPSERT", "ResourceRecordSet": {
+                "Name": "due.vettid.dev", "Type": "A", "TTL": 5,
+                "ResourceRecords": [{"Value": "127.0.3.7"}]}}]})["ChangeInfo"]
+        refresh_dns(slow)  # its one fetch before the hour is up: the change is PENDING then
+        wait_for(lambda: dig(slow, "due.vettid.dev").addresses == ["127.0.3.7"], WAIT,
+                 "the change answered once due")
+        assert route53.get_change(Id=change["Id"])["ChangeInfo"]["Status"] == "INSYNC"
+    finally:
+        post(aws.url, "route53/settings", {"propagation_delay": FAST["propagation_delay"]})
+        stop_dns(slow)
+
+
 # ------------------------------------------------------------------ routing rules, as logic
 
 

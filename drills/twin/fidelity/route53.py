@@ -70,8 +70,10 @@ Twin-only control endpoints (no such thing in AWS; `POST /drills-twin/<route>`):
                            "percentage_healthy", "changed_at", "checkers": [{"region",
                            "healthy", "passed", "failed", "status", "checked_at"}]}}}
     route53/served         {"account"?} -> what the name servers answer from: {"zones": [{"Id",
-                           "Name", "PrivateZone", "ResourceRecordSets"}], "health": {<id>: bool}}
-                           (record sets as of their last INSYNC change; polled by drills.twin.dns)
+                           "Name", "PrivateZone", "ResourceRecordSets"}], "health": {<id>: bool},
+                           "next_change_due": seconds or null} (record sets as of their last
+                           INSYNC change; polled by drills.twin.dns, again when the oldest
+                           PENDING change is due)
 """
 
 from __future__ import annotations
@@ -496,6 +498,12 @@ class Propagation:
             if not queue:
                 del self.pending[zone]
 
+    def next_due(self) -> float | None:
+        """Seconds until the oldest PENDING change's propagation delay has passed (0 if it
+        has), or None when nothing is PENDING: when a name server should fetch next."""
+        due = [q[0].started + settings.propagation_delay for q in self.pending.values() if q]
+        return max(0.0, min(due) - time.monotonic()) if due else None
+
     def add(self, zone: str, before: Served | None, comment: str | None) -> Change:
         change_id = "C" + "".join(secrets.choice(string.ascii_uppercase + string.digits)
                                   for _ in range(20))
@@ -700,7 +708,8 @@ def served_route(request: dict[str, Any]) -> dict[str, Any]:
     backend = _account_backend(request)
     with _LOCK:
         return {"zones": [z.to_api() for z in served(backend)],
-                "health": {i: status(backend, c) for i, c in list(backend.health_checks.items())}}
+                "health": {i: status(backend, c) for i, c in list(backend.health_checks.items())},
+                "next_change_due": _propagation(backend).next_due()}
 
 
 #: Twin-only control endpoints, served at POST /drills-twin/<name>.
