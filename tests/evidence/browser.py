@@ -20,6 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+#: How long one DevTools command or awaited event may take. A healthy browser answers in
+#: milliseconds; a cold chromium on a 2-core machine that also runs the suite's twins took
+#: over 30 s once. A deadline, not a pause: it only bounds a browser that never answers.
+WAIT = 120.0
+
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run",
          "--disable-default-apps", "--disable-extensions", "--hide-scrollbars",
@@ -96,7 +101,7 @@ class Chromium:
         os.close(self._r)
 
     # -- protocol -------------------------------------------------------------------------
-    def call(self, method: str, session: bool = False, timeout: float = 30.0,
+    def call(self, method: str, session: bool = False, timeout: float = WAIT,
              **params: Any) -> dict[str, Any]:
         """Send one command and wait for its result (events that arrive meanwhile are kept)."""
         self._next += 1
@@ -106,20 +111,18 @@ class Chromium:
         os.write(self._w, json.dumps(msg).encode() + b"\0")
         deadline = time.monotonic() + timeout
         while True:
-            for reply in self._read(deadline):
+            for reply in self._read(deadline, method):
                 if reply.get("id") == self._next:
                     if "error" in reply:
                         raise RuntimeError(f"{method}: {reply['error']}")
                     return reply.get("result", {})
                 self.events.append(reply)
 
-    def _read(self, deadline: float) -> list[dict[str, Any]]:
+    def _read(self, deadline: float, awaited: str) -> list[dict[str, Any]]:
         remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise TimeoutError("chromium did not answer in time")
-        ready, _, _ = select.select([self._r], [], [], remaining)
+        ready = select.select([self._r], [], [], remaining)[0] if remaining > 0 else []
         if not ready:
-            raise TimeoutError("chromium did not answer in time")
+            raise TimeoutError(f"chromium did not answer {awaited} in time")
         chunk = os.read(self._r, 1 << 20)
         if not chunk:
             raise ConnectionError("chromium closed the DevTools pipe")
@@ -127,14 +130,14 @@ class Chromium:
         *complete, self._buf = self._buf.split(b"\0")
         return [json.loads(c) for c in complete if c]
 
-    def wait_event(self, method: str, timeout: float = 30.0) -> dict[str, Any]:
+    def wait_event(self, method: str, timeout: float = WAIT) -> dict[str, Any]:
         """Block until an event named `method` has arrived (returns the first one)."""
         deadline = time.monotonic() + timeout
         while True:
             for event in self.events:
                 if event.get("method") == method:
                     return event
-            self.events.extend(self._read(deadline))
+            self.events.extend(self._read(deadline, method))
 
     # -- page -----------------------------------------------------------------------------
     def open(self, path: Path) -> Console:
