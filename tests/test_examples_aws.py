@@ -17,6 +17,10 @@ from drills.target import AccountTarget
 from tests import example_stack
 from tests.example_stack import EXAMPLES, NATS_PASSWORD, NATS_USER, deploy, plain_moto, run
 
+#: A long check: deploying both stacks through the aws CLI takes minutes of the 2-core
+#: machine, beside the drills run against the same environment (test_examples_aws_run.py).
+pytestmark = pytest.mark.long
+
 NAMES = Names()
 REGIONS = (NAMES.primary_region, NAMES.dr_region)
 #: Which test checks each name of `Names` (test_every_name_is_checked keeps this complete).
