@@ -7,8 +7,9 @@ analysis and report code it never runs.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from drills.lazy import exports as _exports
 
 #: Each public name and the module that defines it.
 _HOMES = {
@@ -45,10 +46,6 @@ def default_writers() -> list[RunObserver]:
             SchemaCheck([analyser, indexer])]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _HOMES:
-        return getattr(importlib.import_module(_HOMES[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
+__getattr__, __dir__ = _exports(__name__, _HOMES)
 
 __all__ = ["JsonReportWriter", "Observers", "RunObserver", "default_writers"]
