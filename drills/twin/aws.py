@@ -286,7 +286,7 @@ def serve(
     os.environ["MOTO_PORT"] = str(port)  # moto builds some URLs back to itself from it
 
     # Imported here: moto is heavy and only the server process needs it.
-    _share_region_lookups()
+    _share_lookups()
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
     from werkzeug.serving import make_server
 
@@ -323,16 +323,31 @@ def serve(
         pid_file.unlink(missing_ok=True)
 
 
-def _share_region_lookups() -> None:
-    """Answer every `boto3.Session().get_available_regions(...)` in this process from one
-    session: moto's EC2 models ask three fresh sessions at import, each parsing botocore's
-    endpoint data again (half a second of the server's start on 2 cores). The answers are
-    the same: they come from the same data files."""
+def _share_lookups() -> None:
+    """Make moto read its data once per server rather than once per use.
+
+    - Every `boto3.Session().get_available_regions(...)` is answered from one session:
+      moto's EC2 models ask three fresh sessions at import, each parsing botocore's
+      endpoint data again (half a second of the server's start on 2 cores).
+    - moto's model loader (botocore's, plus moto's extras) is one instance, shared with
+      that session, so each service and paginator model is parsed once, not once per
+      loader.
+    - The list of moto's modules, which the dispatcher computes on every request (some
+      200 stats of moto's package directory, under its lock), is computed once.
+
+    The answers are the same: they come from the same files, which do not change while
+    the server runs."""
     from functools import cache
 
     import boto3.session
+    import moto.backends
+    import moto.core.utils
+    from moto.core.loaders import create_loader
 
+    loader = create_loader()
+    moto.core.utils.create_loader = lambda: loader  # type: ignore[assignment]
     shared, lookup = boto3.session.Session(), boto3.session.Session.get_available_regions
+    shared._session.register_component("data_loader", loader)
 
     @cache
     def regions(service: str, partition_name: str = "aws",
@@ -345,6 +360,8 @@ def _share_region_lookups() -> None:
         return list(regions(service_name, partition_name, allow_non_regional))
 
     boto3.session.Session.get_available_regions = get_available_regions  # type: ignore[method-assign]
+    modules = frozenset(moto.backends.list_of_moto_modules())
+    moto.backends.list_of_moto_modules = lambda: modules  # type: ignore[assignment]
 
 
 def _warm_up(account: str = "123456789012", regions: tuple[str, ...] = ("us-east-1", "us-west-2")

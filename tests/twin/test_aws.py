@@ -214,20 +214,44 @@ def test_start_on_a_taken_port_raises_twin_error_with_the_log(tmp_path: Path) ->
     assert "Address already in use" in str(caught.value)
 
 
+def _before_and_after_sharing(expression: str) -> tuple[object, object]:
+    """The JSON value of `expression` in a fresh interpreter, before and after the
+    server's `_share_lookups()`."""
+    probe = (
+        "import json, boto3.session\n"
+        "import moto.backends, moto.core.utils\n"
+        "from drills.twin.aws import _share_lookups\n"
+        f"before = ({expression})\n"
+        "_share_lookups()\n"
+        f"after = ({expression})\n"
+        "print(json.dumps([before, after]))\n")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          timeout=60, check=True)
+    before, after = json.loads(done.stdout)
+    return before, after
+
+
 def test_the_server_answers_region_lookups_as_fresh_sessions_do() -> None:
     """The server asks one shared boto3 session for the regions of a service (moto's EC2
     models ask three fresh ones at import): every partition's answer is unchanged."""
-    probe = (
-        "import json, boto3.session\n"
-        "from drills.twin.aws import _share_region_lookups\n"
-        "asks = [('ec2', 'aws'), ('ec2', 'aws-us-gov'), ('ec2', 'aws-cn'), ('kms', 'aws')]\n"
-        "fresh = [boto3.session.Session().get_available_regions(s, p) for s, p in asks]\n"
-        "_share_region_lookups()\n"
-        "shared = [boto3.session.Session().get_available_regions(s, p) for s, p in asks]\n"
-        "print(json.dumps([fresh, shared]))\n")
-    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                          timeout=60, check=True)
-    fresh, shared = json.loads(done.stdout)
+    asks = [("ec2", "aws"), ("ec2", "aws-us-gov"), ("ec2", "aws-cn"), ("kms", "aws")]
+    fresh, shared = _before_and_after_sharing(
+        f"[boto3.session.Session().get_available_regions(s, p) for s, p in {asks!r}]")
     assert shared == fresh
+    assert isinstance(shared, list)
     assert "us-west-2" in shared[0]
     assert shared[2], "no region of the China partition"
+
+
+def test_the_server_reads_moto_s_models_and_modules_as_before() -> None:
+    """One model loader for the whole server (moto's, with its extras) and the module list
+    computed once: each model and the list read the same as with a fresh loader. EC2's
+    model has moto's extras, so a plain botocore loader would differ."""
+    before, after = _before_and_after_sharing(
+        "[moto.core.utils.create_loader().load_service_model(service, kind)"
+        " for service, kind in [('ec2', 'service-2'), ('kms', 'service-2'),"
+        " ('dynamodb', 'paginators-1')]]"
+        " + [sorted(moto.backends.list_of_moto_modules())]")
+    assert after == before
+    assert isinstance(after, list)
+    assert {"s3", "ec2"} <= set(after[-1])
