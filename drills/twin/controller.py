@@ -39,6 +39,7 @@ Run: python -m drills.twin.controller --state-dir DIR
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import os
@@ -60,7 +61,7 @@ from drills.journal import utc_now
 from drills.twin import control as twin_control
 from drills.twin.elb import HEALTHY, HealthChecker, TargetGroup, free_port
 from drills.twin.monitor import MetricPublisher
-from drills.twin.procs import live_pid, stop_process
+from drills.twin.procs import find, live_pid, stop_process
 from drills.twin.state import RegionState, TwinState
 from drills.twin.timing import TimingProfile, profile
 
@@ -545,6 +546,17 @@ def spawn(state_dir: Path) -> None:
 def running_pid(state_dir: str) -> int | None:
     """The pid of the live controller of `state_dir` (checked against /proc), else None."""
     return live_pid(Path(state_dir) / "controller.pid", CONTROLLER_MODULE, state_dir)
+
+
+def running_state_dirs() -> list[Path]:
+    """The state directories of every controller running on this machine (one per twin or
+    environment), read from their command lines."""
+    dirs = set()
+    for argv in find(CONTROLLER_MODULE, "--state-dir").values():
+        for flag, value in itertools.pairwise(argv):
+            if flag == "--state-dir":
+                dirs.add(Path(value))
+    return sorted(dirs)
 
 
 def stop(state_dir: str) -> None:

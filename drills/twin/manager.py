@@ -199,6 +199,12 @@ def up(state_dir: Path | None = None, *, timing: str = "fast", backend: str = "p
     if existing is not None:
         progress(f"a twin is already running in {root}")
         return existing
+    others = [d for d in controller.running_state_dirs() if d.resolve() != root]
+    if others:
+        progress(f"note: {len(others)} other twin(s) run on this machine, in "
+                 f"{', '.join(map(str, others))}: an idle twin takes about a sixth of a core "
+                 "on 2 cores, and start-up and drill timings share the machine with it "
+                 "(`drills twin down --state-dir DIR` stops one)")
     if (root / "state.json").exists():
         progress(f"cleaning up a stale twin in {root}")
         down(root)

@@ -35,6 +35,20 @@ def still_running(pid: int, *markers: str) -> bool:
             and proc_state(pid) not in (None, "Z"))
 
 
+def find(*markers: str) -> dict[int, list[str]]:
+    """Every live process (not a zombie) whose argv holds every marker: pid -> argv."""
+    found: dict[int, list[str]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        pid = int(entry.name)
+        argv = _argv(pid, patience=0)
+        if (argv and all(any(m.encode() in arg for arg in argv) for m in markers)
+                and proc_state(pid) not in (None, "Z")):
+            found[pid] = [arg.decode(errors="replace") for arg in argv if arg]
+    return found
+
+
 def _argv(pid: int, patience: float = 0.5) -> list[bytes]:
     """The argv of `pid` from /proc ([] if it is gone). A process in the middle of exec
     shows an empty cmdline for a moment: wait that out rather than misjudge it."""

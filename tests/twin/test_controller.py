@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import itertools
 import json
+import subprocess
+import sys
 import uuid
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -26,7 +28,7 @@ import pytest
 
 from drills.procedures import enclave as procedure
 from drills.twin import monitor
-from drills.twin.controller import WORKER_MODULE, apply_group_profile
+from drills.twin.controller import WORKER_MODULE, apply_group_profile, running_state_dirs
 from drills.twin.manager import Twin
 from drills.twin.procs import still_running
 from drills.twin.timing import profile
@@ -264,3 +266,17 @@ def test_monitoring_is_provisioned_once_and_the_pager_queue_gets_the_page(
     # the next evaluation puts the alarm back from the data (NATS is healthy)
     wait_for(lambda: cloudwatch.describe_alarms(AlarmNames=[nats_alarm])[
         "MetricAlarms"][0]["StateValue"] == "OK", 60, "the NATS alarm to be OK again")
+
+
+def test_running_state_dirs_reads_each_controller_s_command_line(tmp_path: Path) -> None:
+    """A process whose command line is a controller's (`-m drills.twin.controller
+    --state-dir DIR`) is listed by its state dir; once it is gone, it is not."""
+    state_dir = tmp_path / "elsewhere"
+    imitation = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)", "-m",
+                                  "drills.twin.controller", "--state-dir", str(state_dir)])
+    try:
+        wait_for(lambda: state_dir in running_state_dirs(), 10, "the imitation to be listed")
+    finally:
+        imitation.kill()
+        imitation.wait()
+    assert state_dir not in running_state_dirs()

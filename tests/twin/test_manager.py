@@ -136,15 +136,18 @@ def test_desired_capacity_changes_start_and_stop_workers(healthy_twin: Twin) -> 
     wait_for(lambda: len(healthy_twin.worker_pids()) == 2, 30, "the third worker to stop")
 
 
-def test_up_and_down_leave_no_process(tmp_path: Path) -> None:
-    """A second twin starts in its own directory, and `down` stops every process of it."""
+def test_up_and_down_leave_no_process(tmp_path: Path, twin: Twin) -> None:
+    """A second twin starts in its own directory, noting the one already running (timings
+    share the machine with it), and `down` stops every process of it."""
     state_dir = tmp_path / "twin"
     result = subprocess.run([sys.executable, "-m", "drills.cli", "twin", "up", "--state-dir",
                              str(state_dir), "--vaults", "2"], capture_output=True, text=True,
                             timeout=180)
     assert result.returncode == 0, result.stderr
-    twin = Twin.load(state_dir)
-    pids = list(twin.worker_pids().values())
+    assert "other twin(s) run on this machine" in result.stderr
+    assert str(Path(twin.state.state_dir).resolve()) in result.stderr
+    second = Twin.load(state_dir)
+    pids = list(second.worker_pids().values())
     pids += [int(p.read_text()) for p in state_dir.rglob("*.pid")]
     assert len(pids) >= 2 + 3 + 2  # workers, nats nodes, aws + controller
     assert all(still_running(p) for p in pids)

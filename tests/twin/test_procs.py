@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from drills.twin.procs import live_pid, proc_state, still_running, stop_process
+from drills.twin.procs import find, live_pid, proc_state, still_running, stop_process
 from tests.conftest import wait_for
 
 
@@ -33,6 +33,14 @@ def test_a_zombie_is_not_running(sleeper: subprocess.Popen[bytes]) -> None:
     sleeper.kill()
     wait_for(lambda: proc_state(sleeper.pid) == "Z", 10, "the process to become a zombie")
     assert not still_running(sleeper.pid, "sleep")
+    assert sleeper.pid not in find("sleep", "300")
+
+
+def test_find_lists_the_live_processes_holding_every_marker(
+        sleeper: subprocess.Popen[bytes]) -> None:
+    found = find("sleep", "300")
+    assert found[sleeper.pid] == ["sleep", "300"]
+    assert sleeper.pid not in find("sleep", "drills.twin.worker")
 
 
 def test_live_pid_reads_the_file_and_checks_the_process(tmp_path: Path,
