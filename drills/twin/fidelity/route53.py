@@ -7,22 +7,16 @@ AWS documents, and this module makes moto do:
 
 - Route 53 Developer Guide, "How Amazon Route 53 determines whether a health check is healthy"
   (dns-failover-determining-health-of-endpoints.html): health checkers in several locations
-  each check the endpoint every RequestInterval. HTTP and HTTPS: "Route 53 must be able to
-  establish a TCP connection with the endpoint within four seconds. In addition, the endpoint
-  must respond with an HTTP status code of 2xx or 3xx within two seconds after connecting";
-  "HTTPS health checks don't validate SSL/TLS certificates"; with string matching the body
-  must follow within two more seconds and hold SearchString in its first 5,120 bytes; TCP: a
-  connection within ten seconds. "If more than 18% of health checkers report that an endpoint
-  is healthy, Route 53 considers it healthy"; "Route 53 considers a new health check to be
-  healthy until there's enough data to determine the actual status".
+  each check the endpoint every RequestInterval (one probe, with AWS's time limits, is
+  `drills.twin.fidelity.route53_probe`). "If more than 18% of health checkers report that an
+  endpoint is healthy, Route 53 considers it healthy"; "Route 53 considers a new health check
+  to be healthy until there's enough data to determine the actual status".
 - API Reference, HealthCheckConfig (API_HealthCheckConfig.html): FailureThreshold (1-10,
   default 3) is "the number of consecutive health checks that an endpoint must pass or fail
   for Route 53 to change the current status of the endpoint from unhealthy to healthy or vice
   versa"; RequestInterval 10 or 30 (default 30) "can't be changed" after creation; Regions
   (default: every checker region); Port (80 for HTTP, 443 for HTTPS when omitted: moto says
-  80 for both); the Host header is FullyQualifiedDomainName, else IPAddress, with ":Port"
-  unless the port is 80 (HTTP) or 443 (HTTPS); EnableSNI sends the name in client_hello;
-  Disabled: "Route 53 considers the status of the health check to always be healthy";
+  80 for both); Disabled: "Route 53 considers the status of the health check to always be healthy";
   Inverted inverts it; a CALCULATED check is healthy when HealthThreshold children are.
 - GetHealthCheckStatus (API_GetHealthCheckStatus.html): "one HealthCheckObservation element
   for each Amazon Route 53 health checker", with Region, IPAddress and StatusReport (Status,
@@ -47,10 +41,6 @@ Twin choices:
   once 2 have. AWS's checkers do not coordinate (bursts, then quiet); the twin's are evenly
   spread, so runs repeat. A checker never overlaps itself: a probe that outlasts the interval
   (a compressed interval against a frozen endpoint: the timeouts stay AWS's) delays the next.
-- StatusReport texts follow the console's shape ("Success: HTTP Status Code 200, OK",
-  "Failure: HTTP Status Code 503, Service Unavailable", "Failure: Connection timed out. ...");
-  AWS publishes no list of them. IPAddress is the address the probe left from (loopback).
-- A check that names only FullyQualifiedDomainName resolves it with this host's resolver.
 - CLOUDWATCH_METRIC and RECOVERY_CONTROL checks are not modelled: healthy, moto's answer.
 - Timing, from the timing profile through `route53/settings`: `interval_scale` multiplies every
   RequestInterval (fast 0.1: 10 s -> 1 s, 30 s -> 3 s; realistic 1: the configured values);
@@ -82,8 +72,6 @@ import copy
 import logging
 import os
 import secrets
-import socket
-import ssl
 import string
 import threading
 import time
@@ -92,7 +80,6 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http import HTTPStatus
 from typing import Any
 
 from moto.cloudwatch.models import cloudwatch_backends
@@ -102,7 +89,9 @@ from moto.core.responses import ActionResult
 from moto.route53.models import FakeZone, HealthCheck, RecordSet, Route53Backend, route53_backends
 from moto.route53.responses import Route53
 
-__all__ = ["ROUTES", "Checker", "Report", "Settings", "Target", "install", "probe", "settings"]
+from drills.twin.fidelity.route53_probe import Report, Target, probe
+
+__all__ = ["ROUTES", "Checker", "Monitor", "Settings", "install", "settings"]
 
 _MARK = "_drills_twin_fidelity"
 _ORIGINAL: dict[str, Callable[..., Any]] = {}
@@ -114,12 +103,6 @@ CHECKER_REGIONS = ("us-east-1", "us-west-1", "us-west-2", "eu-west-1", "ap-south
                    "ap-southeast-2", "ap-northeast-1", "sa-east-1")
 HEALTHY_SHARE = 18.0  # percent of checkers that must report healthy, exclusive
 PROBED = ("HTTP", "HTTPS", "HTTP_STR_MATCH", "HTTPS_STR_MATCH", "TCP")
-CONNECT_TIMEOUT, TCP_CONNECT_TIMEOUT, REPLY_TIMEOUT, SEARCH_BYTES = 4.0, 10.0, 2.0, 5120
-_FIREWALL = ("The endpoint or the internet connection is down, or requests are being blocked by "
-             "your firewall. See https://docs.aws.amazon.com/Route53/latest/DeveloperGuide/"
-             "dns-failover-router-firewall-rules.html")
-_TLS = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-_TLS.check_hostname, _TLS.verify_mode = False, ssl.CERT_NONE  # AWS does not validate either
 
 
 @dataclass(slots=True)
@@ -136,141 +119,6 @@ settings = Settings()
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-# ------------------------------------------------------------------ one probe
-
-
-@dataclass(frozen=True, slots=True)
-class Target:
-    """What one probe of a health check connects to and asks for."""
-
-    kind: str
-    address: str | None
-    fqdn: str | None
-    port: int
-    path: str
-    search: str | None
-    sni: bool
-    ref: str
-
-    @classmethod
-    def of(cls, check: HealthCheck) -> Target:
-        return cls(str(check.type_), check.ip_address or None, check.fqdn or None,
-                   int(check.port), check.resource_path or "/", check.search_string,
-                   bool(check.enable_sni), str(check.id))
-
-    def host_header(self) -> str:
-        host = self.fqdn or self.address or ""
-        default = 443 if self.kind.startswith("HTTPS") else 80
-        return host if self.port == default else f"{host}:{self.port}"
-
-
-@dataclass(frozen=True, slots=True)
-class Report:
-    """One checker's observation: GetHealthCheckStatus's StatusReport and its IPAddress."""
-
-    ok: bool
-    status: str
-    source: str
-    checked: datetime
-
-
-def probe(target: Target) -> Report:
-    """Check `target` once as a Route 53 health checker does, within AWS's time limits."""
-    try:
-        ok, status, source = _probe(target)
-    except Exception as exc:  # one odd endpoint is one failed observation, with why
-        ok, status, source = False, f"Failure: {type(exc).__name__}: {exc}", ""
-    return Report(ok, status, source or "127.0.0.1", _now())
-
-
-def _probe(t: Target) -> tuple[bool, str, str]:
-    try:
-        address = t.address or str(socket.getaddrinfo(t.fqdn, t.port, socket.AF_INET,
-                                                      socket.SOCK_STREAM)[0][4][0])
-    except OSError as exc:
-        return False, f"Failure: DNS resolution of {t.fqdn} failed ({exc}).", ""
-    limit = TCP_CONNECT_TIMEOUT if t.kind == "TCP" else CONNECT_TIMEOUT
-    try:
-        sock = socket.create_connection((address, t.port), timeout=limit)
-    except TimeoutError:
-        return False, f"Failure: Connection timed out. {_FIREWALL}", ""
-    except ConnectionRefusedError:
-        return False, f"Failure: Connection refused. {_FIREWALL}", ""
-    except OSError as exc:
-        return False, f"Failure: {exc.strerror or exc}. {_FIREWALL}", ""
-    source = sock.getsockname()[0]
-    stream: socket.socket = sock
-    try:
-        if t.kind == "TCP":
-            return True, "Success: TCP connection established.", source
-        deadline = time.monotonic() + REPLY_TIMEOUT  # handshake, request and status line
-        if t.kind.startswith("HTTPS"):
-            sock.settimeout(REPLY_TIMEOUT)
-            try:
-                stream = _TLS.wrap_socket(sock, server_hostname=t.fqdn if t.sni else None)
-            except TimeoutError:
-                return False, "Failure: Response timed out. The TLS handshake did not " \
-                              "complete within 2 seconds after connecting.", source
-            except (ssl.SSLError, OSError) as exc:
-                return False, f"Failure: The TLS handshake failed ({exc}).", source
-        stream.sendall(
-            f"GET {t.path} HTTP/1.1\r\nHost: {t.host_header()}\r\nUser-Agent: "
-            f"Amazon-Route53-Health-Check-Service (ref {t.ref}; report http://amzn.to/1vsZADi)"
-            "\r\nAccept: */*\r\nConnection: close\r\n\r\n".encode())
-        data = _read(stream, deadline, lambda d: b"\r\n" in d)
-        if data is None:
-            return False, "Failure: Response timed out. The endpoint did not send an HTTP " \
-                          "status code within 2 seconds after connecting.", source
-        line = data.split(b"\r\n", 1)[0].decode("latin-1").split(" ", 2)
-        if len(line) < 2 or not line[1].isdigit():
-            return False, "Failure: The endpoint did not answer with an HTTP status line.", source
-        code = int(line[1])
-        reason = line[2].strip() if len(line) > 2 and line[2].strip() else _phrase(code)
-        said = f"HTTP Status Code {code}, {reason}"
-        if not 200 <= code < 400:
-            return False, f"Failure: {said}", source
-        if t.search is None or not t.kind.endswith("_STR_MATCH"):
-            return True, f"Success: {said}", source
-        body = _read(stream, time.monotonic() + REPLY_TIMEOUT,
-                     lambda d: b"\r\n\r\n" in d and len(d.split(b"\r\n\r\n", 1)[1]) >= SEARCH_BYTES,
-                     data)
-        if body is None:
-            return False, f"Failure: {said}. The response body did not arrive within " \
-                          "2 seconds.", source
-        if t.search.encode() in body.split(b"\r\n\r\n", 1)[-1][:SEARCH_BYTES]:
-            return True, f"Success: {said}. Search string found.", source
-        return False, f"Failure: {said}. The search string was not found in the first " \
-                      f"{SEARCH_BYTES} bytes of the response body.", source
-    finally:
-        stream.close()
-        sock.close()
-
-
-def _read(stream: socket.socket, deadline: float, enough: Callable[[bytes], bool],
-          data: bytes = b"") -> bytes | None:
-    """Read until `enough(data)` or the peer closes; None if `deadline` passes first."""
-    while not enough(data):
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return None
-        stream.settimeout(remaining)
-        try:
-            chunk = stream.recv(4096)
-        except TimeoutError:
-            return None
-        if not chunk:
-            break
-        data += chunk
-    return data
-
-
-def _phrase(code: int) -> str:
-    try:
-        return HTTPStatus(code).phrase
-    except ValueError:
-        return "Unknown"
 
 
 # ------------------------------------------------------------------ checkers and status
