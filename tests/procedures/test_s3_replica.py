@@ -57,6 +57,9 @@ def test_step_3_copies_the_vault_back_from_the_replica(clients: Clients, names: 
     s3.put_object(Bucket=names.bucket, Key=object_key(vault_id), Body=b"sealed-2")
     s3.put_object(Bucket=names.bucket, Key=f"vaults/{vault_id}/meta.json", Body=b"{}")
     wait_for(lambda: not replica_problem(s3, dr, names, vault_id), 20, "the replica")
+    # Each object replicates on its own: the second may land after the first.
+    wait_for(lambda: s3.head_object(Bucket=names.bucket, Key=f"vaults/{vault_id}/meta.json").get(
+        "ReplicationStatus") == "COMPLETED", 20, "meta.json's replica")
     purge(s3, names.bucket, vault_id)
     assert left_in_primary(clients, names, vault_id) == []
 
