@@ -16,8 +16,9 @@ AWS documents, and this module makes moto do:
   for Route 53 to change the current status of the endpoint from unhealthy to healthy or vice
   versa"; RequestInterval 10 or 30 (default 30) "can't be changed" after creation; Regions
   (default: every checker region); Port (80 for HTTP, 443 for HTTPS when omitted: moto says
-  80 for both); Disabled: "Route 53 considers the status of the health check to always be healthy";
-  Inverted inverts it; a CALCULATED check is healthy when HealthThreshold children are.
+  80 for both); Disabled: "Route 53 considers the status of the health check to always be
+  healthy"; Inverted inverts it; a CALCULATED check is healthy when HealthThreshold children
+  are.
 - GetHealthCheckStatus (API_GetHealthCheckStatus.html): "one HealthCheckObservation element
   for each Amazon Route 53 health checker", with Region, IPAddress and StatusReport (Status,
   CheckedTime): each checker's last observation, not its thresholded view.
