@@ -56,7 +56,7 @@ from drills.loop import LoopThread
 from drills.plan import DrillPlan, RunPlan
 from drills.stop import AlarmWatch, Tripped
 from drills.target import AccountTarget, Target, TwinTarget
-from drills.twin.nats.spec import port_range
+from drills.twin.ports import port_range
 from drills.vault import VaultApi, VaultClient
 
 if TYPE_CHECKING:

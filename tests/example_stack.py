@@ -15,7 +15,7 @@ from pathlib import Path
 from drills.clients import Clients
 from drills.environment import Names
 from drills.twin import control
-from drills.twin.nats.spec import free_ports
+from drills.twin.ports import free_ports
 from tests.conftest import ROOT, wait_for
 
 EXAMPLES = ROOT / "examples" / "aws"

@@ -18,7 +18,7 @@ from drills.errors import (
 )
 from drills.evidence.model import Status
 from drills.session import classify, share_ports_between_workers
-from drills.twin.nats.spec import free_ports, port_range
+from drills.twin.ports import free_ports, port_range
 
 
 def test_each_worker_gets_a_slice_of_its_own(monkeypatch: pytest.MonkeyPatch) -> None:

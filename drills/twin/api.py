@@ -253,25 +253,6 @@ class ApiEndpoint:
         return cls(region, str(data["host"]), int(data["port"]), str(data["pid_file"]))
 
 
-def free_port_on(hosts: list[str]) -> int:
-    """A port free on every one of `hosts` (the regions' APIs share it: DNS answers
-    addresses, and a client keeps the port of the URL it was given)."""
-    import socket
-
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.bind((hosts[0], 0))
-            port = int(sock.getsockname()[1])
-        try:
-            for host in hosts[1:]:
-                with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as other:
-                    other.bind((host, port))
-        except OSError:
-            continue
-        return port
-    raise OSError(f"no port free on all of {', '.join(hosts)}")
-
-
 def spawn(state_dir: Path, endpoint: ApiEndpoint) -> None:
     """Start the region's API process detached (its log: api-<region>.log)."""
     import subprocess

@@ -21,7 +21,6 @@ import logging
 import os
 import select
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -33,6 +32,7 @@ from pathlib import Path
 
 from drills.errors import TwinError
 from drills.twin import control
+from drills.twin.ports import free_port
 from drills.twin.procs import live_pid
 
 __all__ = [
@@ -77,7 +77,7 @@ def endpoint_in(workdir: Path, port: int = 0) -> AwsEndpoint:
     files; nothing starts (so a twin can record it before it starts the server)."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    return AwsEndpoint(host="127.0.0.1", port=port or _free_port(),
+    return AwsEndpoint(host="127.0.0.1", port=port or free_port(),
                        pid_file=str(workdir / "aws.pid"), log_file=str(workdir / "aws.log"))
 
 
@@ -198,14 +198,6 @@ def client_env(endpoint: AwsEndpoint, region: str) -> dict[str, str]:
         "AWS_DEFAULT_REGION": region,
         "AWS_REGION": region,
     }
-
-
-def _free_port() -> int:
-    # The port is free now; another process could take it before the child binds it,
-    # in which case the child exits and start_aws reports it.
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _twin_pid(endpoint: AwsEndpoint) -> int | None:

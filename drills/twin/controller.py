@@ -59,8 +59,9 @@ from drills.clients import Clients
 from drills.errors import TwinError
 from drills.journal import utc_now
 from drills.twin import control as twin_control
-from drills.twin.elb import HEALTHY, HealthChecker, TargetGroup, free_port
+from drills.twin.elb import HEALTHY, HealthChecker, TargetGroup
 from drills.twin.monitor import MetricPublisher
+from drills.twin.ports import free_port
 from drills.twin.procs import find, live_pid, stop_process
 from drills.twin.state import RegionState, TwinState
 from drills.twin.timing import TimingProfile, profile

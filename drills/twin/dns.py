@@ -40,7 +40,6 @@ import logging
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -55,6 +54,7 @@ from dnslib.server import DNSLogger, DNSServer
 
 from drills.errors import TwinError
 from drills.twin import control
+from drills.twin.ports import free_port
 from drills.twin.procs import live_pid, proc_state, signal_quietly, stop_process
 
 __all__ = ["DnsEndpoint", "Names", "RecordSet", "Snapshot", "Zone", "answer", "endpoint_in",
@@ -291,7 +291,7 @@ def endpoint_in(workdir: Path, aws_url: str, port: int = 0,
     listen, and its files; nothing starts (so a twin can record it before it starts)."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    return DnsEndpoint(host, port or _free_port(host), str(workdir / "dns.pid"),
+    return DnsEndpoint(host, port or free_port((host,), udp=True), str(workdir / "dns.pid"),
                        str(workdir / "dns.log"), aws_url)
 
 
@@ -366,21 +366,6 @@ def refresh_dns(endpoint: DnsEndpoint) -> None:
 
 def _pid(endpoint: DnsEndpoint) -> int | None:
     return live_pid(Path(endpoint.pid_file), _MODULE, endpoint.pid_file)
-
-
-def _free_port(host: str) -> int:
-    """A port free for both TCP and UDP now (another process could still take it)."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp, \
-                socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            tcp.bind((host, 0))
-            port = int(tcp.getsockname()[1])
-            try:
-                udp.bind((host, port))
-            except OSError:
-                continue
-            return port
-    raise TwinError(f"found no port free for both UDP and TCP on {host}")
 
 
 def _answers(endpoint: DnsEndpoint) -> bool:

@@ -10,7 +10,6 @@ answers (`drills.twin.fidelity.elbv2`), and which the Auto Scaling group acts on
 from __future__ import annotations
 
 import http.client
-import socket
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,13 +29,6 @@ class TargetGroup:
     interval: float
     timeout: float
     in_use: bool  # a load balancer uses it: ELB health-checks only those targets
-
-
-def free_port() -> int:
-    """A loopback port nobody listens on now (the worker binds it a moment later)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def health_check(port: int | None, path: str, timeout: float) -> dict[str, Any]:

@@ -37,6 +37,7 @@ from drills.twin import api, aws, controller, dns, monitor, nats, tls
 from drills.twin.controller import WORKER_MODULE
 from drills.twin.images import build_enclave
 from drills.twin.nats import NatsCluster, NatsClusterSpec
+from drills.twin.ports import free_port
 from drills.twin.procs import still_running, stop_process
 from drills.twin.provision import (
     FIRST_VERSION,
@@ -235,7 +236,7 @@ def _plan(root: Path, timing: str, backend: nats.Backend, desired: int
     profile = timing_profile(timing)
     names = Names()
     endpoint = aws.endpoint_in(root / "aws")
-    port = api.free_port_on(list(REGION_HOSTS.values()))  # DNS answers addresses, not ports
+    port = free_port(list(REGION_HOSTS.values()))  # DNS answers addresses, not ports
     plans: dict[str, _Plan] = {}
     regions: dict[str, RegionState] = {}
     for name, host in REGION_HOSTS.items():

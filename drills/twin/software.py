@@ -41,6 +41,7 @@ from drills.clients import Clients
 from drills.environment import Names
 from drills.journal import utc_now
 from drills.twin import api, controller, dns, nats, tls
+from drills.twin.ports import free_port
 from drills.twin.state import REGION_HOSTS, RegionState, TwinState
 from drills.twin.timing import TimingProfile, profile
 
@@ -60,7 +61,7 @@ class ServiceSoftware:
 
     def __post_init__(self) -> None:
         self.root = self.root.resolve()
-        self.api_port = self.api_port or api.free_port_on(list(REGION_HOSTS.values()))
+        self.api_port = self.api_port or free_port(list(REGION_HOSTS.values()))
 
     # -- what the stack and the drills are pointed at -------------------------------------
     @property

@@ -6,17 +6,15 @@ free 127.0.0.1 ports, `to_dict`/`from_dict` carry it through the twin's state fi
 
 from __future__ import annotations
 
-import os
-import random
 import re
-import socket
 from collections.abc import Collection
 from dataclasses import asdict, astuple, dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from drills.errors import ConfigError, TwinError
+from drills.errors import ConfigError
+from drills.twin.ports import free_ports
 
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{0,40}$")  # fits docker names and DNS labels
 
@@ -158,45 +156,3 @@ def allocate(
     )
 
 
-def port_range() -> range:
-    """Where the twin picks its ports: `$DRILLS_PORT_RANGE` ("LOW-HIGH"; several twins on
-    one machine, each in its own slice, never pick the same), else 10000 up to the
-    ephemeral range."""
-    spec = os.environ.get("DRILLS_PORT_RANGE")
-    if spec:
-        try:
-            low, high = (int(x) for x in spec.split("-"))
-        except ValueError:
-            raise ConfigError(f"DRILLS_PORT_RANGE={spec!r} must be LOW-HIGH, e.g. "
-                              "10000-15000") from None
-        return range(low, high)
-    try:
-        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        low = 32768
-    return range(10000, max(low, 20000))
-
-
-def free_ports(count: int, avoid: Collection[int] = ()) -> list[int]:
-    """Distinct free TCP ports on 127.0.0.1 in `port_range()`, below the ephemeral range:
-    outgoing connections (routes, clients) take ephemeral ports and could hold a stopped
-    node's port when it restarts on it."""
-    ports = port_range()
-    held: list[socket.socket] = []
-    try:
-        for port in random.sample(ports, min(2000, len(ports))):
-            if port in avoid:
-                continue
-            sock = socket.socket()
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                sock.close()
-                continue
-            held.append(sock)  # kept bound until all are found: no port is handed out twice
-            if len(held) == count:
-                return [s.getsockname()[1] for s in held]
-        raise TwinError(f"found only {len(held)} of {count} free ports on 127.0.0.1")
-    finally:
-        for sock in held:
-            sock.close()
