@@ -154,5 +154,3 @@ def allocate(
         region, cluster_name, backend, str(workdir), user, password, nodes, control,
         ping_interval,
     )
-
-
