@@ -18,6 +18,13 @@ from drills.twin.state import REGION_HOSTS
 HOSTS = list(REGION_HOSTS.values())
 
 
+def bind_everywhere(stack: ExitStack, port: int) -> None:
+    """Bind `port` for TCP and UDP on both region addresses (OSError if one is taken)."""
+    for host in HOSTS:
+        for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+            stack.enter_context(socket.socket(socket.AF_INET, kind)).bind((host, port))
+
+
 @pytest.fixture
 def pair(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[int, int]]:
     """DRILLS_PORT_RANGE of two ports free on both region addresses, for TCP and UDP, above
@@ -26,10 +33,7 @@ def pair(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[int, int]]:
         try:
             with ExitStack() as stack:
                 for port in (low, low + 1):
-                    for host in HOSTS:
-                        for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
-                            sock = stack.enter_context(socket.socket(socket.AF_INET, kind))
-                            sock.bind((host, port))
+                    bind_everywhere(stack, port)
         except OSError:
             continue
         monkeypatch.setenv("DRILLS_PORT_RANGE", f"{low}-{low + 2}")
@@ -54,9 +58,7 @@ def test_ports_are_distinct_and_free_on_every_host_and_protocol(
     assert 10000 not in ports
     with ExitStack() as stack:  # every one binds, on both addresses, TCP and UDP
         for port in ports:
-            for host in HOSTS:
-                for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
-                    stack.enter_context(socket.socket(socket.AF_INET, kind)).bind((host, port))
+            bind_everywhere(stack, port)
 
 
 @pytest.mark.parametrize("kind", [socket.SOCK_STREAM, socket.SOCK_DGRAM])
