@@ -30,9 +30,7 @@ def still_running(pid: int, *markers: str) -> bool:
     recycled pid is never mistaken for it)."""
     if pid <= 0:
         return False
-    argv = _argv(pid)
-    return (all(any(m.encode() in arg for arg in argv) for m in markers)
-            and proc_state(pid) not in (None, "Z"))
+    return _described(pid, _argv(pid), markers)
 
 
 def find(*markers: str) -> dict[int, list[str]]:
@@ -43,10 +41,15 @@ def find(*markers: str) -> dict[int, list[str]]:
             continue
         pid = int(entry.name)
         argv = _argv(pid, patience=0)
-        if (argv and all(any(m.encode() in arg for arg in argv) for m in markers)
-                and proc_state(pid) not in (None, "Z")):
+        if argv and _described(pid, argv, markers):
             found[pid] = [arg.decode(errors="replace") for arg in argv if arg]
     return found
+
+
+def _described(pid: int, argv: list[bytes], markers: tuple[str, ...]) -> bool:
+    """Every marker is in one of `argv`'s arguments, and `pid` lives (not a zombie)."""
+    return (all(any(m.encode() in arg for arg in argv) for m in markers)
+            and proc_state(pid) not in (None, "Z"))
 
 
 def _argv(pid: int, patience: float = 0.5) -> list[bytes]:
