@@ -15,8 +15,10 @@ from tests.conftest import wait_for
 
 @pytest.fixture
 def sleeper() -> Iterator[subprocess.Popen[bytes]]:
-    """A live process whose argv is `sleep 300`."""
+    """A live process whose argv is `sleep 300`, past its exec (right after the fork its
+    cmdline is empty for a moment, and `find` does not wait on any process)."""
     proc = subprocess.Popen(["sleep", "300"])
+    wait_for(lambda: still_running(proc.pid, "sleep", "300"), 10, "sleep to be exec'd")
     yield proc
     proc.kill()
     proc.wait()
