@@ -218,67 +218,7 @@ def test_steps_into_a_pipe_closed_early_is_no_error() -> None:
     assert "Traceback" not in err
 
 
-def test_build_enclave_registers_an_ami_and_prints_its_pcrs(healthy_twin: Twin,
-                                                             tmp_path: Path) -> None:
-    """`drills twin build-enclave --version X` prints what build-enclave.sh prints (runbook
-    6.2 step 1): the new AMI and PCR0/1/2 of that build; a bad version exits 2."""
-    from drills.attestation import build_pcrs
 
-    done = drills("twin", "build-enclave", "--version", "9.9.9", tmp_path=tmp_path,
-                  twin=healthy_twin, timeout=120)
-    assert done.returncode == 0, done.stderr
-    lines = dict(line.split(": ", 1) for line in done.stdout.splitlines())
-    ec2 = healthy_twin.clients("ec2")
-    try:
-        assert lines["Version"] == "9.9.9"
-        assert lines["AMI"].startswith("ami-")
-        assert {k: v for k, v in lines.items() if k.startswith("PCR")} == {
-            f"PCR{i}": v for i, v in sorted(build_pcrs("9.9.9").items())}
-        (image,) = ec2.describe_images(ImageIds=[lines["AMI"]])["Images"]
-        assert image["State"] == "available"
-    finally:
-        ec2.deregister_image(ImageId=lines["AMI"])
-    bad = drills("twin", "build-enclave", "--version", "two words", tmp_path=tmp_path,
-                 twin=healthy_twin, timeout=120)
-    assert bad.returncode == 2
-    assert "one word" in bad.stderr
-
-
-def test_run_passes_the_accounts_region_and_api_url_to_the_plugin() -> None:
-    """`drills run --target aws --region R --api-url U` reaches the session's options."""
-    from drills.cli import _pytest_args, build_parser
-
-    args = build_parser().parse_args(["run", "--target", "aws", "--region", "eu-west-1",
-                                      "--api-url", "https://api.example.test", "monthly"])
-    args.pytest_args = []
-    out = _pytest_args(args, "r1", "monthly")
-    assert "--drills-region=eu-west-1" in out
-    assert "--drills-api-url=https://api.example.test" in out
-    plain = build_parser().parse_args(["run", "monthly"])
-    plain.pytest_args = []
-    default = _pytest_args(plain, "r2", "monthly")
-    assert not [a for a in default if a.startswith(("--drills-region", "--drills-api-url"))]
-
-
-def test_run_is_interactive_only_with_an_operator_and_a_terminal_on_stdin(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    """`--operator` and `--soak` reach the plugin; the run prompts its operators only when
-    stdin is a terminal (decided before pytest captures stdin), never without an operator."""
-    from drills.cli import _pytest_args, build_parser
-
-    def plugin_args(*argv: str, tty: bool) -> list[str]:
-        monkeypatch.setattr(sys.stdin, "isatty", lambda: tty)
-        args = build_parser().parse_args(["run", *argv, "annual"])
-        args.pytest_args = []
-        return _pytest_args(args, "r1", "annual")
-
-    named = ("--operator", "Dana:incident-commander", "--soak", "2m")
-    at_terminal = plugin_args(*named, tty=True)
-    assert "--drills-operator=Dana:incident-commander" in at_terminal
-    assert "--drills-soak=2m" in at_terminal
-    assert "--drills-interactive" in at_terminal
-    assert "--drills-interactive" not in plugin_args(*named, tty=False)
-    assert "--drills-interactive" not in plugin_args("--soak", "2m", tty=True)
 
 
 def test_list_on_an_account_says_what_runs_and_what_is_skipped_and_touches_nothing(
