@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from drills.boundary import is_aws_error, translate
+from drills.config import OBJECTIVES_ENV
 from drills.errors import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -159,9 +160,10 @@ def build_parser() -> argparse.ArgumentParser:
     rb.add_argument("--region", default=None,
                     help="the account's primary region (default: primary_region under "
                          "[environment] in the objectives file, else us-east-1)")
-    rb.add_argument("--objectives",
+    rb.add_argument("--objectives", default=os.environ.get(OBJECTIVES_ENV),
                     help="the objectives file of the runs: [environment] names the account's "
-                         "resources, [allow] accounts and regions where rollback may act")
+                         "resources, [allow] accounts and regions where rollback may act "
+                         f"(default ${OBJECTIVES_ENV})")
     rb.set_defaults(func=cmd_rollback)
 
     steps = sub.add_parser("steps", help="list every step of the step library with its "

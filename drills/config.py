@@ -199,6 +199,11 @@ class StopSettings:
 
 #: The share of a group a partial fault may act on by default (`[blast] max_share`).
 DEFAULT_MAX_SHARE = 0.5
+#: Where the objectives file is looked for when no --objectives is given.
+OBJECTIVES_ENV = "DRILLS_OBJECTIVES"
+#: What faults act on, the keys of the fault allow-list under [allow] (each fault's
+#: `target_kind`; tests/faults/test_base.py checks the two agree).
+TARGET_KINDS = frozenset({"asg", "bucket", "key", "nats", "region", "ssm-parameter", "table"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -344,6 +349,8 @@ def load_settings(path: Path | None) -> Settings:
             raise ConfigError(f"{where} allow.{kind} must be a list of names")
         allow[kind] = tuple(names)
     clearance = _clearance(allow, where)
+    _reject_unknown(allow, set(TARGET_KINDS) | {"accounts", "regions", "production_accounts"},
+                    f"{where} [allow]")
     blast = _table(data, "blast", where)
     _reject_unknown(blast, {"max_share"}, f"{where} [blast]")
     max_share = _fraction(blast.get("max_share", DEFAULT_MAX_SHARE), f"{where} blast.max_share")

@@ -4,11 +4,13 @@ the feature suite (or a listing of it), and that session's outcome into the exit
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 from pathlib import Path
 
 from drills.cli import say
+from drills.config import OBJECTIVES_ENV
 from drills.errors import (
     EXIT_BAD_INPUT,
     EXIT_FAILED,
@@ -57,9 +59,10 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         nargs="*",
         help="monthly | quarterly | annual | tag expression | features/... paths",
     )
-    run.add_argument("--objectives", help="TOML file overriding the runbook objectives, with "
-                     "[environment] names, [allow] accounts/regions/targets, [stop] alarms "
-                     "and [blast] max_share (see README)")
+    run.add_argument("--objectives", default=os.environ.get(OBJECTIVES_ENV),
+                     help="TOML file overriding the runbook objectives, with [environment] "
+                     "names, [allow] accounts/regions/targets, [stop] alarms and [blast] "
+                     f"max_share (see README; default ${OBJECTIVES_ENV})")
     run.add_argument("--list", action="store_true",
                      help="only list the drills this run selects (feature :: scenario), each "
                      "to run or skipped with the reason (@twin_only, or a capability the "

@@ -23,6 +23,7 @@ from pytest_bdd.steps import StepFunctionContext, step_function_context_registry
 
 from drills.boundary import is_aws_error
 from drills.capabilities import Capability, skip_reason, step_needs, tag_needs
+from drills.config import OBJECTIVES_ENV
 from drills.drill import Drill
 from drills.errors import EXIT_FAILED, ConfigError, DrillError, ObjectiveBreached, TargetNotAllowed
 from drills.evidence.model import DrillRecord, Status, StepRecord, StopRecord
@@ -67,7 +68,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="primary region (default: [environment] primary_region, us-east-1)")
     group.addoption("--drills-api-url", default=None,
                     help="the vault API of an account target (else [api] url)")
-    group.addoption("--drills-objectives", default=os.environ.get("DRILLS_OBJECTIVES"),
+    group.addoption("--drills-objectives", default=os.environ.get(OBJECTIVES_ENV),
                     help="TOML file overriding the runbook's objectives")
     group.addoption("--drills-reports", default=None,
                     help="where run reports go (default: a new temporary folder, so that only "

@@ -76,6 +76,8 @@ asg = ["VettID-Nitro-EnclaveASG"]
     ("[allow]\nasg = 'one'", "list of names"),
     ("[allow]\naccounts = ['1234']", "not an AWS account id"),
     ("[allow]\nproduction_accounts = ['prod-account']", "not an AWS account id"),
+    ("[allow]\nasgs = ['VettID-Nitro-EnclaveASG']",  # a typo must not leave asg unlisted
+     r"\[allow\]: unknown key\(s\) asgs; allowed: accounts, asg, bucket"),
     ("[stop]\nalarms = 'VettID-API-5xx'", "list of CloudWatch alarm names"),
     ("[stop]\nalarm = ['VettID-API-5xx']", "unknown key"),
     ("[stop]\npoll = 0", "must be positive"),

@@ -41,3 +41,19 @@ def test_run_is_interactive_only_with_an_operator_and_a_terminal_on_stdin(
     assert "--drills-interactive" in at_terminal
     assert "--drills-interactive" not in plugin_args(*named, tty=False)
     assert "--drills-interactive" not in plugin_args("--soak", "2m", tty=True)
+
+
+def test_every_command_reading_the_objectives_file_defaults_to_drills_objectives(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """`$DRILLS_OBJECTIVES` names the file for `run`, `rollback` (the same allow-lists as the
+    run it cleans up after) and `report objectives-review` alike; --objectives overrides it."""
+    monkeypatch.setenv("DRILLS_OBJECTIVES", "team.toml")
+    parser = build_parser()
+    for argv in (["run", "monthly"], ["rollback"], ["report", "objectives-review"]):
+        assert parser.parse_args(argv).objectives == "team.toml", argv
+    run = parser.parse_args(["run", "monthly"])
+    run.pytest_args = []
+    assert "--drills-objectives=team.toml" in pytest_args(run, "r1", "monthly")
+    assert parser.parse_args(["rollback", "--objectives", "x.toml"]).objectives == "x.toml"
+    monkeypatch.delenv("DRILLS_OBJECTIVES")
+    assert build_parser().parse_args(["rollback"]).objectives is None

@@ -8,11 +8,13 @@ Exit codes: 0 all well; 1 the report changed (verify) or a cadence item is overd
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from drills.config import OBJECTIVES_ENV
 from drills.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -246,8 +248,9 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         "the review, then a unified diff of the current objectives file against the proposal. "
         "Exit 0, or 2 on bad input (margin, objectives file, unreadable index).")
     p.add_argument("--reports", default="reports", help=ROOT_HELP)
-    p.add_argument("--objectives", help="the current objectives file (default: the runbook's "
-                   "objectives); the proposal edits a copy of it")
+    p.add_argument("--objectives", default=os.environ.get(OBJECTIVES_ENV),
+                   help=f"the current objectives file (default ${OBJECTIVES_ENV}, else the "
+                   "runbook's objectives); the proposal edits a copy of it")
     p.add_argument("--margin", default="25%", help="added to the p95 of the RTO figures, as a "
                    "percentage or a fraction (default 25%%)")
     p.add_argument("--include-twin", action="store_true", help="also review twin rehearsals "

@@ -9,6 +9,7 @@ import pytest
 
 from drills.capabilities import ALL, Capability
 from drills.clients import Clients
+from drills.config import TARGET_KINDS
 from drills.errors import CapabilityMissing, FaultError, TargetNotAllowed
 from drills.faults import AllowList, Fault, FaultContext, FaultInjector, rollback
 from drills.journal import FaultState, Journal
@@ -211,3 +212,12 @@ def test_a_revert_that_needs_an_older_one_first_is_retried_after_it(setup: Any) 
             assert [r.reverted for r in rollback(journal, ctx, "env-a")] == [True, True]
         assert EVENTS == ["on:s1", "on:s2", "off:s1", "off:s2"]
         assert journal.pending() == []
+
+
+def test_the_allow_list_knows_every_kind_of_target_a_fault_acts_on() -> None:
+    """`[allow]` in the objectives file refuses keys that are not target kinds (a typo would
+    leave its targets unlisted): its kinds are exactly those of the library's faults."""
+    kinds = {cls.target_kind for cls in Fault.registry.values()
+             if cls.__module__.startswith("drills.faults.")}
+    assert kinds == TARGET_KINDS
+
