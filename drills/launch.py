@@ -20,6 +20,7 @@ from drills.errors import (
     ConfigError,
 )
 from drills.tags import CADENCES, check_expression
+from drills.twin.cli import add_start_options
 
 EXIT_CODES = """exit codes:
   0    every drill passed (an @expected_breach drill passes by showing its breach)
@@ -97,18 +98,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
                      help="drill a production account ([allow] production_accounts, or an "
                           "IAM account alias containing 'prod'); refused without it; the "
                           "report records that it was given")
-    run.add_argument(
-        "--nats",
-        choices=["process", "container"],
-        default="process",
-        help="NATS backend if a twin is started (default process)",
-    )
-    run.add_argument(
-        "--timing",
-        choices=["fast", "realistic"],
-        default="fast",
-        help="twin timing profile if a twin is started (default fast)",
-    )
+    add_start_options(run, when=" if a twin is started")
     run.add_argument(
         "--participant",
         action="append",

@@ -17,18 +17,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     t_up = tsub.add_parser(
         "up", parents=[common], help="start the twin; returns once every component is healthy"
     )
-    t_up.add_argument(
-        "--nats",
-        choices=["process", "container"],
-        default="process",
-        help="NATS backend: real nats-server processes (default) or Docker containers",
-    )
-    t_up.add_argument(
-        "--timing",
-        choices=["fast", "realistic"],
-        default="fast",
-        help="delays of AWS behaviours (boot, health checks); see README",
-    )
+    add_start_options(t_up)
     t_up.add_argument("--vaults", type=int, default=24, help="vaults to enroll (default 24)")
     t_up.add_argument(
         "--desired",
@@ -56,6 +45,17 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
                          help="a build broken on purpose (for drills of runbook 6.3)")
     t_build.add_argument("--region", default="us-east-1")
     twin.set_defaults(func=cmd_twin)
+
+
+def add_start_options(parser: argparse.ArgumentParser, when: str = "") -> None:
+    """--nats and --timing: how a twin is started (by `twin up`, or by `run` `when` none
+    runs)."""
+    parser.add_argument("--nats", choices=["process", "container"], default="process",
+                        help=f"NATS backend{when}: real nats-server processes (default) or "
+                        "Docker containers")
+    parser.add_argument("--timing", choices=["fast", "realistic"], default="fast",
+                        help=f"timing profile{when}: the delays of AWS behaviours (boot, "
+                        "health checks), fast (default) or realistic; see README")
 
 
 def cmd_twin(args: argparse.Namespace) -> int:
