@@ -34,7 +34,10 @@ def still_running(pid: int, *markers: str) -> bool:
 
 
 def find(*markers: str) -> dict[int, list[str]]:
-    """Every live process (not a zombie) whose argv holds every marker: pid -> argv."""
+    """Every live process (not a zombie) whose argv holds every marker: pid -> argv. A
+    process in the middle of its exec (an empty cmdline for a moment) is not waited for,
+    so not listed: kernel threads' cmdlines are always empty, and waiting on each would
+    make one scan take seconds."""
     found: dict[int, list[str]] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
