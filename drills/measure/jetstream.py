@@ -30,6 +30,7 @@ from drills.measure.timeline import Outcome, ProbeResult
 STREAM = "VETTID_DRILL"
 SUBJECT = "vettid.drill.jetstream"
 MSG_ID = "Nats-Msg-Id"
+STREAM_MISMATCH = 10060  # JetStream's "expected stream does not match"
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,22 +95,46 @@ class JetStreamCanary(Ticker):
                     if time.monotonic() > deadline:
                         raise
 
-        async def writable() -> int:
-            # A new stream answers publishes only once its own raft group has a leader:
-            # before that a publish gets "no response from stream", which must not be
-            # counted against a healthy cluster.
-            replicas = await create()
-            jsm, deadline = self.nc.jetstream(), time.monotonic() + 20
+        async def led(deadline: float) -> None:
+            # A new stream answers publishes only once its own raft group has a leader.
+            jsm = self.nc.jetstream()
             while True:
                 with contextlib.suppress(nats.errors.TimeoutError, nats.js.errors.APIError):
                     cluster = (await jsm.stream_info(self.stream)).cluster
                     if cluster is None or (cluster.leader and all(
                             r.current for r in cluster.replicas or [])):
-                        return replicas
+                        return
                 if time.monotonic() > deadline:
                     raise ProbeError(f"stream {self.stream} has no leader with every replica "
                                      "current 20 s after it was created")
                 await asyncio.sleep(0.1)
+
+        async def answering(deadline: float) -> None:
+            # Even led, the stream is reachable from this connection's server only once the
+            # leader's interest in the subject has crossed the cluster's routes; until then
+            # a publish gets "no response from stream" (CI saw 0.6 s of it), which must not
+            # be counted against a healthy cluster. A publish expecting another stream's
+            # name is answered by the leader with 10060 before anything is stored.
+            while True:
+                try:
+                    await self._js.publish(self.subject, b"", timeout=2.0,
+                                           stream=f"{self.stream}_NOT")
+                except nats.js.errors.APIError as exc:
+                    if exc.err_code == STREAM_MISMATCH:
+                        return
+                    raise
+                except (nats.js.errors.NoStreamResponseError, nats.errors.TimeoutError):
+                    pass
+                if time.monotonic() > deadline:
+                    raise ProbeError(f"stream {self.stream} does not answer publishes 20 s "
+                                     "after it was created")
+                await asyncio.sleep(0.1)
+
+        async def writable() -> int:
+            replicas = await create()
+            await led(time.monotonic() + 20)
+            await answering(time.monotonic() + 20)
+            return replicas
 
         try:
             replicas = self.loop.run(writable(), timeout=50)

@@ -41,13 +41,16 @@ def _canary(conn: tuple[LoopThread, Any], **kwargs: Any) -> JetStreamCanary:
 def test_every_acknowledged_publish_is_read_back(conn: tuple[LoopThread, Any]) -> None:
     """With a healthy cluster every publish is acknowledged, found by its Nats-Msg-Id with
     the same hash, and the stream is deleted afterwards. `create_stream` returns only once
-    the stream has a leader and every replica is current, so not even the first publish
-    meets "no response from stream". The ack timeout is generous: on a loaded machine a
+    the stream has a leader, every replica is current and a publish from this connection is
+    answered (without storing it), so not even the first publish meets "no response from
+    stream". The ack timeout is generous: on a loaded machine a
     healthy cluster can take longer than the canary's default second to answer, and an
     unanswered publish is (rightly) unacknowledged, which is not what this test is about."""
     loop, nc = conn
     canary = _canary(conn, timeout=10.0)
-    cluster = loop.run(nc.jetstream().stream_info(canary.stream), timeout=10).cluster
+    info = loop.run(nc.jetstream().stream_info(canary.stream), timeout=10)
+    assert info.state.messages == 0  # the readiness probe stored nothing
+    cluster = info.cluster
     assert cluster.leader
     assert len(cluster.replicas) == 2
     assert all(r.current for r in cluster.replicas)
