@@ -35,7 +35,8 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups off the markers
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     _leave_to_the_evidence_runs(config, items)
-    _group_for_xdist(items)
+    if config.pluginmanager.hasplugin("xdist"):  # `drills run` needs only the load extra
+        _group_for_xdist(items)
 
 
 def _leave_to_the_evidence_runs(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -263,3 +263,18 @@ def test_list_on_an_account_says_what_runs_and_what_is_skipped_and_touches_nothi
         "written")
     assert list(tmp_path.iterdir()) == []
     assert "--list" in drills_cli("run", "--help", env=env).stdout
+
+
+def test_run_needs_only_the_load_extra_not_pytest_xdist(tmp_path: Path) -> None:
+    """The README's first command installs `.[load]`, without the dev extra's pytest-xdist:
+    the project's conftest must not use xdist's `xdist_group` marker then (under
+    `--strict-markers` it was an internal error before any drill ran). `-p no:xdist`
+    stands for the plugin not being installed."""
+    env = dict(os.environ, DRILLS_JOURNAL=str(tmp_path / "journal.jsonl"),
+               DRILLS_STATE_DIR=str(tmp_path / "twin"), PYTEST_ADDOPTS="-p no:xdist")
+    result = drills_cli("run", "monthly", "--list", "--reports", str(tmp_path / "reports"),
+                        env=env, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "INTERNALERROR" not in result.stdout + result.stderr
+    assert result.stdout.splitlines()[-1].endswith(
+        "skipped on --target twin; nothing was started, injected or written")
