@@ -95,4 +95,11 @@ def measure_label(name: str) -> str:
         return f"{name.capitalize()} RTO"
     if name == "mttr":
         return "MTTR (incident to recovery)"
-    return name.replace("-", " ").replace("_", " ").capitalize()
+    label = " ".join(w.upper() if w in _ACRONYMS else w
+                     for w in name.replace("-", " ").replace("_", " ").split())
+    return label[:1].upper() + label[1:]
+
+
+# Written in capitals inside a figure's name: 'DR capacity', 'DNS INSYNC'.
+_ACRONYMS = frozenset({"api", "asg", "dns", "dr", "insync", "kms", "mttr", "nats", "pcr",
+                       "rpo", "rto", "s3", "ssm"})
