@@ -4,8 +4,10 @@ Feature: Failback in the runbook's order (5.3 steps 1, 2, 3, 4)
   sync (step 2), bring the primary's ASG up and the DR ASG down (step 3), and only then move
   DNS back (step 4). The DR region takes writes until its enclaves are gone, after the sync
   has listed its bucket: those acknowledged writes never reach the primary. A canary writes
-  through api.vettid.dev, resolved as the apps resolve it, for the whole exercise; after
-  failback every acknowledged write is looked for in the primary.
+  through api.vettid.dev, resolved as the apps resolve it, for the whole exercise; between
+  steps 2 and 3 the apps update one vault the canary then keeps to itself (a later write of
+  it, landing in the primary, would hide the loss); after failback every acknowledged write
+  is looked for in the primary.
 
   The quarterly failover drill fails back with step 3 before step 2 instead (DR emptied, then
   the sync, then DNS back), and records this as a finding against 5.3.
